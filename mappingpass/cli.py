@@ -1,0 +1,244 @@
+"""The command line: `main(argv) -> int`, one function per subcommand.
+
+Exit codes (DESIGN.md): 0 success, 1 found what the command exists to find
+(unresolved reads, unresolvable verdicts), 2 usage or input error with a
+one-line message naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import graph as graphmod
+from . import index as indexmod
+from . import rules as rulesmod
+
+ANALYZE_SCHEMA = "mappingpass.analyze/1"
+
+
+class InputError(Exception):
+    """A bad path, rules file or database: reported in one line, exit 2."""
+
+
+def _progress(quiet: bool, label: str):
+    if quiet:
+        return None
+    tty = sys.stderr.isatty()
+    state = {"last": time.monotonic()}
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done != total and now - state["last"] < (0.1 if tty else 5.0):
+            return
+        state["last"] = now
+        if tty:
+            width = 30
+            filled = width * done // max(total, 1)
+            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            if done == total:
+                sys.stderr.write("\n")
+        else:
+            sys.stderr.write(f"{label}: {done}/{total} files\n")
+        sys.stderr.flush()
+
+    return report
+
+
+def _open_store(db: str, create: bool) -> indexmod.Store:
+    try:
+        return indexmod.Store(Path(db), create=create)
+    except indexmod.StoreError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _load_rules(path: str | None) -> rulesmod.Rules:
+    try:
+        return rulesmod.load(path)
+    except rulesmod.RulesError as exc:
+        raise InputError(str(exc)) from None
+
+
+def load_analysis(db: str, rules_path: str | None = None):
+    """What every later command starts from: the store, its root, rules and graph."""
+    store = _open_store(db, create=False)
+    root = store.get_meta("root")
+    if root is None:
+        raise InputError(f"{db}: the index is empty; run 'mappingpass analyze PATH --db {db}'")
+    rules = _load_rules(rules_path or store.get_meta("rules_path"))
+    analysis = graphmod.build(store.load_facts(), rules)
+    return store, Path(root), rules, analysis
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    root = Path(args.path)
+    if not root.exists():
+        raise InputError(f"{root}: no such directory; give the top of a kernel tree")
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory; give the top of a kernel tree")
+    rules = _load_rules(args.rules)
+    store = _open_store(args.db, create=True)
+    jobs = args.jobs or os.cpu_count() or 1
+    stats = indexmod.index_tree(
+        root, rules, store, jobs, parse_all=args.scope == "all",
+        progress=_progress(args.quiet, "analyze"),
+    )
+    store.set_meta("root", str(root.resolve()))
+    store.set_meta("rules_path", str(Path(rules.path).resolve()))
+    store.commit()
+    started = time.monotonic()
+    analysis = graphmod.build(store.load_facts(), rules)
+    if args.scope == "auto":
+        # struct definitions that type a receiver may live in deferred headers
+        for _ in range(3):
+            tags = sorted(analysis.types.missing)
+            if not tags or not indexmod.expand_types(root, rules, store, tags):
+                break
+            analysis = graphmod.build(store.load_facts(), rules)
+    graph_seconds = time.monotonic() - started
+    result = analyze_report(root, store, stats, analysis, graph_seconds)
+    store.close()
+    if args.format == "json":
+        json.dump(result, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_analyze_text(result)
+    return 0
+
+
+def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, graph_seconds: float) -> dict:
+    states = store.state_counts()
+    failures = [
+        {"file": f.path, "error_nodes": f.error_nodes, "lines": list(f.error_lines)}
+        for f in analysis.facts.values() if f.error_nodes
+    ]
+    functions = [
+        {"name": d["name"], "id": n, "file": path, "line": line, "static": d["static"]}
+        for n, d in analysis.graph.nodes(data=True) if d["type"] == "function"
+        for path, line in d["bodies"]
+    ]
+    functions.sort(key=lambda f: (f["file"], f["line"], f["name"]))
+    slots = [
+        {"id": n, "kind": d["slot_kind"], "name": d["name"], "owner": d["owner"],
+         "params": [t for _, t in d["params"]],
+         "bound": sorted(a for a, _ in analysis.graph.in_edges(n)
+                         if analysis.graph.edges[a, n]["kind"] == "binds"),
+         "decls": [{"file": p, "line": ln} for p, ln in d["decls"]]}
+        for n, d in sorted(analysis.graph.nodes(data=True)) if d["type"] == "slot"
+    ]
+    calls = sum(len(f.calls) for f in analysis.facts.values())
+    summary = graphmod.summary(analysis)
+    return {
+        "schema": ANALYZE_SCHEMA,
+        "root": str(root.resolve()),
+        "files": {
+            "total": stats.files,
+            "parsed": states.get("parsed", 0),
+            "deferred": states.get("deferred", 0),
+            "skipped": states.get("skipped", 0),
+            "parsed_this_run": stats.parsed,
+            "reused": stats.reused,
+            "non_utf8": stats.non_utf8,
+        },
+        "skipped": [{"file": p, "reason": n} for p, n in stats.skipped_files],
+        "parse_failures": {
+            "files_with_errors": len(failures),
+            "error_nodes": sum(f["error_nodes"] for f in failures),
+            "recovered_functions": sum(f.recovered for f in analysis.facts.values()),
+            "files": failures,
+        },
+        "functions": functions,
+        "calls": {
+            "sites": calls,
+            "call_edges": analysis.stats["call_edges"],
+            "slot_call_edges": analysis.stats["slot_call_edges"],
+            "unresolved_member_calls": analysis.unresolved_member_calls,
+        },
+        "slots": slots,
+        "bindings": analysis.stats["bindings"],
+        "reads": [r.to_json() for r in analysis.reads],
+        "candidates": [r.to_json() for r in analysis.candidates],
+        "reads_by_kind": summary["reads_by_kind"],
+        "reads_by_subsystem": summary["reads_by_subsystem"],
+        "seconds": {"index": round(stats.seconds, 3), "graph": round(graph_seconds, 3)},
+    }
+
+
+def print_analyze_text(r: dict) -> None:
+    f = r["files"]
+    pf = r["parse_failures"]
+    print(f"tree       {r['root']}")
+    print(f"files      {f['total']} .c/.h: {f['parsed']} parsed, {f['deferred']} deferred "
+          f"(parsed on demand by plan), {f['skipped']} skipped; this run parsed "
+          f"{f['parsed_this_run']}, reused {f['reused']}")
+    if f["non_utf8"]:
+        print(f"           {f['non_utf8']} files have non-UTF-8 bytes (parsed as bytes)")
+    for s in r["skipped"][:10]:
+        print(f"  skipped  {s['file']}: {s['reason']}")
+    print(f"parse      {pf['files_with_errors']} files with tree-sitter errors "
+          f"({pf['error_nodes']} error nodes), {pf['recovered_functions']} functions recovered")
+    print(f"functions  {len(r['functions'])}")
+    c = r["calls"]
+    print(f"calls      {c['sites']} sites, {c['call_edges']} direct edges, "
+          f"{c['slot_call_edges']} through slots ({c['unresolved_member_calls']} member calls "
+          "with no known slot)")
+    print(f"slots      {len(r['slots'])} ({r['bindings']} bindings)")
+    print(f"reads      {len(r['reads'])} ({len(r['candidates'])} candidates with an unknown receiver type)")
+    names = {"1": "fs/vfs: pass the mapping", "2": "core mm: record walks",
+             "3": "block completion", "4": "debugging", "5": "GUP write",
+             "other": "no kind rule"}
+    for kind, n in r["reads_by_kind"].items():
+        print(f"  kind {kind:<5} {n:6}  {names.get(kind, '')}")
+    top = list(r["reads_by_subsystem"].items())[:12]
+    if top:
+        print("  by subsystem: " + ", ".join(f"{k} {v}" for k, v in top))
+    s = r["seconds"]
+    print(f"time       index {s['index']:.1f} s, graph {s['graph']:.1f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mappingpass", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--db", default=".mappingpass", help="results directory (default ./.mappingpass)")
+        sp.add_argument("--format", choices=("text", "json"), default="text")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    a = sub.add_parser("analyze", help="index a tree: functions, calls, slots and mapping reads")
+    a.add_argument("path", help="top of a kernel tree (or any directory of C files)")
+    a.add_argument("-j", "--jobs", type=int, default=0, help="parallel parsers (default: all cores)")
+    a.add_argument("--rules", help="rules file (default: rules/mapping.toml)")
+    a.add_argument("--scope", choices=("auto", "all"), default="auto",
+                   help="auto: parse files that can hold a read up front, the rest on demand; "
+                        "all: parse every file")
+    common(a)
+    a.set_defaults(func=cmd_analyze)
+
+    from . import commands  # plan, explain, check: kept apart to keep this file thin
+
+    commands.register(sub, common)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"mappingpass: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mappingpass: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,691 @@
+"""The C front-end: tree-sitter-c over one file's bytes -> `FileFacts`.
+
+Parsing (tree-sitter), normalising (blanking annotation macros, type text,
+type recipes) and the records themselves (`facts`) are kept apart. Kernel
+macro soup is handled in three ways: annotation macros named in the rules are
+blanked before parsing (same length, so offsets and lines stay true);
+functions tree-sitter wraps in ERROR nodes are still found (queries match
+inside them); and a body left at file scope after a macro-made header
+(`SYSCALL_DEFINE2(...) {`) is recovered as a function when the rules name the
+macro. What cannot be recovered is counted in `error_nodes`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass
+
+import tree_sitter_c
+from tree_sitter import Language, Node, Parser, Query, QueryCursor
+
+from . import types
+from .facts import Binding, Call, FileFacts, Function, Param, Read, Slot, StructField
+
+LANGUAGE = Language(tree_sitter_c.language())
+
+_QUERY_TEXT = """
+(function_definition) @fn
+(call_expression) @call
+(field_expression field: (field_identifier) @field.name (#eq? @field.name "{field}")) @field
+(initializer_pair designator: (field_designator)
+  value: [(identifier) (cast_expression) (pointer_expression)]) @init
+(assignment_expression left: (field_expression)
+  right: [(identifier) (cast_expression) (pointer_expression)]) @assign
+(struct_specifier name: (type_identifier) body: (field_declaration_list)) @struct
+(union_specifier name: (type_identifier) body: (field_declaration_list)) @struct
+(type_definition) @typedef
+(ERROR) @error
+"""
+_LOCALS_QUERY_TEXT = "(declaration) @decl (parameter_declaration) @decl"
+
+# Macros that are "calls" whose value is the value of their first argument, for
+# type recipes (`READ_ONCE(page->mapping)` has the type of `page->mapping`).
+_TRANSPARENT = {"READ_ONCE", "rcu_dereference", "rcu_dereference_protected", "smp_load_acquire"}
+_PREPROC_CONTAINERS = {
+    "preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif", "preproc_elifdef",
+    "linkage_specification", "declaration_list", "ERROR",
+}
+# every byte but newline becomes a space: blanking keeps lines and offsets
+_TO_SPACES = bytes(10 if b == 10 else 32 for b in range(256))
+_CAST_ARG = re.compile(r"^\(\s*([^()]*?)\s*\)\s*&?\s*([A-Za-z_]\w*)$")
+
+
+@dataclass(frozen=True)
+class ParseConfig:
+    """What the front-end needs from the rules."""
+
+    field: str
+    accessors: frozenset[str]
+    write_wrappers: frozenset[str]
+    clash_names: frozenset[str]
+    blank_words: tuple[str, ...]
+    blank_calls: tuple[str, ...]
+    definition_macros: tuple[tuple[str, str], ...]
+
+
+class Extractor:
+    """One per process: holds the parser and compiled queries."""
+
+    def __init__(self, config: ParseConfig) -> None:
+        self.config = config
+        self.parser = Parser(LANGUAGE)
+        self.query = Query(LANGUAGE, _QUERY_TEXT.replace("{field}", config.field))
+        self.locals_query = Query(LANGUAGE, _LOCALS_QUERY_TEXT)
+        self.def_macros = dict(config.definition_macros)
+        words = "|".join(re.escape(w) for w in sorted(config.blank_words, key=len, reverse=True))
+        calls = "|".join(re.escape(w) for w in sorted(config.blank_calls, key=len, reverse=True))
+        parts = []
+        if calls:
+            # one level of nested parentheses covers __attribute__((x(y))) and __printf(1, 2)
+            parts.append(rb"\b(?:" + calls.encode() + rb")\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)")
+        if words:
+            parts.append(rb"\b(?:" + words.encode() + rb")\b")
+        self.blank_re = re.compile(b"|".join(parts)) if parts else None
+
+    def blank(self, source: bytes) -> bytes:
+        if self.blank_re is None:
+            return source
+        return self.blank_re.sub(lambda m: m.group(0).translate(_TO_SPACES), source)
+
+    def extract(self, path: str, source: bytes, digest: str) -> FileFacts:
+        text = self.blank(source)
+        tree = self.parser.parse(text)
+        return _FileWalker(self, path, text, tree.root_node, digest, len(source)).run()
+
+
+def _txt(node: Node) -> str:
+    return node.text.decode("utf-8", "replace")
+
+
+def _declarator_info(node: Node | None) -> tuple[str | None, int, Node | None]:
+    """Name, pointer depth (arrays count as pointers) and, for a (pointer to)
+    function, its parameter_list node."""
+    depth = 0
+    fn_params: Node | None = None
+    while node is not None:
+        t = node.type
+        if t in ("identifier", "field_identifier", "type_identifier", "primitive_type"):
+            return _txt(node), depth, fn_params
+        if t in ("pointer_declarator", "abstract_pointer_declarator"):
+            if fn_params is None:
+                depth += 1
+            node = node.child_by_field_name("declarator")
+        elif t in ("array_declarator", "abstract_array_declarator"):
+            depth += 1
+            node = node.child_by_field_name("declarator")
+        elif t in ("function_declarator", "abstract_function_declarator"):
+            fn_params = node.child_by_field_name("parameters")
+            node = node.child_by_field_name("declarator")
+        elif t in ("init_declarator", "attributed_declarator"):
+            node = node.child_by_field_name("declarator") or (
+                node.named_children[0] if node.named_children else None
+            )
+        elif t == "parenthesized_declarator":
+            node = node.named_children[0] if node.named_children else None
+        else:
+            return None, depth, fn_params
+    return None, depth, fn_params
+
+
+def _base_type(type_node: Node | None) -> str:
+    if type_node is None:
+        return "int"
+    if type_node.type in ("struct_specifier", "union_specifier", "enum_specifier"):
+        name = type_node.child_by_field_name("name")
+        kw = type_node.type.split("_")[0]
+        return f"{kw} {_txt(name)}" if name is not None else f"{kw} <anonymous>"
+    return types.normalise(_txt(type_node))
+
+
+def _params(plist: Node | None) -> tuple[Param, ...]:
+    if plist is None:
+        return ()
+    out: list[Param] = []
+    for child in plist.named_children:
+        if child.type == "variadic_parameter":
+            out.append(Param(None, "..."))
+        elif child.type == "parameter_declaration":
+            base = _base_type(child.child_by_field_name("type"))
+            name, depth, fnp = _declarator_info(child.child_by_field_name("declarator"))
+            if fnp is not None:
+                inner = ", ".join(p.type for p in _params(fnp))
+                out.append(Param(name, f"{base} (*)({inner})"))
+            elif base == "void" and depth == 0 and name is None:
+                continue  # f(void)
+            else:
+                out.append(Param(name, types.normalise(base, depth)))
+    return tuple(out)
+
+
+def _function_declarator(node: Node | None) -> tuple[Node | None, int]:
+    """The function_declarator inside a definition's declarator, with the
+    pointer depth of the return type."""
+    depth = 0
+    while node is not None:
+        if node.type == "function_declarator":
+            inner = node.child_by_field_name("declarator")
+            # `int (*f(void))(int)`: a function returning a function pointer
+            if inner is not None and inner.type == "parenthesized_declarator":
+                return _function_declarator(inner.named_children[0]) if inner.named_children else (None, 0)
+            return node, depth
+        if node.type == "pointer_declarator":
+            depth += 1
+        elif node.type not in ("parenthesized_declarator", "attributed_declarator"):
+            return None, 0
+        node = (
+            node.child_by_field_name("declarator")
+            if node.type != "parenthesized_declarator"
+            else (node.named_children[0] if node.named_children else None)
+        )
+    return None, 0
+
+
+class _FileWalker:
+    def __init__(
+        self, ex: Extractor, path: str, text: bytes, root: Node, digest: str, size: int
+    ) -> None:
+        self.ex = ex
+        self.cfg = ex.config
+        self.path = path
+        self.text = text
+        self.root = root
+        self.digest = digest
+        self.size = size
+        self.functions: list[Function] = []
+        self.spans: list[tuple[int, int, str]] = []  # (body start, end, name), definitions only
+        self.scopes: dict[int, dict[str, str]] = {}  # function start -> name -> type
+        self.globals: dict[str, str] = {}
+        self.recovered = 0
+
+    # -- driver -------------------------------------------------------------
+    def run(self) -> FileFacts:
+        caps = QueryCursor(self.ex.query).captures(self.root)
+        self._top_level(self.root)
+        for node in caps.get("fn", ()):
+            self._definition(node)
+        self.functions.sort(key=lambda f: (f.start, f.name))
+        self.spans = sorted(
+            (f.start, f.end, f.name, i) for i, f in enumerate(self.functions) if f.definition
+        )
+        self._starts = [s[0] for s in self.spans]
+        slots: list[Slot] = []
+        fields: list[StructField] = []
+        typedefs: list[tuple[str, str]] = []
+        for node in caps.get("struct", ()):
+            owner = f"{node.type.split('_')[0]} {_txt(node.child_by_field_name('name'))}"
+            self._struct_body(owner, node.child_by_field_name("body"), slots, fields)
+        for node in caps.get("typedef", ()):
+            self._typedef(node, slots, fields, typedefs)
+        calls, reads = self._calls(caps.get("call", ()))
+        reads.extend(self._field_reads(caps.get("field", ())))
+        bindings = self._bindings(caps.get("init", ()), caps.get("assign", ()))
+        errors = caps.get("error", ())
+        missing = 0
+        if self.root.has_error and not errors:
+            missing = 1  # only MISSING nodes: count the file once
+        clashes = self._clashes()
+        reads.sort(key=lambda r: (r.start, r.expr))
+        return FileFacts(
+            path=self.path,
+            digest=self.digest,
+            size=self.size,
+            functions=tuple(self.functions),
+            calls=tuple(calls),
+            slots=tuple(slots),
+            bindings=tuple(bindings),
+            reads=tuple(reads),
+            fields=tuple(fields),
+            typedefs=tuple(typedefs),
+            globals=tuple(sorted(self.globals.items())),
+            locals_with_field_name=tuple(clashes),
+            error_nodes=len(errors) + missing,
+            error_lines=tuple(sorted({e.start_point[0] + 1 for e in errors})[:8]),
+            recovered=self.recovered,
+        )
+
+    def enclosing(self, offset: int) -> tuple[str, int] | None:
+        """(name, index in self.functions) of the definition containing offset."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        for j in range(i, max(i - 3, -1), -1):  # nested only when recovery went odd
+            start, end, name, idx = self.spans[j]
+            if start <= offset < end:
+                return name, idx
+        return None
+
+    # -- file scope ---------------------------------------------------------
+    def _top_level(self, node: Node) -> None:
+        children = node.children
+        for i, child in enumerate(children):
+            t = child.type
+            if t in _PREPROC_CONTAINERS:
+                self._top_level(child)
+            elif t == "declaration":
+                self._file_declaration(child)
+            elif t == "compound_statement" and i > 0:
+                self._recover_macro_definition(children[i - 1], child)
+
+    def _file_declaration(self, node: Node) -> None:
+        base = _base_type(node.child_by_field_name("type"))
+        storage = {_txt(c) for c in node.children if c.type == "storage_class_specifier"}
+        for decl in node.children_by_field_name("declarator"):
+            fdecl, depth = _function_declarator(decl)
+            if fdecl is not None and fdecl.child_by_field_name("declarator") is not None:
+                name_node = fdecl.child_by_field_name("declarator")
+                if name_node.type != "identifier":
+                    continue
+                self.functions.append(
+                    Function(
+                        name=_txt(name_node),
+                        line=node.start_point[0] + 1,
+                        end_line=node.end_point[0] + 1,
+                        start=node.start_byte,
+                        end=node.end_byte,
+                        body_start=-1,
+                        static="static" in storage,
+                        inline="inline" in storage or "__inline__" in storage,
+                        params=_params(fdecl.child_by_field_name("parameters")),
+                        return_type=types.normalise(base, depth),
+                        definition=False,
+                    )
+                )
+                continue
+            name, depth, fnp = _declarator_info(decl)
+            if name is not None and fnp is None:
+                self.globals[name] = types.normalise(base, depth)
+
+    def _recover_macro_definition(self, header: Node, body: Node) -> None:
+        """`SYSCALL_DEFINE2(name, ...) { ... }` at file scope: tree-sitter sees a
+        call statement followed by a bare block."""
+        call = header
+        while call is not None and call.type in ("expression_statement", "ERROR") and call.named_children:
+            call = call.named_children[-1] if call.type == "ERROR" else call.named_children[0]
+        if call is None or call.type != "call_expression":
+            return
+        macro = _txt(call.child_by_field_name("function"))
+        template = self.ex.def_macros.get(macro)
+        args = [a for a in call.child_by_field_name("arguments").named_children if a.type != "comment"]
+        if template is None or not args:
+            return
+        self.recovered += 1
+        self.functions.append(
+            Function(
+                name=template.format(_txt(args[0])),
+                line=header.start_point[0] + 1,
+                end_line=body.end_point[0] + 1,
+                start=header.start_byte,
+                end=body.end_byte,
+                body_start=body.start_byte,
+                static=False,
+                inline=False,
+                params=_macro_params(args[1:]),
+                return_type="long",
+                definition=True,
+                via_macro=macro,
+            )
+        )
+
+    def _definition(self, node: Node) -> None:
+        fdecl, depth = _function_declarator(node.child_by_field_name("declarator"))
+        body = node.child_by_field_name("body")
+        if fdecl is None or body is None:
+            return
+        name_node = fdecl.child_by_field_name("declarator")
+        if name_node is None or name_node.type != "identifier":
+            return
+        name = _txt(name_node)
+        params = _params(fdecl.child_by_field_name("parameters"))
+        via = ""
+        template = self.ex.def_macros.get(name)
+        if template is not None:
+            # `SYSCALL_DEFINE0(sync) {` parses as a definition of SYSCALL_DEFINE0
+            plist = fdecl.child_by_field_name("parameters")
+            first = plist.named_children[0] if plist is not None and plist.named_children else None
+            if first is None:
+                return
+            via, name, params = name, template.format(_txt(first).split()[-1]), ()
+        storage = {_txt(c) for c in node.children if c.type == "storage_class_specifier"}
+        if node.parent is not None and node.parent.type == "ERROR":
+            self.recovered += 1
+        self.functions.append(
+            Function(
+                name=name,
+                line=node.start_point[0] + 1,
+                end_line=node.end_point[0] + 1,
+                start=node.start_byte,
+                end=node.end_byte,
+                body_start=body.start_byte,
+                static="static" in storage,
+                inline="inline" in storage or "__inline__" in storage,
+                params=params,
+                return_type=types.normalise(_base_type(node.child_by_field_name("type")), depth),
+                definition=True,
+                via_macro=via,
+            )
+        )
+
+    # -- structs and typedefs --------------------------------------------------
+    def _struct_body(
+        self, owner: str, body: Node | None, slots: list[Slot], fields: list[StructField]
+    ) -> None:
+        if body is None:
+            return
+        for decl in body.named_children:
+            if decl.type != "field_declaration":
+                continue
+            type_node = decl.child_by_field_name("type")
+            declarators = decl.children_by_field_name("declarator")
+            if (
+                not declarators
+                and type_node is not None
+                and type_node.type in ("struct_specifier", "union_specifier")
+                and type_node.child_by_field_name("body") is not None
+            ):
+                # anonymous struct/union: its members are members of the owner
+                self._struct_body(owner, type_node.child_by_field_name("body"), slots, fields)
+                continue
+            base = _base_type(type_node)
+            for d in declarators:
+                name, depth, fnp = _declarator_info(d)
+                if name is None:
+                    continue
+                if fnp is not None:
+                    params = _params(fnp)
+                    slots.append(
+                        Slot("member", owner.split(" ", 1)[1], name, params,
+                             decl.start_point[0] + 1, decl.start_byte, decl.end_byte, True)
+                    )
+                    fields.append(StructField(owner, name, f"{base} (*)()"))
+                else:
+                    fields.append(StructField(owner, name, types.normalise(base, depth)))
+
+    def _typedef(
+        self, node: Node, slots: list[Slot], fields: list[StructField],
+        typedefs: list[tuple[str, str]],
+    ) -> None:
+        type_node = node.child_by_field_name("type")
+        base = _base_type(type_node)
+        for d in node.children_by_field_name("declarator"):
+            name, depth, fnp = _declarator_info(d)
+            if name is None:
+                continue
+            if fnp is not None:
+                pointer = d.type != "function_declarator"
+                slots.append(
+                    Slot("typedef", "", name, _params(fnp), node.start_point[0] + 1,
+                         node.start_byte, node.end_byte, pointer)
+                )
+            elif base.endswith("<anonymous>") and type_node is not None:
+                # typedef struct { ... } foo_t;  -> foo_t is the struct's only name
+                self._struct_body(name, type_node.child_by_field_name("body"), slots, fields)
+                typedefs.append((name, types.normalise(name, depth)))
+            else:
+                typedefs.append((name, types.normalise(base, depth)))
+
+    # -- scopes and recipes -------------------------------------------------
+    def scope(self, fn_index: int) -> dict[str, str]:
+        """Parameters and locals of a function: name -> type (built on demand)."""
+        scope = self.scopes.get(fn_index)
+        if scope is not None:
+            return scope
+        fn = self.functions[fn_index]
+        scope = {p.name: p.type for p in fn.params if p.name}
+        cursor = QueryCursor(self.ex.locals_query)
+        cursor.set_byte_range(fn.body_start, fn.end)
+        for nodes in cursor.captures(self.root).values():
+            for decl in nodes:
+                base = _base_type(decl.child_by_field_name("type"))
+                for d in decl.children_by_field_name("declarator"):
+                    name, depth, fnp = _declarator_info(d)
+                    if name is not None and name not in scope:
+                        scope[name] = f"{base} (*)()" if fnp is not None else types.normalise(base, depth)
+        self.scopes[fn_index] = scope
+        return scope
+
+    def recipe(self, node: Node, scope: dict[str, str]) -> list:
+        t = node.type
+        if t == "identifier":
+            name = _txt(node)
+            declared = scope.get(name) or self.globals.get(name)
+            if declared is not None:
+                base, depth = types.split(declared)
+                return ["t", base, depth]
+            return ["v", name]
+        if t == "field_expression":
+            return ["f", self.recipe(node.child_by_field_name("argument"), scope),
+                    _txt(node.child_by_field_name("field"))]
+        if t == "subscript_expression":
+            return ["i", self.recipe(node.child_by_field_name("argument"), scope)]
+        if t == "pointer_expression":
+            op = node.child_by_field_name("operator")
+            inner = self.recipe(node.child_by_field_name("argument"), scope)
+            return ["a", inner] if op is not None and op.type == "&" else ["d", inner]
+        if t == "parenthesized_expression" and node.named_children:
+            return self.recipe(node.named_children[0], scope)
+        if t == "cast_expression":
+            td = node.child_by_field_name("type")
+            base = _base_type(td.child_by_field_name("type"))
+            _, depth, _ = _declarator_info(td.child_by_field_name("declarator"))
+            return ["t", base, depth]
+        if t == "call_expression":
+            fn = node.child_by_field_name("function")
+            if fn.type == "identifier":
+                name = _txt(fn)
+                args = node.child_by_field_name("arguments").named_children
+                if name in _TRANSPARENT and args:
+                    return self.recipe(args[0], scope)
+                return ["c", name]
+        return ["?"]
+
+    def recipe_text(self, node: Node, fn_index: int | None) -> str:
+        scope = self.scope(fn_index) if fn_index is not None else {}
+        return json.dumps(self.recipe(node, scope), separators=(",", ":"))
+
+    # -- calls, reads, bindings ---------------------------------------------
+    def _calls(self, nodes: list[Node]) -> tuple[list[Call], list[Read]]:
+        calls: list[Call] = []
+        reads: list[Read] = []
+        accessors = self.cfg.accessors
+        for node in nodes:
+            fn = node.child_by_field_name("function")
+            argl = node.child_by_field_name("arguments")
+            if fn is None or argl is None or argl.type != "argument_list":
+                continue
+            where = self.enclosing(node.start_byte)
+            caller, idx = where if where else (None, None)
+            receiver = ""
+            t = fn.type
+            if t == "identifier":
+                callee = _txt(fn)
+                via = "direct"
+                if idx is not None and any(p.name == callee for p in self.functions[idx].params):
+                    via = "pointer"
+            elif t == "field_expression":
+                via = "member"
+                callee = _txt(fn.child_by_field_name("field"))
+                receiver = self.recipe_text(fn.child_by_field_name("argument"), idx)
+            elif t == "parenthesized_expression" and fn.named_children:
+                inner = fn.named_children[0]
+                if inner.type == "pointer_expression":
+                    inner = inner.child_by_field_name("argument")
+                if inner.type == "identifier":
+                    via, callee = "pointer", _txt(inner)
+                elif inner.type == "field_expression":
+                    via, callee = "member", _txt(inner.child_by_field_name("field"))
+                    receiver = self.recipe_text(inner.child_by_field_name("argument"), idx)
+                else:
+                    continue
+            else:
+                continue
+            args = [a for a in argl.named_children if a.type != "comment"]
+            line = node.start_point[0] + 1
+            calls.append(
+                Call(caller, line, fn.start_point[1] + 1, node.start_byte, node.end_byte, via,
+                     callee, receiver, tuple(_txt(a) for a in args),
+                     tuple((a.start_byte, a.end_byte) for a in args), argl.start_byte)
+            )
+            if via == "direct" and callee in accessors:
+                reads.append(
+                    Read(caller, line, fn.start_point[1] + 1, node.start_byte, node.end_byte,
+                         _txt(node), "accessor", callee, _txt(args[0]) if args else "",
+                         _access(node))
+                )
+        return calls, reads
+
+    def _field_reads(self, nodes: list[Node]) -> list[Read]:
+        reads: list[Read] = []
+        wanted = self.cfg.field
+        for node in nodes:
+            name = node.child_by_field_name("field")
+            if name is None or name.text.decode() != wanted:
+                continue
+            if _is_write(node, self.cfg.write_wrappers):
+                continue
+            where = self.enclosing(node.start_byte)
+            caller, idx = where if where else (None, None)
+            recv = node.child_by_field_name("argument")
+            reads.append(
+                Read(caller, node.start_point[0] + 1, node.start_point[1] + 1, node.start_byte,
+                     node.end_byte, _txt(node), "field", self.recipe_text(recv, idx), _txt(recv),
+                     _access(node))
+            )
+        return reads
+
+    def _bindings(self, inits: list[Node], assigns: list[Node]) -> list[Binding]:
+        out: list[Binding] = []
+        for node in inits:
+            value = node.child_by_field_name("value")
+            fname, cast = _function_value(value)
+            if fname is None:
+                continue
+            designators = node.children_by_field_name("designator")
+            member_node = designators[-1].named_children[-1] if designators[-1].named_children else None
+            if member_node is None or member_node.type != "field_identifier":
+                continue
+            owner = ""
+            ilist = node.parent
+            holder = ilist.parent if ilist is not None else None
+            if holder is not None and holder.type == "init_declarator":
+                decl = holder.parent
+                if decl is not None and decl.type == "declaration":
+                    owner = _base_type(decl.child_by_field_name("type"))
+            where = self.enclosing(node.start_byte)
+            out.append(
+                Binding("init", fname, node.start_point[0] + 1, owner.removeprefix("struct "),
+                        _txt(member_node), "", cast, where[0] if where else None)
+            )
+        for node in assigns:
+            value = node.child_by_field_name("right")
+            fname, cast = _function_value(value)
+            if fname is None:
+                continue
+            where = self.enclosing(node.start_byte)
+            idx = where[1] if where else None
+            if idx is not None and fname in self.scope(idx):
+                continue  # a local or parameter, not a function
+            left = node.child_by_field_name("left")
+            out.append(
+                Binding("assign", fname, node.start_point[0] + 1, "",
+                        _txt(left.child_by_field_name("field")),
+                        self.recipe_text(left.child_by_field_name("argument"), idx), cast,
+                        where[0] if where else None)
+            )
+        return out
+
+    def _clashes(self) -> list[tuple[str, str]]:
+        """Functions that already declare a parameter or local named like the
+        parameter the plan may add (`struct address_space *mapping = ...`)."""
+        out: set[tuple[str, str]] = set()
+        names = self.cfg.clash_names
+        if not names:
+            return []
+        for i, fn in enumerate(self.functions):
+            if not fn.definition:
+                continue
+            for p in fn.params:
+                if p.name in names:
+                    out.add((fn.name, p.name))
+            body = self.text[fn.body_start:fn.end] if fn.body_start >= 0 else b""
+            if any(n.encode() in body for n in names):
+                for n in names & self.scope(i).keys():
+                    out.add((fn.name, n))
+        return sorted(out)
+
+
+def _macro_params(args: list[Node]) -> tuple[Param, ...]:
+    """SYSCALL_DEFINEn(name, type1, arg1, type2, arg2, ...)."""
+    texts = [_txt(a) for a in args]
+    return tuple(
+        Param(texts[i + 1], types.normalise(texts[i].replace("*", " *")).replace(" *", " *"))
+        for i in range(0, len(texts) - 1, 2)
+    )
+
+
+def _function_value(node: Node | None) -> tuple[str | None, str]:
+    """An initializer or right-hand side that may name a function:
+    `fn`, `&fn`, `(filler_t *)fn`."""
+    if node is None:
+        return None, ""
+    t = node.type
+    if t == "identifier":
+        return _txt(node), ""
+    if t == "pointer_expression" and node.child_by_field_name("operator").type == "&":
+        inner = node.child_by_field_name("argument")
+        return (_txt(inner), "") if inner.type == "identifier" else (None, "")
+    if t == "cast_expression":
+        inner, _ = _function_value(node.child_by_field_name("value"))
+        return inner, types.normalise(_txt(node.child_by_field_name("type")))
+    return None, ""
+
+
+def split_cast_argument(text: str) -> tuple[str, str] | None:
+    """`(filler_t *)fn` -> ("filler_t *", "fn"), for the graph stage."""
+    m = _CAST_ARG.match(text.strip())
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _is_write(node: Node, wrappers: frozenset[str]) -> bool:
+    parent = node.parent
+    while parent is not None and parent.type == "parenthesized_expression":
+        node, parent = parent, parent.parent
+    if parent is None:
+        return False
+    t = parent.type
+    if t == "assignment_expression" and parent.child_by_field_name("left") == node:
+        return True
+    if t == "update_expression":
+        return True
+    if t == "pointer_expression" and parent.child_by_field_name("operator").type == "&":
+        return True  # &page->mapping: cmpxchg targets and the like
+    if t == "argument_list":
+        call = parent.parent
+        fn = call.child_by_field_name("function") if call is not None else None
+        first = [c for c in parent.named_children if c.type != "comment"]
+        if fn is not None and _txt(fn) in wrappers and first and first[0] == node:
+            return True
+    return False
+
+
+def _access(node: Node) -> str:
+    """How a read is used: an identity comparison, a dereference, or any use."""
+    parent = node.parent
+    while parent is not None and parent.type == "parenthesized_expression":
+        node, parent = parent, parent.parent
+    if parent is None:
+        return "use"
+    if parent.type == "call_expression" and _txt(parent.child_by_field_name("function")) in _TRANSPARENT:
+        return _access(parent)
+    if parent.type == "argument_list" and parent.parent is not None:
+        fn = parent.parent.child_by_field_name("function")
+        if fn is not None and _txt(fn) in _TRANSPARENT:
+            return _access(parent.parent)
+    if parent.type == "binary_expression":
+        op = parent.child_by_field_name("operator")
+        if op is not None and op.type in ("==", "!="):
+            other = parent.child_by_field_name("right" if parent.child_by_field_name("left") == node else "left")
+            if other is not None and other.type != "null" and _txt(other) not in ("0", "NULL"):
+                return "compare"
+    if parent.type == "field_expression" and parent.child_by_field_name("argument") == node:
+        return "deref"
+    return "use"

@@ -1,0 +1,287 @@
+"""The graph stage: every file's facts -> one networkx graph of functions and slots.
+
+Nodes
+  function  id "name" for an external symbol (all its definitions, `#ifdef`
+            twins and per-arch variants are one node with several bodies),
+            "path::name" for a static function (static inline ones in a header
+            belong to the header).
+  slot      "member:struct_tag.member" (a function-pointer member),
+            "typedef:filler_t" (a function-pointer typedef),
+            "param:function_id#index" (a function-pointer parameter whose type
+            is not a typedef).
+Edges (attribute `kind`)
+  call               function -> function, `sites` = [(path, line, call index)]
+  call-through-slot  function -> slot, same `sites`
+  binds              function -> slot, `sites` = [(path, line, how, cast)]
+
+Reads are classified here: a `X->mapping` is a read when the receiver's type,
+resolved with every file's struct definitions, is one of the rules'
+receiver types; one whose receiver type cannot be resolved is kept as a
+*candidate* and reported, never counted as a read silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import types
+from .cparse import split_cast_argument
+from .facts import Call, FileFacts, Function, Read
+from .rules import Rules
+from .types import TypeEnv
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """A classified read: the index's Read plus where it is and what kind."""
+
+    file: str
+    line: int
+    col: int
+    function: str | None
+    function_id: str | None
+    expr: str
+    receiver_text: str
+    receiver_type: str  # "struct page *", or the accessor name for accessor reads
+    via: str
+    access: str
+    kind: int | str
+    why: str
+    start: int
+    end: int
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.file, "line": self.line, "col": self.col, "function": self.function,
+            "function_id": self.function_id, "expr": self.expr, "receiver": self.receiver_text,
+            "receiver_type": self.receiver_type, "via": self.via, "access": self.access,
+            "kind": self.kind, "why": self.why,
+        }
+
+
+@dataclass
+class Analysis:
+    graph: nx.DiGraph
+    types: TypeEnv
+    facts: dict[str, FileFacts]
+    reads: list[ReadRecord]
+    candidates: list[ReadRecord]  # receiver type unknown
+    unresolved_member_calls: int
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def function_id(path: str, fn: Function) -> str:
+    return f"{path}::{fn.name}" if fn.static else fn.name
+
+
+def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
+    env = TypeEnv()
+    g = nx.DiGraph()
+    facts_by_path = {f.path: f for f in all_facts}
+    statics: dict[tuple[str, str], str] = {}  # (path, name) -> id
+    externs: set[str] = set()
+    header_statics: dict[str, list[str]] = defaultdict(list)  # name -> ids in headers
+    slot_owners: dict[str, list[str]] = defaultdict(list)  # member name -> slot ids
+
+    # 1. types, functions, slots
+    for ff in all_facts:
+        for sf in ff.fields:
+            env.fields.setdefault(sf.owner, {}).setdefault(sf.name, sf.type)
+        for name, t in ff.typedefs:
+            env.typedefs.setdefault(name, t)
+        for name, t in ff.globals:
+            env.globals.setdefault(name, t)
+        for s in ff.slots:
+            sid = f"member:{s.owner}.{s.name}" if s.kind == "member" else f"typedef:{s.name}"
+            if sid not in g:
+                g.add_node(sid, type="slot", slot_kind=s.kind, name=s.name, owner=s.owner,
+                           params=[(p.name, p.type) for p in s.params], decls=[])
+                if s.kind == "member":
+                    slot_owners[s.name].append(sid)
+            g.nodes[sid]["decls"].append((ff.path, s.line))
+        for fn in ff.functions:
+            env.returns.setdefault(fn.name, fn.return_type)
+            if not fn.definition:
+                continue
+            fid = function_id(ff.path, fn)
+            if fid not in g:
+                g.add_node(fid, type="function", name=fn.name, static=fn.static, inline=fn.inline,
+                           params=[(p.name, p.type) for p in fn.params], bodies=[], protos=[],
+                           via_macro=fn.via_macro)
+            g.nodes[fid]["bodies"].append((ff.path, fn.line))
+            if fn.static:
+                statics[(ff.path, fn.name)] = fid
+                if ff.path.endswith(".h"):
+                    header_statics[fn.name].append(fid)
+            else:
+                externs.add(fid)
+    for ff in all_facts:
+        for fn in ff.functions:
+            if not fn.definition and fn.name in externs:
+                g.nodes[fn.name]["protos"].append((ff.path, fn.line))
+
+    def resolve_function(path: str, name: str) -> str | None:
+        fid = statics.get((path, name))
+        if fid is not None:
+            return fid
+        if name in externs:
+            return name
+        cands = header_statics.get(name)
+        if cands:
+            return sorted(cands)[0]
+        return None
+
+    def member_slot(owner_recipe: str, member: str) -> str | None:
+        resolved = env.resolve(owner_recipe) if owner_recipe else None
+        if resolved is not None:
+            base = resolved[0]
+            tag = base.removeprefix("struct ")
+            sid = f"member:{tag}.{member}"
+            if sid in g:
+                return sid
+        owners = slot_owners.get(member, [])
+        return owners[0] if len(owners) == 1 else None
+
+    def param_slot(fid: str, index: int) -> str | None:
+        params = g.nodes[fid]["params"]
+        if index >= len(params):
+            return None
+        pname, ptype = params[index]
+        base, _ = types.split(ptype)
+        if f"typedef:{base}" in g:
+            return f"typedef:{base}"
+        if "(*)" in ptype:
+            sid = f"param:{fid}#{index}"
+            if sid not in g:
+                g.add_node(sid, type="slot", slot_kind="param", name=f"{g.nodes[fid]['name']}#{index}",
+                           owner=fid, params=[], decls=[], param_name=pname)
+            return sid
+        return None
+
+    def add_edge(a: str, b: str, kind: str, site: tuple) -> None:
+        if g.has_edge(a, b):
+            g.edges[a, b]["sites"].append(site)
+        else:
+            g.add_edge(a, b, kind=kind, sites=[site])
+
+    # 2. calls, bindings
+    unresolved_member = 0
+    for ff in all_facts:
+        for ci, call in enumerate(ff.calls):
+            if call.caller is None:
+                continue
+            caller = resolve_function(ff.path, call.caller)
+            if caller is None:
+                continue
+            site = (ff.path, call.line, ci)
+            target = _call_target(call, caller, g, resolve_function, member_slot, param_slot, ff.path)
+            if target is None:
+                if call.via == "member":
+                    unresolved_member += 1
+            else:
+                add_edge(caller, target, "call" if g.nodes[target]["type"] == "function"
+                         else "call-through-slot", site)
+            # functions passed as arguments bind to the callee's parameter slot
+            if call.via == "direct":
+                callee = resolve_function(ff.path, call.callee)
+                for ai, arg in enumerate(call.args):
+                    fname, cast = _function_argument(arg)
+                    if fname is None:
+                        continue
+                    bound = resolve_function(ff.path, fname)
+                    if bound is None or callee is None:
+                        continue
+                    sid = param_slot(callee, ai)
+                    if sid is not None:
+                        add_edge(bound, sid, "binds", (ff.path, call.line, "arg", cast))
+        for b in ff.bindings:
+            bound = resolve_function(ff.path, b.function)
+            if bound is None:
+                continue
+            if b.kind == "init":
+                sid = f"member:{b.owner}.{b.member}" if b.owner else None
+                if sid is None or sid not in g:
+                    sid = member_slot("", b.member)
+            else:
+                sid = member_slot(b.receiver, b.member)
+            if sid is not None:
+                add_edge(bound, sid, "binds", (ff.path, b.line, b.kind, b.cast))
+
+    # 3. reads
+    reads: list[ReadRecord] = []
+    candidates: list[ReadRecord] = []
+    wanted = set(rules.receiver_types)
+    for ff in all_facts:
+        for r in ff.reads:
+            fid = resolve_function(ff.path, r.function) if r.function else None
+            if r.via == "accessor":
+                rtype = r.receiver
+                ok: bool | None = True
+            else:
+                resolved = env.resolve(r.receiver)
+                arrow = r.expr.replace(" ", "").endswith("->" + rules.field)
+                if resolved is None:
+                    ok, rtype = None, "?"
+                else:
+                    base, depth = resolved
+                    rtype = types.normalise(base, depth)
+                    ok = base in wanted and depth == (1 if arrow else 0)
+            if ok is False:
+                continue
+            kind, why = rules.kind_of(ff.path, r.function)
+            rec = ReadRecord(ff.path, r.line, r.col, r.function, fid, r.expr, r.receiver_text,
+                             rtype, r.via, r.access, kind, why, r.start, r.end)
+            (reads if ok else candidates).append(rec)
+    stats = {
+        "functions": sum(1 for _, d in g.nodes(data=True) if d["type"] == "function"),
+        "slots": sum(1 for _, d in g.nodes(data=True) if d["type"] == "slot"),
+        "call_edges": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "call"),
+        "slot_call_edges": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "call-through-slot"),
+        "bindings": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "binds"),
+    }
+    return Analysis(g, env, facts_by_path, reads, candidates, unresolved_member, stats)
+
+
+def _call_target(call: Call, caller: str, g, resolve_function, member_slot, param_slot, path):
+    if call.via == "direct":
+        return resolve_function(path, call.callee)
+    if call.via == "member":
+        return member_slot(call.receiver, call.callee)
+    # through a parameter: its type is a typedef slot or a parameter slot
+    params = g.nodes[caller]["params"]
+    for i, (pname, _ptype) in enumerate(params):
+        if pname == call.callee:
+            return param_slot(caller, i)
+    return None
+
+
+def _function_argument(arg: str) -> tuple[str | None, str]:
+    text = arg.strip()
+    if text.isidentifier():
+        return text, ""
+    if text.startswith("&") and text[1:].strip().isidentifier():
+        return text[1:].strip(), ""
+    split = split_cast_argument(text)
+    if split is not None:
+        return split[1], split[0]
+    return None, ""
+
+
+def summary(analysis: Analysis) -> dict:
+    by_kind: dict[str, int] = defaultdict(int)
+    by_subsystem: dict[str, int] = defaultdict(int)
+    for r in analysis.reads:
+        by_kind[str(r.kind)] += 1
+        by_subsystem[r.file.split("/", 1)[0] if "/" in r.file else "."] += 1
+    return {
+        "reads_by_kind": dict(sorted(by_kind.items())),
+        "reads_by_subsystem": dict(sorted(by_subsystem.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def recipe_json(recipe: list) -> str:
+    return json.dumps(recipe, separators=(",", ":"))

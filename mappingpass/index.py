@@ -1,0 +1,351 @@
+"""The index stage: a tree of C files -> per-file facts in a SQLite store.
+
+Extraction runs in parallel over files (`jobs` processes). The store is keyed
+by path and content digest: a warm re-run stats every file, re-reads only
+those whose size or mtime changed, and re-parses only those whose content
+changed. Files whose text cannot hold a read, a provider or a slot signature
+(the rules' `relevant_regex`) are recorded as *deferred*: `plan` parses them on
+demand when they mention a name the fixpoint changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import facts as factsmod
+from .cparse import Extractor, ParseConfig
+from .facts import FileFacts
+from .rules import Rules
+
+STORE_SCHEMA = 2
+MAX_FILE_BYTES = 16 * 1024 * 1024  # bigger .c/.h files are generated register tables
+
+
+class StoreError(Exception):
+    """The database cannot be opened or was written by an incompatible version."""
+
+
+@dataclass
+class IndexStats:
+    files: int = 0
+    parsed: int = 0  # parsed in this run
+    reused: int = 0  # facts taken from the store unchanged
+    deferred: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    non_utf8: int = 0
+    seconds: float = 0.0
+
+
+def iter_sources(root: Path, skip_dirs: frozenset[str]) -> Iterator[str]:
+    """Relative paths of every .c/.h file under root, sorted, skipping rule dirs."""
+    out: list[str] = []
+    root_s = str(root)
+    for dirpath, dirnames, filenames in os.walk(root_s):
+        rel_dir = os.path.relpath(dirpath, root_s)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if d not in skip_dirs and not d.startswith(".")
+            and (os.path.join(rel_dir, d) if rel_dir != "." else d) not in skip_dirs
+        )
+        for name in filenames:
+            if name.endswith((".c", ".h")):
+                out.append(name if rel_dir == "." else os.path.join(rel_dir, name))
+    out.sort()
+    yield from out
+
+
+# -- worker side -----------------------------------------------------------------
+_EXTRACTOR: Extractor | None = None
+_RELEVANT = None
+_ALL = False
+
+
+def _init_worker(config: ParseConfig, relevant_pattern: bytes, parse_all: bool) -> None:
+    global _EXTRACTOR, _RELEVANT, _ALL
+    import re
+
+    _EXTRACTOR = Extractor(config)
+    _RELEVANT = re.compile(relevant_pattern)
+    _ALL = parse_all
+
+
+def digest_of(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def _work(item: tuple[str, str, int, int]) -> tuple:
+    """(abs path, rel path, size, mtime) -> (rel, size, mtime, digest, state, blob, note)."""
+    abspath, rel, size, mtime = item
+    if size > MAX_FILE_BYTES:
+        return rel, size, mtime, "", "skipped", None, f"larger than {MAX_FILE_BYTES >> 20} MiB"
+    try:
+        with open(abspath, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return rel, size, mtime, "", "skipped", None, f"unreadable: {exc.strerror}"
+    digest = digest_of(data)
+    non_utf8 = False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        non_utf8 = True
+    if not _ALL and not _RELEVANT.search(data):
+        return rel, size, mtime, digest, "deferred", None, "non-utf8" if non_utf8 else ""
+    return _extract(rel, size, mtime, digest, data, non_utf8)
+
+
+def _extract(rel: str, size: int, mtime: int, digest: str, data: bytes, non_utf8: bool) -> tuple:
+    try:
+        facts = _EXTRACTOR.extract(rel, data, digest)
+    except Exception as exc:  # noqa: BLE001 - a front-end bug must not end the run
+        return rel, size, mtime, digest, "skipped", None, f"extractor failed: {type(exc).__name__}: {exc}"
+    blob = zlib.compress(factsmod.dumps(facts), 1)
+    return rel, size, mtime, digest, "parsed", blob, "non-utf8" if non_utf8 else ""
+
+
+def extract_paths(root: Path, rels: list[str], rules: Rules) -> list[tuple]:
+    """Parse the given files now (used by `plan` for deferred files)."""
+    _init_worker(rules.parse, rules.relevant.pattern, True)
+    out = []
+    for rel in rels:
+        p = root / rel
+        try:
+            st = p.stat()
+            data = p.read_bytes()
+        except OSError as exc:
+            out.append((rel, 0, 0, "", "skipped", None, f"unreadable: {exc.strerror}"))
+            continue
+        out.append(_extract(rel, st.st_size, st.st_mtime_ns, digest_of(data), data, False))
+    return out
+
+
+def grep_files(root: Path, rels: list[str], words: list[str]) -> list[str]:
+    """The files among rels that contain any of words as a whole word.
+
+    GNU grep's fixed-string matcher scans the whole kernel in about a second,
+    which Python's regex alternation over thousands of names cannot."""
+    if not rels or not words:
+        return []
+    with tempfile.NamedTemporaryFile("w", suffix=".words", delete=False) as fh:
+        fh.write("\n".join(sorted(set(words))) + "\n")
+        words_file = fh.name
+    found: list[str] = []
+    try:
+        for i in range(0, len(rels), 4000):
+            chunk = rels[i:i + 4000]
+            proc = subprocess.run(
+                ["grep", "-lwF", "--no-messages", "-f", words_file, "--", *chunk],
+                cwd=root, capture_output=True, check=False,
+            )
+            if proc.returncode > 1:
+                raise StoreError(f"grep failed in {root}: {proc.stderr.decode(errors='replace').strip()}")
+            found.extend(proc.stdout.decode(errors="surrogateescape").splitlines())
+    finally:
+        os.unlink(words_file)
+    return sorted(found)
+
+
+def parse_deferred(root: Path, rules: Rules, store: Store, rels: list[str]) -> int:
+    """Parse deferred files now and keep their facts; returns how many."""
+    if not rels:
+        return 0
+    rows = extract_paths(root, rels, rules)
+    store.put(rows)
+    store.commit()
+    return sum(1 for r in rows if r[4] == "parsed")
+
+
+def expand_types(root: Path, rules: Rules, store: Store, tags: list[str]) -> int:
+    """Parse the deferred files that define the given struct/union tags."""
+    deferred = store.paths_in_state("deferred")
+    names = [t.split(" ", 1)[1] for t in tags]
+    hits = grep_files(root, [p for p in deferred if p.endswith(".h")] or deferred, names)
+    pattern = re.compile(
+        rb"\b(?:struct|union)\s+(?:" + b"|".join(re.escape(n.encode()) for n in names) + rb")\s*\{"
+    )
+    defining = [p for p in hits if pattern.search((root / p).read_bytes())]
+    return parse_deferred(root, rules, store, defining)
+
+
+# -- store -----------------------------------------------------------------------
+class Store:
+    """SQLite fact store: one row per file, facts as compressed JSON."""
+
+    def __init__(self, db_dir: Path, create: bool = True) -> None:
+        self.db_dir = db_dir
+        path = db_dir / "index.sqlite"
+        if not create and not path.exists():
+            raise StoreError(f"{path}: no index here; run 'mappingpass analyze PATH --db {db_dir}' first")
+        try:
+            if create:
+                db_dir.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS files (
+                    path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER, digest TEXT,
+                    state TEXT, facts BLOB, note TEXT);
+                """
+            )
+            version = self.get_meta("store_schema")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"{path}: unreadable database ({exc}); delete {db_dir} and re-run analyze") from None
+        if version is None:
+            self.set_meta("store_schema", str(STORE_SCHEMA))
+            self.set_meta("facts_version", str(factsmod.FACTS_VERSION))
+        elif version != str(STORE_SCHEMA) or self.get_meta("facts_version") != str(factsmod.FACTS_VERSION):
+            # a stale cache from another version: start over rather than misread it
+            self.conn.execute("DELETE FROM files")
+            self.set_meta("store_schema", str(STORE_SCHEMA))
+            self.set_meta("facts_version", str(factsmod.FACTS_VERSION))
+            self.conn.commit()
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def rows(self) -> dict[str, tuple[int, int, str, str]]:
+        return {
+            r[0]: (r[1], r[2], r[3], r[4])
+            for r in self.conn.execute("SELECT path, size, mtime, digest, state FROM files")
+        }
+
+    def put(self, rows: list[tuple]) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def delete(self, paths: list[str]) -> None:
+        self.conn.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
+
+    def touch(self, updates: list[tuple[int, str]]) -> None:
+        self.conn.executemany("UPDATE files SET mtime=? WHERE path=?", updates)
+
+    def load_facts(self) -> list[FileFacts]:
+        return [
+            factsmod.loads(zlib.decompress(blob))
+            for (blob,) in self.conn.execute(
+                "SELECT facts FROM files WHERE state='parsed' ORDER BY path"
+            )
+        ]
+
+    def paths_in_state(self, state: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT path FROM files WHERE state=? ORDER BY path", (state,))]
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return list(self.conn.execute("SELECT path, note FROM files WHERE state='skipped' ORDER BY path"))
+
+    def state_counts(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state"))
+
+    def count_notes(self, note: str) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM files WHERE note=?", (note,)).fetchone()[0]
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def index_tree(
+    root: Path,
+    rules: Rules,
+    store: Store,
+    jobs: int,
+    parse_all: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> IndexStats:
+    """Bring the store up to date with the tree. Returns what was done."""
+    started = time.monotonic()
+    stats = IndexStats()
+    scope_key = json.dumps([str(root.resolve()), rules.digest, parse_all])
+    if store.get_meta("scope") != scope_key:
+        # another tree, rules or scope: facts may differ (relevance, blanking)
+        store.conn.execute("DELETE FROM files")
+        store.set_meta("scope", scope_key)
+    known = store.rows()
+    todo: list[tuple[str, str, int, int]] = []
+    touch: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for rel in iter_sources(root, rules.skip_dirs):
+        seen.add(rel)
+        abspath = os.path.join(root, rel)
+        try:
+            st = os.stat(abspath)
+        except OSError:
+            stats.skipped["unreadable"] = stats.skipped.get("unreadable", 0) + 1
+            continue
+        old = known.get(rel)
+        if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+            stats.reused += 1
+            continue
+        todo.append((abspath, rel, st.st_size, st.st_mtime_ns))
+    gone = [p for p in known if p not in seen]
+    store.delete(gone)
+    stats.files = len(seen)
+    total = len(todo)
+    results = _run(todo, rules, jobs, parse_all, progress, total)
+    new_rows = []
+    for rel, size, mtime, digest, state, blob, note in results:
+        old = known.get(rel)
+        if old is not None and old[2] == digest and digest:
+            touch.append((mtime, rel))  # same content, new mtime: nothing to parse
+            stats.reused += 1
+            continue
+        new_rows.append((rel, size, mtime, digest, state, blob, note))
+    store.put(new_rows)
+    store.touch(touch)
+    store.commit()
+    for rel, _size, _mtime, _digest, state, _blob, note in new_rows:
+        if state == "parsed":
+            stats.parsed += 1
+        elif state == "skipped":
+            reason = note.split(":")[0]
+            stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
+    stats.deferred = store.state_counts().get("deferred", 0)
+    stats.skipped_files = store.skipped()
+    stats.non_utf8 = store.count_notes("non-utf8")
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+def _run(todo, rules: Rules, jobs: int, parse_all: bool, progress, total: int) -> list[tuple]:
+    if not todo:
+        return []
+    # biggest files first so that the last worker is not left with a giant
+    todo = sorted(todo, key=lambda t: -t[2])
+    initargs = (rules.parse, rules.relevant.pattern, parse_all)
+    out: list[tuple] = []
+    if jobs <= 1 or len(todo) < 8:
+        _init_worker(*initargs)
+        for i, item in enumerate(todo):
+            out.append(_work(item))
+            if progress:
+                progress(i + 1, total)
+        return out
+    ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=initargs) as pool:
+        for i, res in enumerate(pool.imap_unordered(_work, todo, chunksize=8)):
+            out.append(res)
+            if progress:
+                progress(i + 1, total)
+    return out
