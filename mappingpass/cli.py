@@ -70,35 +70,38 @@ def load_analysis(db: str, rules_path: str | None = None):
     if root is None:
         raise InputError(f"{db}: the index is empty; run 'mappingpass analyze PATH --db {db}'")
     rules = _load_rules(rules_path or store.get_meta("rules_path"))
-    analysis = graphmod.build(store.load_facts(), rules)
+    analysis = graphmod.load_or_build(store, rules)
     return store, Path(root), rules, analysis
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    root = Path(args.path)
-    if not root.exists():
-        raise InputError(f"{root}: no such directory; give the top of a kernel tree")
-    if not root.is_dir():
-        raise InputError(f"{root}: not a directory; give the top of a kernel tree")
+    for given in args.paths:
+        if not Path(given).exists():
+            raise InputError(f"{given}: no such directory; give the top of a kernel tree")
+        if not Path(given).is_dir():
+            raise InputError(f"{given}: not a directory; give the top of a kernel tree")
+    root = indexmod.find_tree_top(Path(args.paths[0]))
+    subpaths = []
+    for given in args.paths:
+        resolved = Path(given).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise InputError(f"{given}: not inside the tree {root}; analyze one tree at a time")
+        rel = str(resolved.relative_to(root))
+        subpaths.append("" if rel == "." else rel)
     rules = _load_rules(args.rules)
     store = _open_store(args.db, create=True)
     jobs = args.jobs or os.cpu_count() or 1
     stats = indexmod.index_tree(
-        root, rules, store, jobs, parse_all=args.scope == "all",
+        root, subpaths, rules, store, jobs, parse_all=args.scope == "all",
         progress=_progress(args.quiet, "analyze"),
     )
     store.set_meta("root", str(root.resolve()))
     store.set_meta("rules_path", str(Path(rules.path).resolve()))
     store.commit()
     started = time.monotonic()
-    analysis = graphmod.build(store.load_facts(), rules)
-    if args.scope == "auto":
-        # struct definitions that type a receiver may live in deferred headers
-        for _ in range(3):
-            tags = sorted(analysis.types.missing)
-            if not tags or not indexmod.expand_types(root, rules, store, tags):
-                break
-            analysis = graphmod.build(store.load_facts(), rules)
+    analysis = graphmod.cached(store, rules)
+    if analysis is None:
+        analysis = _build_with_types(root, rules, store, args.scope == "auto")
     graph_seconds = time.monotonic() - started
     result = analyze_report(root, store, stats, analysis, graph_seconds)
     store.close()
@@ -110,11 +113,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_with_types(root: Path, rules, store, expand: bool):
+    facts = store.load_facts()
+    if expand:
+        # struct definitions that type a receiver may live in deferred headers
+        for _ in range(4):
+            tags = sorted(graphmod.missing_types(facts))
+            added = indexmod.expand_types(root, rules, store, tags) if tags else []
+            if not added:
+                break
+            facts = store.load_facts()
+    return graphmod.load_or_build(store, rules, facts)
+
+
 def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, graph_seconds: float) -> dict:
     states = store.state_counts()
     failures = [
-        {"file": f.path, "error_nodes": f.error_nodes, "lines": list(f.error_lines)}
-        for f in analysis.facts.values() if f.error_nodes
+        {"file": path, "error_nodes": errors, "lines": list(lines)}
+        for path, (errors, lines, _rec, _calls) in sorted(analysis.files.items()) if errors
     ]
     functions = [
         {"name": d["name"], "id": n, "file": path, "line": line, "static": d["static"]}
@@ -130,7 +146,7 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
          "decls": [{"file": p, "line": ln} for p, ln in d["decls"]]}
         for n, d in sorted(analysis.graph.nodes(data=True)) if d["type"] == "slot"
     ]
-    calls = sum(len(f.calls) for f in analysis.facts.values())
+    calls = sum(v[3] for v in analysis.files.values())
     summary = graphmod.summary(analysis)
     return {
         "schema": ANALYZE_SCHEMA,
@@ -148,7 +164,7 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
         "parse_failures": {
             "files_with_errors": len(failures),
             "error_nodes": sum(f["error_nodes"] for f in failures),
-            "recovered_functions": sum(f.recovered for f in analysis.facts.values()),
+            "recovered_functions": sum(v[2] for v in analysis.files.values()),
             "files": failures,
         },
         "functions": functions,
@@ -210,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
     a = sub.add_parser("analyze", help="index a tree: functions, calls, slots and mapping reads")
-    a.add_argument("path", help="top of a kernel tree (or any directory of C files)")
+    a.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a kernel tree, or directories inside one (file paths in the results "
+                        "are relative to the tree's top)")
     a.add_argument("-j", "--jobs", type=int, default=0, help="parallel parsers (default: all cores)")
     a.add_argument("--rules", help="rules file (default: rules/mapping.toml)")
     a.add_argument("--scope", choices=("auto", "all"), default="auto",

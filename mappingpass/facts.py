@@ -20,13 +20,13 @@ from typing import Any
 FACTS_VERSION = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Param:
     name: str | None
     type: str  # normalised, e.g. "struct page *"; "..." for varargs
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Function:
     name: str
     line: int
@@ -42,7 +42,7 @@ class Function:
     via_macro: str = ""  # "SYSCALL_DEFINE2" for macro-made definitions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Call:
     caller: str | None  # enclosing function, None at file scope
     line: int
@@ -57,7 +57,7 @@ class Call:
     paren: int  # byte offset of "(" of the argument list
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Slot:
     kind: str  # "member" | "typedef"
     owner: str  # struct tag ("address_space_operations") for members, "" for typedefs
@@ -69,7 +69,7 @@ class Slot:
     pointer: bool  # typedef of a pointer-to-function (writepage_t) vs function type (filler_t)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Binding:
     kind: str  # "init" (designated initializer) | "assign" | "arg"
     function: str  # the identifier bound (checked against known functions later)
@@ -81,7 +81,7 @@ class Binding:
     context: str | None  # enclosing function, None at file scope
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Read:
     function: str | None
     line: int
@@ -95,14 +95,14 @@ class Read:
     access: str  # "compare" (identity test), "deref" (->member of it), "use"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StructField:
     owner: str  # "struct page", "union foo"
     name: str
     type: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FileFacts:
     path: str
     digest: str

@@ -22,7 +22,10 @@ receiver types; one whose receiver type cannot be resolved is kept as a
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import pickle
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -67,7 +70,8 @@ class ReadRecord:
 class Analysis:
     graph: nx.DiGraph
     types: TypeEnv
-    facts: dict[str, FileFacts]
+    # per parsed file: (error nodes, first error lines, recovered functions, call sites)
+    files: dict[str, tuple[int, tuple[int, ...], int, int]]
     reads: list[ReadRecord]
     candidates: list[ReadRecord]  # receiver type unknown
     unresolved_member_calls: int
@@ -78,16 +82,9 @@ def function_id(path: str, fn: Function) -> str:
     return f"{path}::{fn.name}" if fn.static else fn.name
 
 
-def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
+def type_env(all_facts: list[FileFacts]) -> TypeEnv:
+    """Struct members, typedefs, return types and globals of every file."""
     env = TypeEnv()
-    g = nx.DiGraph()
-    facts_by_path = {f.path: f for f in all_facts}
-    statics: dict[tuple[str, str], str] = {}  # (path, name) -> id
-    externs: set[str] = set()
-    header_statics: dict[str, list[str]] = defaultdict(list)  # name -> ids in headers
-    slot_owners: dict[str, list[str]] = defaultdict(list)  # member name -> slot ids
-
-    # 1. types, functions, slots
     for ff in all_facts:
         for sf in ff.fields:
             env.fields.setdefault(sf.owner, {}).setdefault(sf.name, sf.type)
@@ -95,6 +92,36 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
             env.typedefs.setdefault(name, t)
         for name, t in ff.globals:
             env.globals.setdefault(name, t)
+        for fn in ff.functions:
+            env.returns.setdefault(fn.name, fn.return_type)
+    return env
+
+
+def missing_types(all_facts: list[FileFacts]) -> set[str]:
+    """Struct tags needed to type a read's or a member call's receiver whose
+    definitions none of these files holds."""
+    env = type_env(all_facts)
+    for ff in all_facts:
+        for r in ff.reads:
+            if r.via == "field":
+                env.resolve(r.receiver)
+        for c in ff.calls:
+            if c.via == "member":
+                env.resolve(c.receiver)
+    return env.missing
+
+
+def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
+    env = type_env(all_facts)
+    g = nx.DiGraph()
+    files = {f.path: (f.error_nodes, f.error_lines, f.recovered, len(f.calls)) for f in all_facts}
+    statics: dict[tuple[str, str], str] = {}  # (path, name) -> id
+    externs: set[str] = set()
+    header_statics: dict[str, list[str]] = defaultdict(list)  # name -> ids in headers
+    slot_owners: dict[str, list[str]] = defaultdict(list)  # member name -> slot ids
+
+    # 1. types, functions, slots
+    for ff in all_facts:
         for s in ff.slots:
             sid = f"member:{s.owner}.{s.name}" if s.kind == "member" else f"typedef:{s.name}"
             if sid not in g:
@@ -104,7 +131,6 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
                     slot_owners[s.name].append(sid)
             g.nodes[sid]["decls"].append((ff.path, s.line))
         for fn in ff.functions:
-            env.returns.setdefault(fn.name, fn.return_type)
             if not fn.definition:
                 continue
             fid = function_id(ff.path, fn)
@@ -243,7 +269,7 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
         "slot_call_edges": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "call-through-slot"),
         "bindings": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "binds"),
     }
-    return Analysis(g, env, facts_by_path, reads, candidates, unresolved_member, stats)
+    return Analysis(g, env, files, reads, candidates, unresolved_member, stats)
 
 
 def _call_target(call: Call, caller: str, g, resolve_function, member_slot, param_slot, path):
@@ -269,6 +295,46 @@ def _function_argument(arg: str) -> tuple[str | None, str]:
     if split is not None:
         return split[1], split[0]
     return None, ""
+
+
+GRAPH_VERSION = 2  # bump when Analysis or what build() computes changes
+
+
+def _cache_key(store, rules: Rules) -> str:
+    return f"{GRAPH_VERSION}:{rules.digest}:{store.content_key()}"
+
+
+def cached(store, rules: Rules) -> Analysis | None:
+    """The cached analysis if the store has not changed since it was built."""
+    try:
+        with open(store.db_dir / "analysis.pickle", "rb") as fh:
+            if pickle.load(fh) == _cache_key(store, rules):
+                obj = pickle.load(fh)
+                if isinstance(obj, Analysis) and all(
+                    hasattr(obj, f.name) for f in dataclasses.fields(Analysis)
+                ):
+                    return obj
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError):
+        pass  # missing or stale cache: rebuild
+    return None
+
+
+def load_or_build(store, rules: Rules, all_facts: list[FileFacts] | None = None) -> Analysis:
+    """The analysis of what the store holds, from the cache next to the store
+    when nothing changed since it was built (warm runs, and every command after
+    analyze), else built and cached again (written atomically)."""
+    analysis = cached(store, rules)
+    if analysis is not None:
+        return analysis
+    key = _cache_key(store, rules)
+    cache = store.db_dir / "analysis.pickle"
+    analysis = build(all_facts if all_facts is not None else store.load_facts(), rules)
+    tmp = cache.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump(key, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(analysis, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, cache)
+    return analysis
 
 
 def summary(analysis: Analysis) -> dict:

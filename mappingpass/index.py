@@ -14,6 +14,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
 import re
 import sqlite3
 import subprocess
@@ -30,7 +31,7 @@ from .cparse import Extractor, ParseConfig
 from .facts import FileFacts
 from .rules import Rules
 
-STORE_SCHEMA = 2
+STORE_SCHEMA = 3
 MAX_FILE_BYTES = 16 * 1024 * 1024  # bigger .c/.h files are generated register tables
 
 
@@ -50,11 +51,23 @@ class IndexStats:
     seconds: float = 0.0
 
 
-def iter_sources(root: Path, skip_dirs: frozenset[str]) -> Iterator[str]:
-    """Relative paths of every .c/.h file under root, sorted, skipping rule dirs."""
+def find_tree_top(path: Path) -> Path:
+    """The kernel tree that contains path (a directory with include/linux and a
+    Makefile), so that `analyze linux/fs` still matches rules written for
+    tree-relative paths and finds the struct definitions in linux/include."""
+    path = path.resolve()
+    for candidate in (path, *path.parents):
+        if (candidate / "include" / "linux").is_dir() and (candidate / "Makefile").is_file():
+            return candidate
+    return path
+
+
+def iter_sources(root: Path, skip_dirs: frozenset[str], under: str = "") -> Iterator[str]:
+    """Paths (relative to root) of every .c/.h file under root/under, sorted,
+    skipping the rules' skip_dirs."""
     out: list[str] = []
     root_s = str(root)
-    for dirpath, dirnames, filenames in os.walk(root_s):
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root_s, under) if under else root_s):
         rel_dir = os.path.relpath(dirpath, root_s)
         dirnames[:] = sorted(
             d for d in dirnames
@@ -70,26 +83,30 @@ def iter_sources(root: Path, skip_dirs: frozenset[str]) -> Iterator[str]:
 
 # -- worker side -----------------------------------------------------------------
 _EXTRACTOR: Extractor | None = None
-_RELEVANT = None
+_WORDS: tuple[bytes, ...] = ()
 _ALL = False
 
 
-def _init_worker(config: ParseConfig, relevant_pattern: bytes, parse_all: bool) -> None:
-    global _EXTRACTOR, _RELEVANT, _ALL
-    import re
-
+def _init_worker(config: ParseConfig, words: tuple[bytes, ...], parse_all: bool) -> None:
+    global _EXTRACTOR, _WORDS, _ALL
     _EXTRACTOR = Extractor(config)
-    _RELEVANT = re.compile(relevant_pattern)
+    _WORDS = words
     _ALL = parse_all
+
+
+def _relevant(data: bytes) -> bool:
+    return any(w in data for w in _WORDS)
 
 
 def digest_of(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def _work(item: tuple[str, str, int, int]) -> tuple:
-    """(abs path, rel path, size, mtime) -> (rel, size, mtime, digest, state, blob, note)."""
-    abspath, rel, size, mtime = item
+def _work(item: tuple[str, str, int, int, bool]) -> tuple:
+    """(abs path, rel path, size, mtime, context) -> (rel, size, mtime, digest, state, blob, note).
+
+    Context files (headers outside the analyzed paths) are only parsed on demand."""
+    abspath, rel, size, mtime, context = item
     if size > MAX_FILE_BYTES:
         return rel, size, mtime, "", "skipped", None, f"larger than {MAX_FILE_BYTES >> 20} MiB"
     try:
@@ -103,7 +120,7 @@ def _work(item: tuple[str, str, int, int]) -> tuple:
         data.decode("utf-8")
     except UnicodeDecodeError:
         non_utf8 = True
-    if not _ALL and not _RELEVANT.search(data):
+    if context or (not _ALL and not _relevant(data)):
         return rel, size, mtime, digest, "deferred", None, "non-utf8" if non_utf8 else ""
     return _extract(rel, size, mtime, digest, data, non_utf8)
 
@@ -113,13 +130,13 @@ def _extract(rel: str, size: int, mtime: int, digest: str, data: bytes, non_utf8
         facts = _EXTRACTOR.extract(rel, data, digest)
     except Exception as exc:  # noqa: BLE001 - a front-end bug must not end the run
         return rel, size, mtime, digest, "skipped", None, f"extractor failed: {type(exc).__name__}: {exc}"
-    blob = zlib.compress(factsmod.dumps(facts), 1)
+    blob = zlib.compress(pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL), 1)
     return rel, size, mtime, digest, "parsed", blob, "non-utf8" if non_utf8 else ""
 
 
 def extract_paths(root: Path, rels: list[str], rules: Rules) -> list[tuple]:
     """Parse the given files now (used by `plan` for deferred files)."""
-    _init_worker(rules.parse, rules.relevant.pattern, True)
+    _init_worker(rules.parse, rules.relevant_words, True)
     out = []
     for rel in rels:
         p = root / rel
@@ -159,17 +176,17 @@ def grep_files(root: Path, rels: list[str], words: list[str]) -> list[str]:
     return sorted(found)
 
 
-def parse_deferred(root: Path, rules: Rules, store: Store, rels: list[str]) -> int:
-    """Parse deferred files now and keep their facts; returns how many."""
+def parse_deferred(root: Path, rules: Rules, store: Store, rels: list[str]) -> list[str]:
+    """Parse deferred files now and keep their facts; returns those parsed."""
     if not rels:
-        return 0
+        return []
     rows = extract_paths(root, rels, rules)
     store.put(rows)
     store.commit()
-    return sum(1 for r in rows if r[4] == "parsed")
+    return [r[0] for r in rows if r[4] == "parsed"]
 
 
-def expand_types(root: Path, rules: Rules, store: Store, tags: list[str]) -> int:
+def expand_types(root: Path, rules: Rules, store: Store, tags: list[str]) -> list[str]:
     """Parse the deferred files that define the given struct/union tags."""
     deferred = store.paths_in_state("deferred")
     names = [t.split(" ", 1)[1] for t in tags]
@@ -239,12 +256,20 @@ class Store:
     def touch(self, updates: list[tuple[int, str]]) -> None:
         self.conn.executemany("UPDATE files SET mtime=? WHERE path=?", updates)
 
-    def load_facts(self) -> list[FileFacts]:
+    def load_facts(self, paths: list[str] | None = None) -> list[FileFacts]:
+        """Facts of every parsed file (or of the given paths), in path order.
+        Stored pickled: they are this program's own cache, and unpickling is
+        several times faster than rebuilding dataclasses from JSON."""
         return [
-            factsmod.loads(zlib.decompress(blob))
+            pickle.loads(zlib.decompress(blob))
             for (blob,) in self.conn.execute(
                 "SELECT facts FROM files WHERE state='parsed' ORDER BY path"
             )
+        ] if paths is None else [
+            pickle.loads(zlib.decompress(row[0]))
+            for p in sorted(paths)
+            for row in self.conn.execute(
+                "SELECT facts FROM files WHERE state='parsed' AND path=?", (p,))
         ]
 
     def paths_in_state(self, state: str) -> list[str]:
@@ -259,6 +284,15 @@ class Store:
     def count_notes(self, note: str) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM files WHERE note=?", (note,)).fetchone()[0]
 
+    def content_key(self) -> str:
+        """Changes whenever any file's facts change: the key of cached analyses."""
+        h = hashlib.blake2b(digest_size=16)
+        for path, digest, state in self.conn.execute(
+            "SELECT path, digest, state FROM files ORDER BY path"
+        ):
+            h.update(f"{path}\0{digest}\0{state}\n".encode())
+        return h.hexdigest()
+
     def commit(self) -> None:
         self.conn.commit()
 
@@ -268,16 +302,19 @@ class Store:
 
 def index_tree(
     root: Path,
+    subpaths: list[str],
     rules: Rules,
     store: Store,
     jobs: int,
     parse_all: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> IndexStats:
-    """Bring the store up to date with the tree. Returns what was done."""
+    """Bring the store up to date with the files under root/subpaths ("" for
+    the whole tree). Returns what was done."""
     started = time.monotonic()
     stats = IndexStats()
-    scope_key = json.dumps([str(root.resolve()), rules.digest, parse_all])
+    subpaths = sorted(set(subpaths)) or [""]
+    scope_key = json.dumps([str(root.resolve()), subpaths, rules.digest, parse_all])
     if store.get_meta("scope") != scope_key:
         # another tree, rules or scope: facts may differ (relevance, blanking)
         store.conn.execute("DELETE FROM files")
@@ -286,7 +323,16 @@ def index_tree(
     todo: list[tuple[str, str, int, int]] = []
     touch: list[tuple[int, str]] = []
     seen: set[str] = set()
-    for rel in iter_sources(root, rules.skip_dirs):
+    wanted: list[tuple[str, bool]] = [
+        (rel, False) for under in subpaths for rel in iter_sources(root, rules.skip_dirs, under)
+    ]
+    if "" not in subpaths and "include" not in subpaths and (root / "include").is_dir():
+        inside = {rel for rel, _ in wanted}
+        wanted += [(rel, True) for rel in iter_sources(root, rules.skip_dirs, "include")
+                   if rel.endswith(".h") and rel not in inside]
+    for rel, context in wanted:
+        if rel in seen:
+            continue
         seen.add(rel)
         abspath = os.path.join(root, rel)
         try:
@@ -296,12 +342,14 @@ def index_tree(
             continue
         old = known.get(rel)
         if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
-            stats.reused += 1
+            stats.reused += 0 if context else 1
+            stats.files += 0 if context else 1
             continue
-        todo.append((abspath, rel, st.st_size, st.st_mtime_ns))
+        todo.append((abspath, rel, st.st_size, st.st_mtime_ns, context))
+        if not context:
+            stats.files += 1
     gone = [p for p in known if p not in seen]
     store.delete(gone)
-    stats.files = len(seen)
     total = len(todo)
     results = _run(todo, rules, jobs, parse_all, progress, total)
     new_rows = []
@@ -333,7 +381,7 @@ def _run(todo, rules: Rules, jobs: int, parse_all: bool, progress, total: int) -
         return []
     # biggest files first so that the last worker is not left with a giant
     todo = sorted(todo, key=lambda t: -t[2])
-    initargs = (rules.parse, rules.relevant.pattern, parse_all)
+    initargs = (rules.parse, rules.relevant_words, parse_all)
     out: list[tuple] = []
     if jobs <= 1 or len(todo) < 8:
         _init_worker(*initargs)

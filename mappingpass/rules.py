@@ -73,7 +73,7 @@ class Rules:
     receiver_types: tuple[str, ...]
     accessors: frozenset[str]
     write_wrappers: frozenset[str]
-    relevant: re.Pattern[bytes]
+    relevant_words: tuple[bytes, ...]
     skip_dirs: frozenset[str]
     parse: ParseConfig
     kinds: tuple[KindRule, ...]
@@ -132,7 +132,9 @@ def _build(rules_path: Path, raw: bytes, data: dict) -> Rules:
     accessors = frozenset(_need(read, "accessors", list, "read"))
     wrappers = frozenset(read.get("write_wrappers", []))
     index = _need(data, "index", dict, "top level")
-    relevant = _regex(_need(index, "relevant_regex", str, "index"), "[index] relevant_regex")
+    words = _need(index, "relevant_words", list, "index")
+    if not words or not all(isinstance(w, str) and w for w in words):
+        raise RulesError("[index] relevant_words must be a list of non-empty strings")
     cp = data.get("cparse", {})
     plan_rules = _plan(data["plan"]) if "plan" in data else None
     parse = ParseConfig(
@@ -163,7 +165,7 @@ def _build(rules_path: Path, raw: bytes, data: dict) -> Rules:
         receiver_types=tuple(_need(read, "receiver_types", list, "read")),
         accessors=accessors,
         write_wrappers=wrappers,
-        relevant=re.compile(relevant.pattern.encode()),
+        relevant_words=tuple(w.encode() for w in words),
         skip_dirs=frozenset(index.get("skip_dirs", [])),
         parse=parse,
         kinds=tuple(kinds),

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+)
 
 from mappingpass.model import (
     EIO,
@@ -253,6 +258,23 @@ def test_truncate_unprotected_and_protected(w: World) -> None:
     assert shared.mapping is None and record.dissolved and page_gone(shared, b)
 
 
+def test_one_mapping_owning_a_page_at_two_indices(w: World) -> None:
+    """Two identical blocks of one file share a record: the index disambiguates."""
+    a, _ = two_files(w)
+    record = w.write_protect([w.add_to_page_cache(a, 0, b"0"), w.add_to_page_cache(a, 7, b"0")])
+    page = record.primary.page
+    assert page_mapping_wp(page, a, 0) is a and page_mapping_wp(page, a, 7) is a
+    with pytest.raises(MappingMismatch, match=r"\[3\] is not an owner"):
+        page_mapping_wp(page, a, 3)
+    w.truncate(a, 5)
+    assert page_gone(page, a, 7) and page_mapping_wp(page, a, 7) is None
+    assert not page_gone(page, a, 0) and page_mapping_wp(page, a) is a  # any index
+    plain = w.add_to_page_cache(a, 2)
+    assert page_mapping_wp(plain.page, a, 2) is a
+    with pytest.raises(MappingMismatch):
+        page_mapping_wp(plain.page, a, 3)
+
+
 def test_truncate_from_start(w: World) -> None:
     a, _ = two_files(w)
     folios = [w.add_to_page_cache(a, i) for i in range(4)]
@@ -481,6 +503,27 @@ class WriteProtectMachine(RuleBasedStateMachine):
                 [dict(v.ptes) for v in self.w.vmas], list(self.w.records))
 
     # rules
+    @initialize(contents=st.lists(DATA, min_size=4 * NPAGES, max_size=4 * NPAGES))
+    def populate(self, contents: list[bytes]) -> None:
+        for k, data in enumerate(contents):
+            self.w.add_to_page_cache(self.maps[k // NPAGES], k % NPAGES, data)
+
+    @rule(data=DATA, picks=st.lists(st.integers(0, 4 * NPAGES), min_size=2, max_size=4))
+    def protect_identical(self, data: bytes, picks: list[int]) -> None:
+        """Merge some of the mergeable folios with this content (KSM's scan)."""
+        candidates = [f for m in self.maps for f in m.i_pages.values()
+                      if f.data == data and not (f.protected or f.dirty or f.writeback or f.pins)]
+        chosen = list({id(c): c for c in (candidates[p % len(candidates)] for p in picks
+                                          if candidates)}.values())
+        if not chosen:
+            return
+        owners = [(f.mapping, f.index) for f in chosen]
+        record = self.w.write_protect(chosen)
+        event(f"protected {len(owners)} owner(s)")
+        assert record.owners == owners
+        for mapping, _ in owners:
+            assert page_mapping_wp(record.primary.page, mapping) is mapping
+
     @rule(mi=MAPS, index=INDEX, data=DATA)
     def add(self, mi: int, index: int, data: bytes) -> None:
         if self.slot(mi, index) is None:
@@ -548,17 +591,20 @@ class WriteProtectMachine(RuleBasedStateMachine):
             record = self.w.records[ri % len(self.w.records)]
             assert self.w.duplicate(record, nid).mapping is record
 
-    @rule(mi=MAPS, index=INDEX)
-    def break_protection(self, mi: int, index: int) -> None:
-        mapping, old = self.maps[mi], self.slot(mi, index)
-        if old is None or (record := old.record) is None:
+    @rule(pick=st.integers(0, 20))
+    def break_protection(self, pick: int) -> None:
+        owners = [(r, m, i) for r in self.w.records for m, i in r.owners]
+        if not owners:
             return
+        record, mapping, index = owners[pick % len(owners)]
+        old = mapping.i_pages[index]
         folio = self.w.break_protection(mapping, index)
         event("break protection")
         assert folio.mapping is mapping and folio.index == index and not folio.protected
         assert mapping.i_pages[index] is folio and (mapping, index) not in record.owners
         assert page_mapping_wp(folio.page, mapping) is mapping
-        # the old protected page: gone for this owner unless it owns another index
+        # the old protected page is gone for this owner (at this index)
+        assert page_mapping_wp(old.page, mapping, index) is None and page_gone(old, mapping, index)
         assert page_mapping_wp(old.page, mapping) is (mapping if record.owns(mapping) else None)
 
     @rule(vi=FILES, pgoff=INDEX, write=st.booleans())
@@ -585,9 +631,10 @@ class WriteProtectMachine(RuleBasedStateMachine):
         assert not (write and folio.protected)
         self.pins.append((folio, write))
 
-    @precondition(lambda self: self.pins)
     @rule()
     def unpin(self) -> None:
+        if not self.pins:
+            return
         folio, write = self.pins.pop(0)
         self.w.unpin(folio, write=write)
 
@@ -622,22 +669,28 @@ class WriteProtectMachine(RuleBasedStateMachine):
     @rule(mi=MAPS, start=INDEX)
     def truncate(self, mi: int, start: int) -> None:
         mapping = self.maps[mi]
-        others = {id(f): [m for m, _ in folio_owners(f) if m is not mapping]
-                  for f in mapping.i_pages.values()}
-        for folio in self.w.truncate(mapping, start):
+        indices = sorted(i for i in mapping.i_pages if i >= start)
+        staying = {i: [(m, j) for m, j in folio_owners(mapping.i_pages[i])
+                       if not (m is mapping and j >= start)] for i in indices}
+        removed = self.w.truncate(mapping, start)
+        assert len(removed) == len(indices) and all(i < start for i in mapping.i_pages)
+        for index, folio in zip(indices, removed, strict=True):
             event(f"truncated, protected={folio.record is not None}")
-            assert page_gone(folio, mapping)  # the truncation check sees it gone
-            assert page_mapping_wp(folio.page, mapping) is None
-            for other in others[id(folio)]:  # and the other owners still have it
-                assert page_mapping_wp(folio.page, other) is other
-        assert all(i < start for i in mapping.i_pages)
+            # the truncation check of a reader that looked the page up at index
+            assert page_gone(folio, mapping, index)
+            assert page_mapping_wp(folio.page, mapping, index) is None
+            for other, j in staying[index]:  # the other owners still have it
+                assert page_mapping_wp(folio.page, other, j) is other
+                assert not page_gone(folio, other, j)
 
-    @rule(mi=MAPS, index=INDEX)
-    def reclaim(self, mi: int, index: int) -> None:
-        folio = self.slot(mi, index)
-        if folio is None:
+    @rule(pick=st.integers(0, 20))
+    def reclaim(self, pick: int) -> None:
+        cached = [f for m in self.maps for f in m.i_pages.values()]
+        if not cached:
             return
+        folio = cached[pick % len(cached)]
         owners = folio_owners(folio)
+        protected = folio.protected
         pages = list(folio.record.replicas.values()) if folio.record else [folio]
         before = self.state()
         try:
@@ -647,7 +700,7 @@ class WriteProtectMachine(RuleBasedStateMachine):
                 bh.b_count for bh in folio.buffers)
             assert self.state() == before
             return
-        event(f"reclaimed {len(owners)} owner(s), protected={folio.record is not None}")
+        event(f"reclaimed {len(owners)} owner(s), protected={protected}")
         assert visited == owners  # the reverse map reached every owner mapping
         for page in pages:
             assert page.mapping is None
@@ -677,7 +730,7 @@ class WriteProtectMachine(RuleBasedStateMachine):
                     assert (mapping, index) in record.owners and folio is record.primary
                 else:
                     assert folio.mapping is mapping and folio.index == index
-                assert page_mapping_wp(folio.page, mapping) is mapping
+                assert page_mapping_wp(folio.page, mapping, index) is mapping
 
     @invariant()
     def helper_never_returns_a_non_owner(self) -> None:

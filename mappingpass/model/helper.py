@@ -18,6 +18,13 @@ now receives the mapping it works on as a parameter:
   circular once protected), another object, or NULL where the page has a mapping
   raise :class:`BadContext`.
 
+A mapping may own one protected page at several indices (two zero-filled
+blocks of one file merge into one record), so ``(page, mapping)`` alone cannot say
+*which* slot a caller means. Callers that know it (every truncation check looked the
+page up at an index) pass ``index``: ownership is then checked for ``(mapping,
+index)``; a protected page's own ``index`` field is meaningless. Without ``index``
+any index of ``mapping`` counts.
+
 The model is stricter than the kernel helper needs to be: after a splice steal
 moved the page to another mapping, the kernel's truncation check simply sees
 "gone"; the model raises, because a path still carrying the old mapping is what
@@ -31,7 +38,9 @@ from .errors import BadContext, MappingMismatch
 from .objects import AddressSpace, Folio, Page, WriteProtectRecord, as_folio
 
 
-def folio_mapping_wp(folio: Folio | Page, context: object) -> AddressSpace | None:
+def folio_mapping_wp(
+    folio: Folio | Page, context: object, index: int | None = None
+) -> AddressSpace | None:
     """The mapping ``folio`` belongs to as seen from ``context`` (see module doc)."""
     folio = as_folio(folio)
     own = folio.mapping
@@ -43,35 +52,41 @@ def folio_mapping_wp(folio: Folio | Page, context: object) -> AddressSpace | Non
     if context is not None and not isinstance(context, AddressSpace):
         raise BadContext(f"context for {folio!r} is {context!r}, not an address_space")
     if not isinstance(own, WriteProtectRecord):
-        if own is None or own is context:
+        if own is None or (own is context and index in (None, folio.index)):
             return own
         if context is None:
             raise BadContext(f"NULL context for {folio!r}, which belongs to {own!r}")
-        raise MappingMismatch(f"{folio!r} belongs to {own!r}, not to the context {context!r}")
+        where = "" if index is None else f"[{index}]"
+        raise MappingMismatch(
+            f"{folio!r} belongs to {own!r}[{folio.index}], not to the context {context!r}{where}"
+        )
     if context is None:
         raise BadContext(f"NULL context for protected {folio!r} ({own!r})")
-    if own.owns(context):
+    if own.owns(context, index):
         return context
-    if own.has_departed(context):
+    if own.has_departed(context, index):
         return None
     owners = ", ".join(f"{m!r}[{i}]" for m, i in own.owners) or "none"
+    where = "" if index is None else f"[{index}]"
     raise MappingMismatch(
-        f"{context!r} is not an owner of protected {folio!r} ({own!r}; owners: {owners})"
+        f"{context!r}{where} is not an owner of protected {folio!r} ({own!r}; owners: {owners})"
     )
 
 
-def page_mapping_wp(page: Page | Folio, context: object) -> AddressSpace | None:
+def page_mapping_wp(
+    page: Page | Folio, context: object, index: int | None = None
+) -> AddressSpace | None:
     """``page_mapping_wp()``: :func:`folio_mapping_wp` of the page's folio."""
-    return folio_mapping_wp(as_folio(page), context)
+    return folio_mapping_wp(as_folio(page), context, index)
 
 
-def page_gone(page: Page | Folio, mapping: AddressSpace) -> bool:
+def page_gone(page: Page | Folio, mapping: AddressSpace, index: int | None = None) -> bool:
     """The truncation check ``page_mapping_wp(page, mapping) != mapping``, done after
     ``lock_page()`` by readers that looked the page up earlier (filemap_fault,
     find_lock_entries, ...). Lenient like the kernel: a page that moved to another
     mapping is gone, not an error. A bad context still raises :class:`BadContext`."""
     try:
-        return folio_mapping_wp(page, mapping) is not mapping
+        return folio_mapping_wp(page, mapping, index) is not mapping
     except MappingMismatch:
         return True
 

@@ -267,11 +267,15 @@ class WriteProtectRecord(Struct):
         """The replica to map on node ``nid`` (the primary if there is none)."""
         return self.replicas.get(nid, self.primary)
 
-    def owns(self, mapping: AddressSpace) -> bool:
-        return any(m is mapping for m, _ in self.owners)
+    def owns(self, mapping: AddressSpace, index: int | None = None) -> bool:
+        """Is ``mapping`` (at ``index``, if given) one of the owners?"""
+        return any(m is mapping and index in (None, i) for m, i in self.owners)
 
-    def has_departed(self, mapping: AddressSpace) -> bool:
-        return any(m is mapping for m, _ in self.departed) and not self.owns(mapping)
+    def has_departed(self, mapping: AddressSpace, index: int | None = None) -> bool:
+        """Did ``mapping`` (at ``index``, if given) own the page and leave it?"""
+        return not self.owns(mapping, index) and any(
+            m is mapping and index in (None, i) for m, i in self.departed
+        )
 
     def join(self, mapping: AddressSpace, index: int) -> None:
         self.owners.append((mapping, index))

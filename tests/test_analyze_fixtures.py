@@ -1,0 +1,151 @@
+"""Fixture tier: exact facts `analyze` extracts from fixtures/minilinux."""
+
+from __future__ import annotations
+
+import pytest
+
+# Every read in the fixture: (file, line, expression, kind, access). Checked by
+# hand against the sources; fixtures/minilinux/README.md lists the same reads.
+EXPECTED_READS = {
+    ("fs/buffer.c", 12, "bh->b_page->mapping", 3, "use"),
+    ("fs/buffer.c", 57, "bio->bi_io_vec[i].bv_page->mapping", 3, "use"),
+    ("fs/smallfs/dir.c", 9, "page->mapping", 1, "use"),
+    ("fs/smallfs/file.c", 8, "page->mapping", 1, "deref"),
+    ("fs/smallfs/file.c", 43, "page->mapping", 1, "use"),
+    ("fs/smallfs/inode.c", 7, "folio->mapping", 1, "use"),
+    ("fs/smallfs/inode.c", 41, "folio_file_mapping(page_folio(page))", 1, "deref"),
+    ("fs/tinyfs/dir.c", 8, "page->mapping", 1, "deref"),
+    ("fs/tinyfs/file.c", 7, "page->mapping", 1, "deref"),
+    ("fs/tinyfs/file.c", 15, "page->mapping", 1, "use"),
+    ("fs/tinyfs/file.c", 21, "folio->mapping", 1, "deref"),
+    ("fs/tinyfs/file.c", 47, "folio_mapping(folio)", 1, "compare"),
+    ("fs/tinyfs/file.c", 58, "folio->mapping", 1, "use"),
+    ("fs/tinyfs/file.c", 66, "(&folio->page)->mapping", 1, "use"),
+    ("fs/tinyfs/file.c", 86, "page->mapping", 1, "use"),
+    ("fs/tinyfs/file.c", 112, "page_file_mapping(page)", 1, "use"),
+    ("fs/tinyfs/file.c", 133, "page->mapping", 1, "use"),
+    ("fs/tinyfs/file.c", 144, "vmf->page->mapping", 1, "compare"),
+    ("fs/tinyfs/file.c", 158, "pages[i]->mapping", 1, "use"),
+    ("fs/tinyfs/file.c", 176, "page->mapping", 1, "use"),
+    ("fs/tinyfs/inode.c", 40, "page->mapping", 1, "use"),
+    ("fs/tinyfs/inode.c", 52, "page->mapping", 1, "use"),
+    ("include/linux/pagemap.h", 26, "folio->mapping", 2, "use"),
+    ("include/linux/pagemap.h", 35, "page->mapping", 2, "use"),
+    ("include/linux/pagemap.h", 44, "folio->mapping", 2, "use"),
+    ("include/linux/pagemap.h", 49, "page->mapping", 2, "use"),
+    ("mm/debug.c", 6, "page_mapping(page)", 4, "use"),
+    ("mm/debug.c", 9, "page->mapping", 4, "use"),
+    ("mm/debug.c", 20, "folio->mapping", 4, "use"),
+    ("mm/filemap.c", 81, "folio_mapping(folio)", 2, "use"),
+    ("mm/gup.c", 16, "page->mapping", 5, "use"),
+    ("mm/page-writeback.c", 23, "page->mapping", 2, "compare"),
+    ("mm/page-writeback.c", 57, "page->mapping", 2, "use"),
+    ("mm/readahead.c", 27, "p->mapping", 2, "compare"),
+    ("mm/truncate.c", 8, "folio->mapping", 2, "deref"),
+    ("mm/truncate.c", 40, "page->mapping", 2, "compare"),
+    ("mm/vmscan.c", 7, "folio->mapping", 2, "use"),
+    ("mm/vmscan.c", 29, "folio_mapping(folio)", 2, "use"),
+}
+
+
+def test_reads_exact(fixture_analysis):
+    got = {(r["file"], r["line"], r["expr"], r["kind"], r["access"]) for r in fixture_analysis["reads"]}
+    assert got == EXPECTED_READS
+
+
+def test_writes_and_other_structs_are_not_reads(fixture_analysis):
+    lines = {(r["file"], r["line"]) for r in fixture_analysis["reads"] + fixture_analysis["candidates"]}
+    assert ("mm/truncate.c", 18) not in lines  # folio->mapping = NULL
+    assert ("mm/truncate.c", 53) not in lines  # WRITE_ONCE(page->mapping, NULL)
+    assert not [ln for f, ln in lines if f.startswith("drivers/")]  # struct mydev's own field
+
+
+def test_macro_made_function_read_is_a_candidate_not_dropped(fixture_analysis):
+    # DECLARE_FILLER(readahead_fill_zero) hides the function and its parameter
+    cands = {(r["file"], r["line"], r["expr"]) for r in fixture_analysis["candidates"]}
+    assert cands == {("mm/readahead.c", 11, "folio->mapping")}
+
+
+def test_reads_name_their_function(fixture_analysis):
+    by_line = {(r["file"], r["line"]): r for r in fixture_analysis["reads"]}
+    assert by_line[("fs/tinyfs/file.c", 144)]["function"] == "tinyfs_fault"
+    assert by_line[("fs/tinyfs/dir.c", 8)]["function_id"] == "fs/tinyfs/dir.c::commit_chunk"
+    assert by_line[("fs/smallfs/dir.c", 9)]["function_id"] == "fs/smallfs/dir.c::commit_chunk"
+    assert by_line[("fs/buffer.c", 12)]["receiver_type"] == "struct page *"
+    assert by_line[("fs/tinyfs/file.c", 66)]["receiver_type"] == "struct page *"
+
+
+def _functions(analysis):
+    return {(f["file"], f["name"]): f for f in analysis["functions"]}
+
+
+@pytest.mark.parametrize(
+    "file,name,line,static",
+    [
+        ("fs/tinyfs/dir.c", "commit_chunk", 6, True),
+        ("fs/smallfs/dir.c", "commit_chunk", 7, True),
+        ("fs/tinyfs/file.c", "tinyfs_page_valid", 13, True),  # __always_inline __must_check
+        ("fs/tinyfs/file.c", "tinyfs_finish_page", 109, True),  # __releases() after params
+        ("fs/smallfs/inode.c", "smallfs_init_ops", 74, True),  # __init
+        ("fs/smallfs/inode.c", "smallfs_init", 80, False),  # __init
+        ("fs/smallfs/file.c", "sys_smallfs_sync", 53, False),  # SYSCALL_DEFINE2
+        ("fs/tinyfs/file.c", "tinyfs_walk_folios", 54, True),
+        ("mm/filemap.c", "read_cache_page", 30, False),
+        ("include/linux/pagemap.h", "page_mapping", 33, True),
+    ],
+)
+def test_function_definitions(fixture_analysis, file, name, line, static):
+    fn = _functions(fixture_analysis)[(file, name)]
+    assert fn["line"] == line
+    assert fn["static"] is static
+
+
+def test_ifdef_twins_are_one_node_with_two_bodies(fixture_analysis):
+    twins = [f for f in fixture_analysis["functions"] if f["name"] == "tinyfs_check_page"]
+    assert sorted(f["line"] for f in twins) == [38, 50]
+    assert {f["id"] for f in twins} == {"tinyfs_check_page"}
+
+
+def test_static_name_clash_gives_two_nodes(fixture_analysis):
+    ids = {f["id"] for f in fixture_analysis["functions"] if f["name"] == "commit_chunk"}
+    assert ids == {"fs/tinyfs/dir.c::commit_chunk", "fs/smallfs/dir.c::commit_chunk"}
+
+
+def _slots(analysis):
+    return {s["id"]: s for s in analysis["slots"]}
+
+
+def test_slots_and_their_parameters(fixture_analysis):
+    slots = _slots(fixture_analysis)
+    assert slots["typedef:filler_t"]["params"] == ["struct file *", "struct folio *"]
+    assert slots["typedef:writepage_t"]["params"] == ["struct page *", "struct writeback_control *", "void *"]
+    assert slots["member:address_space_operations.releasepage"]["params"] == ["struct page *", "int"]
+    assert slots["member:address_space_operations.writepage"]["decls"] == [
+        {"file": "include/linux/fs.h", "line": 52}
+    ]
+
+
+def test_bindings(fixture_analysis):
+    slots = _slots(fixture_analysis)
+    # ops table in tinyfs/inode.c binds functions defined in tinyfs/file.c
+    assert "tinyfs_read_folio" in slots["member:address_space_operations.read_folio"]["bound"]
+    # designated initializers, assignments through a pointer and through a struct
+    writepage = slots["member:address_space_operations.writepage"]["bound"]
+    assert set(writepage) == {
+        "tinyfs_writepage", "fs/smallfs/inode.c::smallfs_writepage",
+        "fs/smallfs/inode.c::smallfs_writepage_nobh", "drivers/blockdev/mydev.c::mydev_writepage",
+    }
+    assert "fs/smallfs/inode.c::smallfs_dirty_folio" in slots["member:address_space_operations.dirty_folio"]["bound"]
+    # a function passed through a cast binds to the parameter's typedef slot
+    assert "fs/smallfs/inode.c::smallfs_fill_page" in slots["typedef:filler_t"]["bound"]
+    assert "mm/page-writeback.c::__writepage" in slots["typedef:writepage_t"]["bound"]
+    assert "fs/buffer.c::end_buffer_async_write" in slots["member:buffer_head.b_end_io"]["bound"]
+
+
+def test_summary_counts(fixture_analysis):
+    a = fixture_analysis
+    assert a["schema"] == "mappingpass.analyze/1"
+    assert a["files"]["total"] == 25
+    assert a["files"]["skipped"] == 0
+    assert a["reads_by_kind"] == {"1": 20, "2": 12, "3": 2, "4": 3, "5": 1}
+    assert a["calls"]["slot_call_edges"] >= 10

@@ -1,0 +1,106 @@
+"""analyze on bad input and on re-runs: one-line errors, counted skips, caching."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import MINILINUX, REPO, analyze_json, run_cli
+
+
+def test_missing_path_is_a_one_line_error(tmp_path):
+    code, out, err = run_cli("analyze", str(tmp_path / "nope"), "--db", str(tmp_path / "db"))
+    assert code == 2
+    assert err.count("\n") == 1 and "no such directory" in err and "nope" in err
+
+
+def test_broken_rules_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('schema = "mappingpass.rules/1"\n[read\nfield = 1\n')
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(bad))
+    assert code == 2 and err.count("\n") == 1 and "bad.toml" in err and "TOML" in err
+
+
+def test_rules_file_with_bad_entry(tmp_path):
+    text = (REPO / "rules" / "mapping.toml").read_text().replace("kind = 5\n", "kind = 9\n", 1)
+    bad = tmp_path / "r.toml"
+    bad.write_text(text)
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(bad))
+    assert code == 2 and "kind must be 1..5" in err
+
+
+def test_unreadable_database(tmp_path):
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "index.sqlite").write_bytes(b"this is not sqlite" * 100)
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(db))
+    assert code == 2 and "unreadable database" in err and str(db) in err
+
+
+def test_warm_rerun_parses_nothing_and_a_change_reparses_one_file(minilinux_copy, tmp_path):
+    db = tmp_path / "db"
+    cold = analyze_json(minilinux_copy, db)
+    assert cold["files"]["parsed_this_run"] > 0
+    warm = analyze_json(minilinux_copy, db)
+    assert warm["files"]["parsed_this_run"] == 0
+    assert warm["reads"] == cold["reads"]
+    target = minilinux_copy / "fs" / "tinyfs" / "dir.c"
+    target.write_text(target.read_text() + "\nint extra_reader(struct page *page)\n"
+                      "{\n\treturn page->mapping != 0;\n}\n")
+    changed = analyze_json(minilinux_copy, db)
+    assert changed["files"]["parsed_this_run"] == 1
+    new = {(r["file"], r["function"]) for r in changed["reads"]} - {(r["file"], r["function"]) for r in cold["reads"]}
+    assert new == {("fs/tinyfs/dir.c", "extra_reader")}
+
+
+def test_same_content_new_mtime_is_not_reparsed(minilinux_copy, tmp_path):
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    target = minilinux_copy / "mm" / "gup.c"
+    target.write_bytes(target.read_bytes())
+    assert analyze_json(minilinux_copy, db)["files"]["parsed_this_run"] == 0
+
+
+def test_garbage_and_non_utf8_files_are_counted_not_fatal(minilinux_copy, tmp_path):
+    (minilinux_copy / "fs" / "latin1.c").write_bytes(
+        b"/* caf\xe9 */\nint latin_reader(struct page *page)\n{\n\treturn page->mapping != 0;\n}\n"
+    )
+    (minilinux_copy / "fs" / "garbage.c").write_bytes(b"}}}{{ ->mapping ((( int int int ;;; \x00\xff")
+    result = analyze_json(minilinux_copy, tmp_path / "db")
+    assert result["files"]["non_utf8"] == 2
+    assert ("fs/latin1.c", "latin_reader") in {(r["file"], r["function"]) for r in result["reads"]}
+    failed = {f["file"] for f in result["parse_failures"]["files"]}
+    assert "fs/garbage.c" in failed
+
+
+def test_stale_cache_is_rebuilt(tmp_path):
+    db = tmp_path / "db"
+    first = analyze_json(MINILINUX, db)
+    (db / "analysis.pickle").write_bytes(b"\x80\x05garbage")
+    assert analyze_json(MINILINUX, db)["reads"] == first["reads"]
+
+
+def test_console_entry_point_and_text_summary(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mappingpass", "analyze", str(MINILINUX), "--db", str(tmp_path / "db")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "reads      38" in proc.stdout
+    assert "kind 3" in proc.stdout
+
+
+def test_analyze_does_not_modify_the_tree(minilinux_copy, tmp_path):
+    before = {p: p.read_bytes() for p in minilinux_copy.rglob("*") if p.is_file()}
+    analyze_json(minilinux_copy, tmp_path / "db")
+    after = {p: p.read_bytes() for p in minilinux_copy.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_json_is_deterministic(tmp_path):
+    a = analyze_json(MINILINUX, tmp_path / "a")
+    b = analyze_json(MINILINUX, tmp_path / "b")
+    for r in (a, b):
+        r.pop("seconds")
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
