@@ -33,7 +33,7 @@ import networkx as nx
 
 from . import types
 from .cparse import split_cast_argument
-from .facts import Call, FileFacts, Function, Read
+from .facts import Call, FileFacts, Function
 from .rules import Rules
 from .types import TypeEnv
 

@@ -363,7 +363,7 @@ def index_tree(
     store.put(new_rows)
     store.touch(touch)
     store.commit()
-    for rel, _size, _mtime, _digest, state, _blob, note in new_rows:
+    for _rel, _size, _mtime, _digest, state, _blob, note in new_rows:
         if state == "parsed":
             stats.parsed += 1
         elif state == "skipped":

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import MINILINUX
 
 SOURCES = sorted(MINILINUX.rglob("*.c"))
