@@ -47,6 +47,7 @@ _PREPROC_CONTAINERS = {
     "preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif", "preproc_elifdef",
     "linkage_specification", "declaration_list", "ERROR",
 }
+_EXPORT = re.compile(rb"^\s*EXPORT_SYMBOL(?:_GPL)?(?:_NS(?:_GPL)?)?\s*\(\s*(\w+)", re.M)
 # every byte but newline becomes a space: blanking keeps lines and offsets
 _TO_SPACES = bytes(10 if b == 10 else 32 for b in range(256))
 _CAST_ARG = re.compile(r"^\(\s*([^()]*?)\s*\)\s*&?\s*([A-Za-z_]\w*)$")
@@ -93,6 +94,10 @@ class Extractor:
         text = self.blank(source)
         tree = self.parser.parse(text)
         return _FileWalker(self, path, text, tree.root_node, digest, len(source)).run()
+
+
+def _span(node: Node | None) -> tuple[int, int]:
+    return (node.start_byte, node.end_byte) if node is not None else (-1, -1)
 
 
 def _txt(node: Node) -> str:
@@ -240,6 +245,7 @@ class _FileWalker:
             typedefs=tuple(typedefs),
             globals=tuple(sorted(self.globals.items())),
             locals_with_field_name=tuple(clashes),
+            exports=tuple(sorted({m.decode() for m in _EXPORT.findall(self.text)})),
             error_nodes=len(errors) + missing,
             error_lines=tuple(sorted({e.start_point[0] + 1 for e in errors})[:8]),
             recovered=self.recovered,
@@ -288,6 +294,7 @@ class _FileWalker:
                         params=_params(fdecl.child_by_field_name("parameters")),
                         return_type=types.normalise(base, depth),
                         definition=False,
+                        params_span=_span(fdecl.child_by_field_name("parameters")),
                     )
                 )
                 continue
@@ -362,6 +369,7 @@ class _FileWalker:
                 return_type=types.normalise(_base_type(node.child_by_field_name("type")), depth),
                 definition=True,
                 via_macro=via,
+                params_span=_span(fdecl.child_by_field_name("parameters")) if not via else (-1, -1),
             )
         )
 
@@ -394,7 +402,7 @@ class _FileWalker:
                     params = _params(fnp)
                     slots.append(
                         Slot("member", owner.split(" ", 1)[1], name, params,
-                             decl.start_point[0] + 1, decl.start_byte, decl.end_byte, True)
+                             decl.start_point[0] + 1, decl.start_byte, decl.end_byte, True, _span(fnp))
                     )
                     fields.append(StructField(owner, name, f"{base} (*)()"))
                 else:
@@ -414,7 +422,7 @@ class _FileWalker:
                 pointer = d.type != "function_declarator"
                 slots.append(
                     Slot("typedef", "", name, _params(fnp), node.start_point[0] + 1,
-                         node.start_byte, node.end_byte, pointer)
+                         node.start_byte, node.end_byte, pointer, _span(fnp))
                 )
             elif base.endswith("<anonymous>") and type_node is not None:
                 # typedef struct { ... } foo_t;  -> foo_t is the struct's only name
@@ -523,7 +531,8 @@ class _FileWalker:
             calls.append(
                 Call(caller, line, fn.start_point[1] + 1, node.start_byte, node.end_byte, via,
                      callee, receiver, tuple(_txt(a) for a in args),
-                     tuple((a.start_byte, a.end_byte) for a in args), argl.start_byte)
+                     tuple((a.start_byte, a.end_byte) for a in args), argl.start_byte,
+                     _txt(fn) if via != "direct" else callee)
             )
             if via == "direct" and callee in accessors:
                 reads.append(
@@ -545,10 +554,13 @@ class _FileWalker:
             where = self.enclosing(node.start_byte)
             caller, idx = where if where else (None, None)
             recv = node.child_by_field_name("argument")
+            # READ_ONCE(page->mapping) is one read: rewriting only the inner part
+            # would take the address of an rvalue
+            outer = _transparent_wrapper(node) or node
             reads.append(
-                Read(caller, node.start_point[0] + 1, node.start_point[1] + 1, node.start_byte,
-                     node.end_byte, _txt(node), "field", self.recipe_text(recv, idx), _txt(recv),
-                     _access(node))
+                Read(caller, node.start_point[0] + 1, node.start_point[1] + 1, outer.start_byte,
+                     outer.end_byte, _txt(outer), "field", self.recipe_text(recv, idx), _txt(recv),
+                     _access(node), node.child_by_field_name("operator").type)
             )
         return reads
 
@@ -665,6 +677,16 @@ def _is_write(node: Node, wrappers: frozenset[str]) -> bool:
         if fn is not None and _txt(fn) in wrappers and first and first[0] == node:
             return True
     return False
+
+
+def _transparent_wrapper(node: Node) -> Node | None:
+    """The READ_ONCE(...) call whose only argument is node, if any."""
+    parent = node.parent
+    if parent is None or parent.type != "argument_list" or len(parent.named_children) != 1:
+        return None
+    call = parent.parent
+    fn = call.child_by_field_name("function") if call is not None else None
+    return call if fn is not None and _txt(fn) in _TRANSPARENT else None
 
 
 def _access(node: Node) -> str:

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 3
+FACTS_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Function:
     return_type: str
     definition: bool  # False for a prototype
     via_macro: str = ""  # "SYSCALL_DEFINE2" for macro-made definitions
+    params_span: tuple[int, int] = (-1, -1)  # bytes of "(" ... ")" of the parameter list
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Call:
     args: tuple[str, ...]
     arg_spans: tuple[tuple[int, int], ...]
     paren: int  # byte offset of "(" of the argument list
+    fn_text: str = ""  # the called expression as written: "mapping->a_ops->writepage"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Slot:
     start: int  # byte span of the member or typedef declaration
     end: int
     pointer: bool  # typedef of a pointer-to-function (writepage_t) vs function type (filler_t)
+    params_span: tuple[int, int] = (-1, -1)
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Read:
     receiver: str  # type recipe of the receiver for "field"; accessor name for "accessor"
     receiver_text: str  # source text of the receiver (the page expression)
     access: str  # "compare" (identity test), "deref" (->member of it), "use"
+    op: str = "->"  # "->" or "." for field reads
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class FileFacts:
     globals: tuple[tuple[str, str], ...] = ()  # (name, normalised type), file scope
     locals_with_field_name: tuple[tuple[str, str], ...] = field(default=())
     # (function, name) of locals/params named like the field: name clashes for the plan
+    exports: tuple[str, ...] = ()  # EXPORT_SYMBOL*(name) at file scope
     error_nodes: int = 0  # ERROR/MISSING nodes tree-sitter reported
     error_lines: tuple[int, ...] = ()  # first lines of the first few errors
     recovered: int = 0  # functions recovered from inside error nodes
@@ -131,7 +136,8 @@ class FileFacts:
             digest=data["digest"],
             size=data["size"],
             functions=tuple(
-                Function(**{**f, "params": tuple(Param(**p) for p in f["params"])})
+                Function(**{**f, "params": tuple(Param(**p) for p in f["params"]),
+                            "params_span": tuple(f["params_span"])})
                 for f in data["functions"]
             ),
             calls=tuple(
@@ -145,7 +151,8 @@ class FileFacts:
                 for c in data["calls"]
             ),
             slots=tuple(
-                Slot(**{**s, "params": tuple(Param(**p) for p in s["params"])})
+                Slot(**{**s, "params": tuple(Param(**p) for p in s["params"]),
+                        "params_span": tuple(s["params_span"])})
                 for s in data["slots"]
             ),
             bindings=tuple(Binding(**b) for b in data["bindings"]),
@@ -154,6 +161,7 @@ class FileFacts:
             typedefs=tuple(tuple(t) for t in data["typedefs"]),
             globals=tuple(tuple(g) for g in data["globals"]),
             locals_with_field_name=tuple(tuple(x) for x in data["locals_with_field_name"]),
+            exports=tuple(data["exports"]),
             error_nodes=data["error_nodes"],
             error_lines=tuple(data["error_lines"]),
             recovered=data["recovered"],

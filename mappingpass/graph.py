@@ -145,10 +145,18 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
                     header_statics[fn.name].append(fid)
             else:
                 externs.add(fid)
+    exported: set[str] = set()
     for ff in all_facts:
+        exported.update(ff.exports)
         for fn in ff.functions:
             if not fn.definition and fn.name in externs:
                 g.nodes[fn.name]["protos"].append((ff.path, fn.line))
+        for fname, local in ff.locals_with_field_name:
+            fid = statics.get((ff.path, fname)) or (fname if fname in externs else None)
+            if fid is not None:
+                g.nodes[fid].setdefault("clashes", set()).add(local)
+    for fid in externs & exported:
+        g.nodes[fid]["exported"] = True
 
     def resolve_function(path: str, name: str) -> str | None:
         fid = statics.get((path, name))
@@ -249,7 +257,7 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
                 ok: bool | None = True
             else:
                 resolved = env.resolve(r.receiver)
-                arrow = r.expr.replace(" ", "").endswith("->" + rules.field)
+                arrow = r.op == "->"
                 if resolved is None:
                     ok, rtype = None, "?"
                 else:
@@ -297,7 +305,7 @@ def _function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 2  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 3  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

@@ -50,13 +50,25 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class ReceiverProvider:
+    """`M->a_ops->member(...)`: calls through this struct pass `M`."""
+
+    struct: str
+    strip: str
+
+
+@dataclass(frozen=True)
 class PlanRules:
     param_type: str
     param_name: str
+    clash_name: str
     position: str  # "first" | "last"
+    unresolved_argument: str
     helper_page: str
     helper_folio: str
+    helper_header: str
     helper_definition: str
+    receiver_providers: tuple[ReceiverProvider, ...]
     scope_kinds: tuple[int, ...]
     providers: tuple[Provider, ...]
     boundary_functions: re.Pattern[str] | None
@@ -191,13 +203,22 @@ def _plan(plan: dict) -> PlanRules:
     if position not in ("first", "last"):
         raise RulesError("[plan.parameter] position must be \"first\" or \"last\"")
     funcs = boundary.get("functions")
+    receivers = tuple(
+        ReceiverProvider(_need(e, "struct", str, "plan.receiver_provider"),
+                         _need(e, "strip", str, "plan.receiver_provider"))
+        for e in plan.get("receiver_provider", [])
+    )
     return PlanRules(
         param_type=_need(param, "type", str, "plan.parameter"),
         param_name=_need(param, "name", str, "plan.parameter"),
+        clash_name=param.get("clash_name", "ctx_" + param["name"]),
         position=position,
+        unresolved_argument=plan.get("unresolved_argument", "NULL"),
         helper_page=_need(helper, "page", str, "plan.helper"),
         helper_folio=_need(helper, "folio", str, "plan.helper"),
+        helper_header=helper.get("header", ""),
         helper_definition=helper.get("definition", ""),
+        receiver_providers=receivers,
         scope_kinds=tuple(plan.get("scope_kinds", [1])),
         providers=tuple(providers),
         boundary_functions=_regex(funcs, "[plan.boundary] functions") if funcs else None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-# Every read in the fixture: (file, line, expression, kind, access). Checked by
+# Every read in the fixture: (file, line, expression, kind, access); a read wrapped in
+# READ_ONCE() is the whole call (it is rewritten as one). Checked by
 # hand against the sources; fixtures/minilinux/README.md lists the same reads.
 EXPECTED_READS = {
     ("fs/buffer.c", 12, "bh->b_page->mapping", 3, "use"),
@@ -16,7 +17,7 @@ EXPECTED_READS = {
     ("fs/smallfs/inode.c", 41, "folio_file_mapping(page_folio(page))", 1, "deref"),
     ("fs/tinyfs/dir.c", 8, "page->mapping", 1, "deref"),
     ("fs/tinyfs/file.c", 7, "page->mapping", 1, "deref"),
-    ("fs/tinyfs/file.c", 15, "page->mapping", 1, "use"),
+    ("fs/tinyfs/file.c", 15, "READ_ONCE(page->mapping)", 1, "use"),
     ("fs/tinyfs/file.c", 21, "folio->mapping", 1, "deref"),
     ("fs/tinyfs/file.c", 47, "folio_mapping(folio)", 1, "compare"),
     ("fs/tinyfs/file.c", 58, "folio->mapping", 1, "use"),
@@ -30,7 +31,7 @@ EXPECTED_READS = {
     ("fs/tinyfs/inode.c", 40, "page->mapping", 1, "use"),
     ("fs/tinyfs/inode.c", 52, "page->mapping", 1, "use"),
     ("include/linux/pagemap.h", 26, "folio->mapping", 2, "use"),
-    ("include/linux/pagemap.h", 35, "page->mapping", 2, "use"),
+    ("include/linux/pagemap.h", 35, "READ_ONCE(page->mapping)", 2, "use"),
     ("include/linux/pagemap.h", 44, "folio->mapping", 2, "use"),
     ("include/linux/pagemap.h", 49, "page->mapping", 2, "use"),
     ("mm/debug.c", 6, "page_mapping(page)", 4, "use"),

@@ -365,7 +365,7 @@ def env(w: World) -> dict[str, object]:
     vmf = w.fault(vma, 0)
     return {"file": file, "inode": inode, "folio": folio, "page": folio.page, "bh": bh,
             "iocb": w.kiocb(file), "mapping": inode.i_mapping, "vma": vma, "vmf": vmf,
-            "pages": [folio.page], "bdev": w.bdevs[0]}
+            "pages": [folio.page], "bdev": w.bdevs[0], "bd": w.bdevs[0].bd_mapping}
 
 
 @pytest.mark.parametrize("expr, expected", [
@@ -400,7 +400,7 @@ def env(w: World) -> dict[str, object]:
     ("bh->b_bdev->bd_mapping", "bd"),
 ])
 def test_evaluate_paths(env: dict[str, object], expr: str, expected: object) -> None:
-    want = env["bdev"].bd_mapping if expected == "bd" else env.get(expected, expected)  # type: ignore[attr-defined,arg-type]
+    want = env[expected] if isinstance(expected, str) else expected
     assert evaluate(expr, env) is want
 
 
