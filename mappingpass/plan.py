@@ -1,0 +1,423 @@
+"""The plan stage: the passdown fixpoint over the graph (DESIGN.md, "The fixpoint").
+
+    add_mapping_parameter(func):
+        add a mapping parameter to func
+        for each caller of func:
+            pass the mapping at that call site
+            if caller can already supply it: continue
+            add_mapping_parameter(caller)
+
+made precise: a function that gains the parameter while bound to a slot makes
+the slot gain it, hence every function bound to the slot and every call
+through it; recursion ends on the `gains` set; boundaries (syscalls, exported
+symbols when the rules say so, functions nobody calls, callers in kind 2-5
+code) stop the propagation and are reported as unresolved with their chain.
+
+The result is a `Plan` of plain, sorted records with a JSON form
+(`Plan.to_json`, schema `mappingpass.plan/1`). Same analysis and rules, same
+bytes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+from . import types
+from .facts import Call, FileFacts
+from .graph import Analysis, ReadRecord
+from .rules import PlanRules, Rules
+
+PLAN_SCHEMA = "mappingpass.plan/1"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One link of a chain: `node` gains the parameter because of `why`."""
+
+    node: str
+    why: str  # "reads" | "calls" | "bound-to" | "implements" | "calls-through"
+    file: str
+    line: int
+    detail: str  # the read expression, or the callee / slot id
+
+
+@dataclass(frozen=True)
+class PlanFunction:
+    id: str
+    name: str
+    file: str
+    line: int
+    bodies: tuple[tuple[str, int], ...]
+    prototypes: tuple[tuple[str, int], ...]
+    param_name: str
+    reason: tuple[Step, ...]  # the chain from this function to a read
+
+
+@dataclass(frozen=True)
+class PlanSlot:
+    id: str
+    kind: str
+    name: str
+    owner: str
+    decls: tuple[tuple[str, int], ...]
+    reason: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class CallSite:
+    file: str
+    line: int
+    col: int
+    caller: str
+    callee: str  # function id or slot id
+    via: str  # "direct" | "member" | "pointer"
+    call: str  # the called expression as written
+    argument: str
+    how: str  # "parameter" | "provider" | "receiver" | "unresolved"
+    paren: int  # byte offset of the argument list's "(" (for emit)
+    nargs: int
+    first_arg: int  # byte offset of the first argument, -1 if none
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    file: str
+    line: int
+    col: int
+    start: int
+    end: int
+    function: str
+    from_: str
+    to: str
+    access: str  # "compare" keeps identity tests apart from ordinary reads
+    context: str  # the mapping expression passed to the helper
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    function: str
+    file: str
+    line: int
+    reason: str
+    chain: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    rules: str
+    functions: tuple[PlanFunction, ...]
+    slots: tuple[PlanSlot, ...]
+    call_sites: tuple[CallSite, ...]
+    rewrites: tuple[Rewrite, ...]
+    unresolved: tuple[Unresolved, ...]
+    runtime_reads: int  # kind 2-5 reads: handled at run time, not passed down
+    parsed_on_demand: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        def plain(obj):
+            d = asdict(obj)
+            if "from_" in d:
+                d["from"] = d.pop("from_")
+            return d
+
+        return {
+            "schema": PLAN_SCHEMA,
+            "rules": self.rules,
+            "summary": self.summary(),
+            "functions": [plain(f) for f in self.functions],
+            "slots": [plain(s) for s in self.slots],
+            "call_sites": [plain(c) for c in self.call_sites],
+            "rewrites": [plain(r) for r in self.rewrites],
+            "unresolved": [plain(u) for u in self.unresolved],
+            "parsed_on_demand": list(self.parsed_on_demand),
+        }
+
+    def summary(self) -> dict:
+        reasons: dict[str, int] = {}
+        for u in self.unresolved:
+            reasons[u.reason] = reasons.get(u.reason, 0) + 1
+        return {
+            "functions": len(self.functions),
+            "slots": len(self.slots),
+            "call_sites": len(self.call_sites),
+            "rewrites": len(self.rewrites),
+            "identity_rewrites": sum(1 for r in self.rewrites if r.access == "compare"),
+            "unresolved": len(self.unresolved),
+            "unresolved_by_reason": dict(sorted(reasons.items())),
+            "runtime_reads": self.runtime_reads,
+            "files": len({f for f, _ in _touched(self)}),
+        }
+
+
+def _touched(plan: Plan) -> set[tuple[str, int]]:
+    out = {(f.file, f.line) for f in plan.functions}
+    out |= {(c.file, c.line) for c in plan.call_sites}
+    out |= {(r.file, r.line) for r in plan.rewrites}
+    return out
+
+
+class _Fixpoint:
+    def __init__(self, analysis: Analysis, rules: Rules, facts: dict[str, FileFacts]) -> None:
+        if rules.plan is None:
+            raise ValueError(f"{rules.path}: no [plan] section; this rules file only analyzes")
+        self.a = analysis
+        self.g = analysis.graph
+        self.rules = rules
+        self.pr: PlanRules = rules.plan
+        self.facts = facts
+        self.gains: dict[str, Step] = {}  # function or slot -> why it gains the parameter
+        self.stopped: dict[str, tuple[str, Step]] = {}  # boundary -> (reason, why it was needed)
+        self.unresolved: list[Unresolved] = []
+        self.queue: deque[tuple[str, Step]] = deque()
+
+    # -- what a function can supply ------------------------------------------
+    def provider(self, fid: str) -> str | None:
+        params = self.g.nodes[fid]["params"]
+        for prov in self.pr.providers:
+            for pname, ptype in params:
+                if pname and types.normalise(ptype) == prov.type:
+                    return prov.expr.format(p=pname)
+        return None
+
+    def param_name(self, fid: str) -> str:
+        clashes = self.g.nodes[fid].get("clashes", set())
+        return self.pr.clash_name if self.pr.param_name in clashes else self.pr.param_name
+
+    def context(self, fid: str) -> str | None:
+        if fid in self.gains:
+            return self.param_name(fid)
+        return self.provider(fid)
+
+    def home(self, node: str) -> tuple[str, int]:
+        d = self.g.nodes[node]
+        places = d.get("bodies") or d.get("decls") or [("", 0)]
+        return min(places)
+
+    # -- boundaries -------------------------------------------------------------
+    def boundary(self, fid: str, why: Step) -> str | None:
+        d = self.g.nodes[fid]
+        name = d["name"]
+        bound = any(self.g.edges[fid, s]["kind"] == "binds" for s in self.g.successors(fid))
+        if self.pr.boundary_functions is not None and self.pr.boundary_functions.search(name):
+            return "syscall"
+        if d.get("via_macro"):
+            return "syscall"
+        if why.why in ("bound-to", "implements"):
+            return None  # a slot's implementation must follow the slot's signature
+        if self.pr.exported_is_boundary and d.get("exported"):
+            return "exported"
+        path = self.home(fid)[0]
+        kind, _ = self.rules.kind_of(path, name)
+        if kind in (2, 3, 4, 5) and kind not in self.pr.scope_kinds:
+            return f"kind-{kind}"
+        if not bound and not self._has_callers(fid):
+            return "no-callers"
+        return None
+
+    def _has_callers(self, fid: str) -> bool:
+        return any(self.g.edges[p, fid]["kind"] == "call" for p in self.g.predecessors(fid))
+
+    # -- the worklist -------------------------------------------------------
+    def need(self, node: str, why: Step) -> None:
+        self.queue.append((node, why))
+
+    def run(self) -> None:
+        while self.queue:
+            node, why = self.queue.popleft()
+            if node in self.gains or node in self.stopped:
+                continue
+            if self.g.nodes[node]["type"] == "function":
+                self._function(node, why)
+            else:
+                self._slot(node, why)
+
+    def _function(self, fid: str, why: Step) -> None:
+        reason = self.boundary(fid, why)
+        if reason is not None:
+            self.stopped[fid] = (reason, why)
+            return
+        self.gains[fid] = why
+        file, line = self.home(fid)
+        for succ in sorted(self.g.successors(fid)):
+            edge = self.g.edges[fid, succ]
+            if edge["kind"] == "binds":
+                self.need(succ, Step(fid, "bound-to", file, line, succ))
+        for pred in sorted(self.g.predecessors(fid)):
+            edge = self.g.edges[pred, fid]
+            if edge["kind"] == "call" and self.provider(pred) is None:
+                site = min(edge["sites"])
+                self.need(pred, Step(pred, "calls", site[0], site[1], fid))
+
+    def _slot(self, sid: str, why: Step) -> None:
+        self.gains[sid] = why
+        for pred in sorted(self.g.predecessors(sid)):
+            edge = self.g.edges[pred, sid]
+            if edge["kind"] == "binds":
+                site = min(edge["sites"])
+                self.need(pred, Step(pred, "implements", site[0], site[1], sid))
+            elif edge["kind"] == "call-through-slot" and self.provider(pred) is None:
+                if all(self._receiver_argument(s) is not None for s in edge["sites"]):
+                    continue  # every call names its mapping: M->a_ops->x(M, ...)
+                site = min(edge["sites"])
+                self.need(pred, Step(pred, "calls-through", site[0], site[1], sid))
+
+    def _receiver_argument(self, site: tuple) -> str | None:
+        call = self._call(site)
+        if call is None or call.via != "member":
+            return None
+        for rp in self.pr.receiver_providers:
+            owner = self.a.types.resolve(call.receiver)
+            if owner is None or owner[0] != f"struct {rp.struct}":
+                continue
+            receiver = call.fn_text[: call.fn_text.rfind(call.callee)].rstrip()
+            receiver = receiver.removesuffix("->").removesuffix(".").rstrip()
+            if receiver.endswith(rp.strip):
+                return receiver[: -len(rp.strip)].strip()
+        return None
+
+    def _call(self, site: tuple) -> Call | None:
+        ff = self.facts.get(site[0])
+        if ff is None or site[2] >= len(ff.calls):
+            return None
+        return ff.calls[site[2]]
+
+    # -- seeds and results -----------------------------------------------------
+    def seed(self) -> int:
+        runtime = 0
+        for r in sorted(self.a.reads, key=lambda r: (r.file, r.line, r.col)):
+            if r.kind not in self.pr.scope_kinds:
+                runtime += 1
+                continue
+            if r.function_id is None:
+                self.unresolved.append(Unresolved(r.function or "", r.file, r.line, "no-function", ()))
+                continue
+            if self.provider(r.function_id) is None:
+                self.need(r.function_id, Step(r.function_id, "reads", r.file, r.line, r.expr))
+        return runtime
+
+    def chain(self, node: str) -> tuple[Step, ...]:
+        out: list[Step] = []
+        seen: set[str] = set()
+        while node in self.gains and node not in seen:
+            seen.add(node)
+            step = self.gains[node]
+            out.append(step)
+            if step.why == "reads":
+                break
+            node = step.detail  # the callee, slot or implementation that needed it
+        return tuple(out)
+
+    def call_sites(self) -> list[CallSite]:
+        out: list[CallSite] = []
+        unres = self.pr.unresolved_argument
+        for target in self.gains:
+            for pred in self.g.predecessors(target):
+                edge = self.g.edges[pred, target]
+                if edge["kind"] not in ("call", "call-through-slot"):
+                    continue
+                for site in edge["sites"]:
+                    call = self._call(site)
+                    if call is None:
+                        continue
+                    arg, how = None, ""
+                    if edge["kind"] == "call-through-slot":
+                        arg = self._receiver_argument(site)
+                        how = "receiver" if arg is not None else ""
+                    if arg is None and pred in self.gains:
+                        arg, how = self.param_name(pred), "parameter"
+                    if arg is None:
+                        prov = self.provider(pred)
+                        if prov is not None:
+                            arg, how = prov, "provider"
+                    if arg is None:
+                        arg, how = unres, "unresolved"
+                    first = call.arg_spans[0][0] if call.arg_spans else -1
+                    out.append(CallSite(site[0], call.line, call.col, pred, target, call.via,
+                                        call.fn_text or call.callee, arg, how, call.paren,
+                                        len(call.args), first))
+        out.sort(key=lambda c: (c.file, c.line, c.col, c.callee))
+        return out
+
+    def rewrites(self) -> list[Rewrite]:
+        out: list[Rewrite] = []
+        for r in self.a.reads:
+            if r.kind not in self.pr.scope_kinds or r.function_id is None:
+                continue
+            ctx = self.context(r.function_id)
+            if ctx is None:
+                continue
+            out.append(Rewrite(r.file, r.line, r.col, r.start, r.end, r.function_id, r.expr,
+                               self.helper_call(r, ctx), r.access, ctx))
+        out.sort(key=lambda w: (w.file, w.start))
+        return out
+
+    def helper_call(self, r: ReadRecord, ctx: str) -> str:
+        if r.via == "accessor":
+            helper = self.pr.helper_folio if r.receiver_type.startswith("folio") else self.pr.helper_page
+            return f"{helper}({r.receiver_text}, {ctx})"
+        base = r.receiver_type.rstrip("* ")
+        helper = self.pr.helper_folio if base == "struct folio" else self.pr.helper_page
+        receiver = r.receiver_text
+        if r.receiver_type.endswith("*"):
+            return f"{helper}({receiver}, {ctx})"
+        return f"{helper}(&{receiver}, {ctx})"  # folio->page.mapping
+
+    def finish(self, runtime: int, parsed: tuple[str, ...]) -> Plan:
+        functions, slots = [], []
+        for node in sorted(self.gains):
+            d = self.g.nodes[node]
+            if d["type"] == "function":
+                file, line = self.home(node)
+                functions.append(PlanFunction(node, d["name"], file, line, tuple(sorted(d["bodies"])),
+                                              tuple(sorted(d["protos"])), self.param_name(node),
+                                              self.chain(node)))
+            else:
+                slots.append(PlanSlot(node, d["slot_kind"], d["name"], d["owner"],
+                                      tuple(sorted(d["decls"])), self.chain(node)))
+        unresolved = list(self.unresolved)
+        for node, (reason, why) in self.stopped.items():
+            file, line = self.home(node)
+            target = why.detail
+            unresolved.append(Unresolved(node, file, line, reason, (why, *self.chain(target))))
+        for node in sorted(self.gains):
+            for pred in self.g.predecessors(node):
+                edge = self.g.edges[pred, node]
+                if edge["kind"] == "binds":
+                    for site in edge["sites"]:
+                        if site[3]:
+                            unresolved.append(Unresolved(
+                                pred, site[0], site[1], "cast",
+                                (Step(pred, "implements", site[0], site[1], f"({site[3]}) cast to {node}"),
+                                 *self.chain(node))))
+        unresolved.sort(key=lambda u: (u.reason, u.file, u.line, u.function))
+        return Plan(self.rules.name, tuple(functions), tuple(slots), tuple(self.call_sites()),
+                    tuple(self.rewrites()), tuple(unresolved), runtime, parsed)
+
+
+def make_plan(analysis: Analysis, rules: Rules, facts: dict[str, FileFacts],
+              parsed_on_demand: tuple[str, ...] = ()) -> Plan:
+    fp = _Fixpoint(analysis, rules, facts)
+    runtime = fp.seed()
+    fp.run()
+    return fp.finish(runtime, parsed_on_demand)
+
+
+def changed_names(plan: Plan, analysis: Analysis) -> set[str]:
+    """Words whose appearance in a deferred file may add a caller or a binding:
+    the changed functions, slot members and typedefs, and the functions that
+    take a changed typedef or parameter slot as an argument."""
+    names = {f.name for f in plan.functions}
+    g = analysis.graph
+    for s in plan.slots:
+        if s.kind == "param":
+            names.add(g.nodes[s.owner]["name"])
+        else:
+            names.add(s.name)
+        if s.kind == "typedef":
+            for node, d in g.nodes(data=True):
+                if d["type"] == "function" and any(
+                    types.split(t)[0] == s.name for _, t in d["params"]
+                ):
+                    names.add(d["name"])
+    return names
