@@ -1,7 +1,264 @@
-"""Subcommands after analyze (plan, explain, check); registered by cli."""
+"""Subcommands after analyze: plan, explain, check. Registered by cli."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import graph as graphmod
+from . import index as indexmod
+from . import plan as planmod
+
 
 def register(sub, common) -> None:
-    return None
+    p = sub.add_parser("plan", help="the passdown fixpoint: what gains the parameter, what each call passes")
+    p.add_argument("--rules", help="rules file (default: the one analyze used)")
+    common(p)
+    p.set_defaults(func=cmd_plan)
+
+    e = sub.add_parser("explain", help="why FUNC gains the parameter: its chain to a read")
+    e.add_argument("function", metavar="FUNC", help="function name, or path::name for a static")
+    e.add_argument("--rules", help="rules file (default: the one analyze used)")
+    e.add_argument("--dot", metavar="FILE", help="write the chain and callers as Graphviz")
+    e.add_argument("--svg", metavar="FILE", help="render it as SVG (needs Graphviz's dot)")
+    common(e)
+    e.set_defaults(func=cmd_explain)
+    register_emit(sub, common)
+
+
+def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planmod.Plan, object]:
+    """Run the fixpoint, parsing deferred files that mention a changed name
+    (a tree-wide textual prefilter) until no new file turns up."""
+    from .cli import InputError, load_analysis
+
+    store, root, rules, analysis = load_analysis(args.db, getattr(args, "rules", None))
+    if rules.plan is None:
+        raise InputError(f"{rules.path}: no [plan] section; add one (see rules/mapping.toml)")
+    searched: set[str] = set()
+    parsed: list[str] = []
+    for _ in range(12):
+        facts = _facts_for(store, analysis)
+        plan = planmod.make_plan(analysis, rules, facts, tuple(parsed))
+        names = planmod.changed_names(plan, analysis) - searched
+        if not names:
+            break
+        searched |= names
+        deferred = store.paths_in_state("deferred")
+        try:
+            hits = indexmod.grep_files(root, deferred, sorted(names))
+        except indexmod.StoreError as exc:
+            raise InputError(str(exc)) from None
+        if not hits:
+            break
+        if progress and not args.quiet:
+            print(f"plan: parsing {len(hits)} files that mention {len(names)} changed names",
+                  file=sys.stderr)
+        parsed += indexmod.parse_deferred(root, rules, store, hits)
+        analysis = graphmod.load_or_build(store, rules)
+    else:
+        pass
+    plan = planmod.make_plan(analysis, rules, _facts_for(store, analysis), tuple(sorted(parsed)))
+    store.close()
+    return plan, analysis
+
+
+def _facts_for(store, analysis) -> dict:
+    """Facts of the files that hold calls the plan may change."""
+    paths = sorted({site[0] for *_, d in analysis.graph.edges(data=True)
+                    if d["kind"] in ("call", "call-through-slot") for site in d["sites"]})
+    return {f.path: f for f in store.load_facts(paths)}
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan, _ = compute_plan(args)
+    if args.format == "json":
+        json.dump(plan.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_plan_text(plan)
+    return 1 if plan.unresolved else 0
+
+
+def _chain_text(chain) -> str:
+    parts = []
+    for step in chain:
+        if step.why == "reads":
+            parts.append(f"{step.node} reads {step.detail} ({step.file}:{step.line})")
+        else:
+            parts.append(f"{step.node} {step.why} {step.detail} ({step.file}:{step.line})")
+    return "\n      ".join(parts)
+
+
+def print_plan_text(plan: planmod.Plan) -> None:
+    s = plan.summary()
+    print(f"plan ({plan.rules} rules)")
+    print(f"  functions gaining the parameter  {s['functions']}")
+    print(f"  slots gaining it                 {s['slots']}")
+    print(f"  call sites changed               {s['call_sites']}")
+    print(f"  reads rewritten to the helper    {s['rewrites']} ({s['identity_rewrites']} identity tests)")
+    print(f"  kind 2-5 reads left to run time  {s['runtime_reads']}")
+    print(f"  files touched                    {s['files']}")
+    if plan.parsed_on_demand:
+        print(f"  deferred files parsed            {len(plan.parsed_on_demand)}")
+    print(f"  unresolved                       {s['unresolved']}")
+    by_reason: dict[str, list] = {}
+    for u in plan.unresolved:
+        by_reason.setdefault(u.reason, []).append(u)
+    for reason, items in by_reason.items():
+        print(f"\nunresolved: {reason} ({len(items)})")
+        for u in items[:50]:
+            print(f"  {u.file}:{u.line} {u.function}")
+            if u.chain:
+                print(f"      {_chain_text(u.chain)}")
+        if len(items) > 50:
+            print(f"  ... {len(items) - 50} more (--format json lists all)")
+
+
+def _find(plan: planmod.Plan, analysis, name: str) -> list[str]:
+    g = analysis.graph
+    if name in g:
+        return [name]
+    return sorted(n for n, d in g.nodes(data=True) if d.get("name") == name and d["type"] == "function")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .cli import InputError
+
+    plan, analysis = compute_plan(args, progress=False)
+    ids = _find(plan, analysis, args.function)
+    if not ids:
+        raise InputError(f"{args.function}: no such function in the index; "
+                         "use path::name for a static function")
+    by_id = {f.id: f for f in plan.functions}
+    stopped = {u.function: u for u in plan.unresolved}
+    out = []
+    for fid in ids:
+        entry: dict = {"id": fid}
+        if fid in by_id:
+            f = by_id[fid]
+            entry.update(gains=True, param=f.param_name, chain=[vars(s) for s in f.reason])
+        else:
+            entry["gains"] = False
+            if fid in stopped:
+                entry["unresolved"] = stopped[fid].reason
+                entry["chain"] = [vars(s) for s in stopped[fid].chain]
+        entry["callers"] = [
+            {"file": c.file, "line": c.line, "caller": c.caller, "argument": c.argument, "how": c.how}
+            for c in plan.call_sites if c.callee == fid
+        ]
+        out.append(entry)
+    if args.format == "json":
+        json.dump(out, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        for e in out:
+            if e["gains"]:
+                print(f"{e['id']} gains `{e['param']}` because:")
+            elif "unresolved" in e:
+                print(f"{e['id']} is a boundary ({e['unresolved']}); it would need the mapping because:")
+            else:
+                print(f"{e['id']} does not gain the parameter (no read of the mapping reaches it)")
+            for s in e.get("chain", []):
+                what = f"reads {s['detail']}" if s["why"] == "reads" else f"{s['why']} {s['detail']}"
+                print(f"  {s['node']} {what}  ({s['file']}:{s['line']})")
+            if e["callers"]:
+                print("callers pass:")
+                for c in e["callers"]:
+                    print(f"  {c['file']}:{c['line']} {c['caller']}: {c['argument']}  [{c['how']}]")
+    if args.dot or args.svg:
+        dot = to_dot(out)
+        if args.dot:
+            Path(args.dot).write_text(dot)
+        if args.svg:
+            exe = shutil.which("dot")
+            if exe is None:
+                raise InputError("--svg needs Graphviz's dot: apt-get install graphviz "
+                                 "(or use --dot FILE and render it elsewhere)")
+            subprocess.run([exe, "-Tsvg", "-o", args.svg], input=dot.encode(), check=True)
+    return 0
+
+
+def to_dot(entries: list[dict]) -> str:
+    lines = ["digraph explain {", "  rankdir=LR;", "  node [shape=box, fontname=monospace];"]
+    edges: set[tuple[str, str, str]] = set()
+    nodes: set[str] = set()
+    for e in entries:
+        nodes.add(e["id"])
+        for s in e.get("chain", []):
+            nodes.add(s["node"])
+            if s["why"] == "reads":
+                read = f"read: {s['detail']}\\n{s['file']}:{s['line']}"
+                nodes.add(read)
+                edges.add((s["node"], read, "reads"))
+            else:
+                nodes.add(s["detail"])
+                edges.add((s["node"], s["detail"], s["why"]))
+        for c in e["callers"]:
+            nodes.add(c["caller"])
+            edges.add((c["caller"], e["id"], f"passes {c['argument']}"))
+    for n in sorted(nodes):
+        lines.append(f'  "{n}";')
+    for a, b, label in sorted(edges):
+        lines.append(f'  "{a}" -> "{b}" [label="{label}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def register_emit(sub, common) -> None:
+    e = sub.add_parser("emit", help="the plan as a unified diff (or applied to the tree)")
+    e.add_argument("--diff", nargs="?", const="-", metavar="FILE",
+                   help="write one unified diff (default: stdout)")
+    e.add_argument("--apply", action="store_true",
+                   help="change the tree in place, atomically (all files or none)")
+    e.add_argument("--force", action="store_true", help="with --apply: also on a dirty git tree")
+    e.add_argument("--rules", help="rules file (default: the one analyze used)")
+    common(e)
+    e.set_defaults(func=cmd_emit)
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    from . import emit as emitmod
+    from .cli import InputError, _load_rules, _open_store
+
+    if not args.diff and not args.apply:
+        raise InputError("emit: say what to emit: --diff [FILE] or --apply")
+    plan, _ = compute_plan(args)
+    store = _open_store(args.db, create=False)
+    root = Path(store.get_meta("root"))
+    rules = _load_rules(getattr(args, "rules", None) or store.get_meta("rules_path"))
+    rows = store.rows()
+    paths = sorted({p for p, v in rows.items() if v[3] == "parsed"})
+    facts = {f.path: f for f in store.load_facts(paths)}
+    store.close()
+    try:
+        texts = emitmod.new_texts(plan, facts, rules, root, {p: v[2] for p, v in rows.items()})
+    except emitmod.EmitError as exc:
+        raise InputError(str(exc)) from None
+    if args.diff:
+        diff = emitmod.unified_diff(texts)
+        if args.diff == "-":
+            sys.stdout.write(diff)
+        else:
+            Path(args.diff).write_text(diff)
+    if args.apply:
+        if not args.force and _git_dirty(root):
+            raise InputError(f"{root}: the git tree has uncommitted changes; commit them or pass --force")
+        try:
+            emitmod.apply_atomically(root, texts)
+        except emitmod.EmitError as exc:
+            raise InputError(str(exc)) from None
+        if not args.quiet:
+            print(f"emit: changed {len(texts)} files under {root}", file=sys.stderr)
+    return 0
+
+
+def _git_dirty(root: Path) -> bool:
+    if shutil.which("git") is None:
+        return False
+    proc = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                          capture_output=True, text=True, check=False)
+    return proc.returncode == 0 and bool(proc.stdout.strip())

@@ -313,8 +313,12 @@ class _FileWalker:
         macro = _txt(call.child_by_field_name("function"))
         template = self.ex.def_macros.get(macro)
         args = [a for a in call.child_by_field_name("arguments").named_children if a.type != "comment"]
-        if template is None or not args:
+        if not args or args[0].type != "identifier":
             return
+        if template is None:
+            # an unknown macro that makes a function around this body
+            # (DECLARE_FILLER(name) { ... }): known by name, parameters unknown
+            template, args = "{0}", args[:1]
         self.recovered += 1
         self.functions.append(
             Function(
@@ -334,9 +338,13 @@ class _FileWalker:
         )
 
     def _definition(self, node: Node) -> None:
-        fdecl, depth = _function_declarator(node.child_by_field_name("declarator"))
+        declarator = node.child_by_field_name("declarator")
+        fdecl, depth = _function_declarator(declarator)
         body = node.child_by_field_name("body")
-        if fdecl is None or body is None:
+        if body is None:
+            return
+        if fdecl is None:
+            self._macro_typed_definition(node, declarator, body)
             return
         name_node = fdecl.child_by_field_name("declarator")
         if name_node is None or name_node.type != "identifier":
@@ -370,6 +378,33 @@ class _FileWalker:
                 definition=True,
                 via_macro=via,
                 params_span=_span(fdecl.child_by_field_name("parameters")) if not via else (-1, -1),
+            )
+        )
+
+    def _macro_typed_definition(self, node: Node, declarator: Node | None, body: Node) -> None:
+        """`DECLARE_FILLER(name) { ... }` parses as a definition whose type is the
+        macro and whose declarator is `(name)`."""
+        type_node = node.child_by_field_name("type")
+        if (declarator is None or declarator.type != "parenthesized_declarator" or type_node is None
+                or type_node.type != "type_identifier" or not declarator.named_children
+                or declarator.named_children[0].type != "identifier"):
+            return
+        macro, first = _txt(type_node), _txt(declarator.named_children[0])
+        self.recovered += 1
+        self.functions.append(
+            Function(
+                name=self.ex.def_macros.get(macro, "{0}").format(first),
+                line=node.start_point[0] + 1,
+                end_line=node.end_point[0] + 1,
+                start=node.start_byte,
+                end=node.end_byte,
+                body_start=body.start_byte,
+                static=False,
+                inline=False,
+                params=(),
+                return_type="int",
+                definition=True,
+                via_macro=macro,
             )
         )
 

@@ -149,8 +149,10 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
     for ff in all_facts:
         exported.update(ff.exports)
         for fn in ff.functions:
-            if not fn.definition and fn.name in externs:
-                g.nodes[fn.name]["protos"].append((ff.path, fn.line))
+            if not fn.definition:
+                fid = statics.get((ff.path, fn.name)) or (fn.name if fn.name in externs else None)
+                if fid is not None:
+                    g.nodes[fid]["protos"].append((ff.path, fn.line))
         for fname, local in ff.locals_with_field_name:
             fid = statics.get((ff.path, fname)) or (fname if fname in externs else None)
             if fid is not None:

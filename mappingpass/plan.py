@@ -36,10 +36,10 @@ class Step:
     """One link of a chain: `node` gains the parameter because of `why`."""
 
     node: str
-    why: str  # "reads" | "calls" | "bound-to" | "implements" | "calls-through"
+    why: str  # "reads" | "calls" | "calls-through" | "implements" | "implemented-by"
     file: str
     line: int
-    detail: str  # the read expression, or the callee / slot id
+    detail: str  # the read expression ("reads"), else the next node of the chain
 
 
 @dataclass(frozen=True)
@@ -202,8 +202,9 @@ class _Fixpoint:
         if self.pr.boundary_functions is not None and self.pr.boundary_functions.search(name):
             return "syscall"
         if d.get("via_macro"):
-            return "syscall"
-        if why.why in ("bound-to", "implements"):
+            # the signature is written by a macro: a human changes the macro
+            return "syscall" if "SYSCALL" in d["via_macro"] else "macro-definition"
+        if why.why == "implements":
             return None  # a slot's implementation must follow the slot's signature
         if self.pr.exported_is_boundary and d.get("exported"):
             return "exported"
@@ -242,7 +243,7 @@ class _Fixpoint:
         for succ in sorted(self.g.successors(fid)):
             edge = self.g.edges[fid, succ]
             if edge["kind"] == "binds":
-                self.need(succ, Step(fid, "bound-to", file, line, succ))
+                self.need(succ, Step(succ, "implemented-by", file, line, fid))
         for pred in sorted(self.g.predecessors(fid)):
             edge = self.g.edges[pred, fid]
             if edge["kind"] == "call" and self.provider(pred) is None:
@@ -415,7 +416,7 @@ def changed_names(plan: Plan, analysis: Analysis) -> set[str]:
         else:
             names.add(s.name)
         if s.kind == "typedef":
-            for node, d in g.nodes(data=True):
+            for _node, d in g.nodes(data=True):
                 if d["type"] == "function" and any(
                     types.split(t)[0] == s.name for _, t in d["params"]
                 ):

@@ -1,0 +1,197 @@
+"""The emit stage (diff part): our own rewriter from a plan to new file texts.
+
+Edits are byte-offset insertions and replacements taken from the plan and the
+index's facts (parameter-list spans, call parentheses, read spans); they are
+applied to the original bytes from the end of the file backwards, so that no
+edit moves another. The result is a set of new file contents, a unified diff
+(`git apply` form, `a/` and `b/` prefixes), or an atomic in-place apply.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .facts import FileFacts
+from .plan import Plan
+from .rules import Rules
+
+
+class EmitError(Exception):
+    """The tree changed since analyze, or an edit does not fit the text."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    start: int
+    end: int  # == start for an insertion
+    text: str
+    why: str
+
+
+def _param_edit(span: tuple[int, int], source: bytes, decl: str, position: str, why: str) -> Edit:
+    lo, hi = span
+    inside = source[lo + 1:hi - 1]
+    if not inside.strip() or inside.strip() == b"void":
+        return Edit(lo + 1, hi - 1, decl, why)
+    if position == "first":
+        return Edit(lo + 1, lo + 1, decl + ", ", why)
+    return Edit(hi - 1, hi - 1, ", " + decl, why)
+
+
+def _arg_edit(paren: int, nargs: int, first_arg: int, end_paren: int | None, arg: str,
+              position: str) -> Edit:
+    if nargs == 0:
+        return Edit(paren + 1, paren + 1, arg, "argument")
+    if position == "first":
+        return Edit(paren + 1, paren + 1, arg + ", ", "argument")
+    assert end_paren is not None
+    return Edit(end_paren, end_paren, ", " + arg, "argument")
+
+
+def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
+              sources: dict[str, bytes]) -> dict[str, list[Edit]]:
+    pr = rules.plan
+    assert pr is not None
+    out: dict[str, list[Edit]] = {}
+
+    def add(path: str, edit: Edit) -> None:
+        out.setdefault(path, []).append(edit)
+
+    decl_type = pr.param_type
+    sep = "" if decl_type.endswith("*") else " "
+    for f in plan.functions:
+        decl = f"{decl_type}{sep}{f.param_name}"
+        places = {(p, line) for p, line in f.bodies} | {(p, line) for p, line in f.prototypes}
+        for path, line in sorted(places):
+            ff = facts.get(path)
+            if ff is None:
+                continue
+            for fn in ff.functions:
+                if fn.name == f.name and fn.line == line and fn.params_span[0] >= 0:
+                    add(path, _param_edit(fn.params_span, sources[path], decl, pr.position,
+                                          f"parameter of {f.id}"))
+    for s in plan.slots:
+        if s.kind == "param":
+            continue  # the owning function's parameter type is a function pointer: follows its typedef
+        for path, line in s.decls:
+            ff = facts.get(path)
+            if ff is None:
+                continue
+            for slot in ff.slots:
+                if slot.name == s.name and slot.line == line and slot.params_span[0] >= 0:
+                    decl = f"{decl_type}{sep}{pr.param_name}"
+                    add(path, _param_edit(slot.params_span, sources[path], decl, pr.position,
+                                          f"parameter of {s.id}"))
+    for c in plan.call_sites:
+        end_paren = None
+        if pr.position == "last":
+            ff = facts[c.file]
+            end_paren = next(x.end - 1 for x in ff.calls if x.paren == c.paren)
+        add(c.file, _arg_edit(c.paren, c.nargs, c.first_arg, end_paren, c.argument, pr.position))
+    for r in plan.rewrites:
+        add(r.file, Edit(r.start, r.end, r.to, f"read in {r.function}"))
+    return out
+
+
+def apply_edits(source: bytes, edits: list[Edit], path: str) -> bytes:
+    text = bytearray(source)
+    # from the end backwards; at one offset a replacement goes before an insertion
+    ordered = sorted(set(edits), key=lambda e: (e.start, e.end != e.start, e.end), reverse=True)
+    last_start = len(source) + 1
+    for e in ordered:
+        if e.end > last_start and e.end != e.start:
+            raise EmitError(f"{path}: overlapping edits at byte {e.start} ({e.why})")
+        text[e.start:e.end] = e.text.encode()
+        last_start = e.start
+    return bytes(text)
+
+
+def _helper_edit(rules: Rules, source: bytes) -> bytes:
+    """Add the helper's definition to its header, before the include guard's #endif."""
+    pr = rules.plan
+    if pr.helper_page.encode() + b"(" in source:
+        return source  # already there (a re-run on a patched tree)
+    definition = pr.helper_definition.strip("\n") + "\n"
+    m = list(re.finditer(rb"^#endif[^\n]*\n?\Z", source, re.M))
+    at = m[-1].start() if m else len(source)
+    return source[:at] + b"\n" + definition.encode() + b"\n" + source[at:]
+
+
+def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
+              digests: dict[str, str]) -> dict[str, tuple[bytes, bytes]]:
+    """path -> (old bytes, new bytes) for every file the plan changes."""
+    from .index import digest_of
+
+    paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
+    paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
+    paths |= {p for s in plan.slots for p, _ in s.decls}
+    sources: dict[str, bytes] = {}
+    for path in sorted(paths):
+        try:
+            data = (root / path).read_bytes()
+        except OSError as exc:
+            raise EmitError(f"{root / path}: cannot read ({exc.strerror}); re-run analyze") from None
+        if path in digests and digests[path] and digest_of(data) != digests[path]:
+            raise EmitError(f"{root / path}: changed since analyze; re-run 'mappingpass analyze'")
+        sources[path] = data
+    result: dict[str, tuple[bytes, bytes]] = {}
+    for path, edits in edits_for(plan, facts, rules, sources).items():
+        new = apply_edits(sources[path], edits, path)
+        result[path] = (sources[path], new)
+    header = rules.plan.helper_header
+    if header and (plan.rewrites or plan.functions) and (root / header).is_file():
+        old = result.get(header, (None, None))[0] or (root / header).read_bytes()
+        current = result.get(header, (old, old))[1]
+        result[header] = (old, _helper_edit(rules, current))
+    return {p: v for p, v in result.items() if v[0] != v[1]}
+
+
+def unified_diff(texts: dict[str, tuple[bytes, bytes]]) -> str:
+    chunks = []
+    for path in sorted(texts):
+        old, new = texts[path]
+        a = old.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+        b = new.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+        diff = list(difflib.unified_diff(a, b, f"a/{path}", f"b/{path}", n=3))
+        if diff:
+            chunks.append(f"diff --git a/{path} b/{path}\n")
+            for line in diff:
+                chunks.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(chunks)
+
+
+def apply_atomically(root: Path, texts: dict[str, tuple[bytes, bytes]]) -> None:
+    """Write every file or none: all new contents go to temporary files first,
+    then each is renamed over its original (rename is atomic per file); if a
+    rename fails, the files already replaced are restored."""
+    staged: list[tuple[Path, str]] = []
+    try:
+        for path, (_old, new) in sorted(texts.items()):
+            target = root / path
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".mp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(new)
+            os.chmod(tmp, target.stat().st_mode & 0o7777)
+            staged.append((target, tmp))
+    except OSError as exc:
+        for _, tmp in staged:
+            os.unlink(tmp)
+        raise EmitError(f"cannot write to the tree ({exc}); nothing was changed") from None
+    done: list[Path] = []
+    try:
+        for target, tmp in staged:
+            os.replace(tmp, target)
+            done.append(target)
+    except OSError as exc:
+        for target in done:
+            rel = str(target.relative_to(root))
+            target.write_bytes(texts[rel][0])
+        for _target, tmp in staged[len(done):]:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise EmitError(f"cannot replace {target} ({exc}); the tree was restored") from None
