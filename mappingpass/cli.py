@@ -141,8 +141,7 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
     slots = [
         {"id": n, "kind": d["slot_kind"], "name": d["name"], "owner": d["owner"],
          "params": [t for _, t in d["params"]],
-         "bound": sorted(a for a, _ in analysis.graph.in_edges(n)
-                         if analysis.graph.edges[a, n]["kind"] == "binds"),
+         "bound": [a for a, _, _ in graphmod.edges_in(analysis.graph, n, "binds")],
          "decls": [{"file": p, "line": ln} for p, ln in d["decls"]]}
         for n, d in sorted(analysis.graph.nodes(data=True)) if d["type"] == "slot"
     ]

@@ -28,6 +28,7 @@ def register(sub, common) -> None:
     common(e)
     e.set_defaults(func=cmd_explain)
     register_emit(sub, common)
+    register_check(sub, common)
 
 
 def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planmod.Plan, object]:
@@ -262,3 +263,46 @@ def _git_dirty(root: Path) -> bool:
     proc = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                           capture_output=True, text=True, check=False)
     return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def register_check(sub, common) -> None:
+    c = sub.add_parser("check", help="run the plan in the write-protect model: a verdict per read")
+    c.add_argument("--rules", help="rules file (default: the one analyze used)")
+    common(c)
+    c.set_defaults(func=cmd_check)
+
+
+def run_check(args: argparse.Namespace):
+    from . import check as checkmod
+    from .cli import _load_rules, _open_store
+
+    plan, analysis = compute_plan(args)
+    store = _open_store(args.db, create=False)
+    rules = _load_rules(getattr(args, "rules", None) or store.get_meta("rules_path"))
+    facts = {f.path: f for f in store.load_facts()}
+    store.close()
+    return checkmod.check(plan, analysis, rules, facts)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    result = run_check(args)
+    if args.format == "json":
+        json.dump(result.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        s = result.summary()
+        print(f"check: {s['reads']} reads: {s.get('resolvable', 0)} resolvable, "
+              f"{s.get('unresolvable', 0)} unresolvable, {s.get('runtime', 0)} runtime "
+              f"(paths bounded at {s['bounds']['paths_per_read']} per read, depth "
+              f"{s['bounds']['depth']}; {s['truncated']} reads hit the bound)")
+        for v in result.verdicts:
+            if v.verdict != "unresolvable":
+                continue
+            w = v.witness
+            print(f"\n{v.file}:{v.line} {v.function}: {v.expr}")
+            print(f"  scenario {w.scenario}: {w.error}")
+            if w.argument not in ("(none)",):
+                print(f"  argument {w.argument}")
+            for hop in w.path:
+                print(f"    {hop.file}:{hop.line} {hop.caller} -> {hop.callee} ({hop.argument})")
+    return 1 if any(v.verdict == "unresolvable" for v in result.verdicts) else 0

@@ -66,9 +66,21 @@ class ReadRecord:
         }
 
 
+def edges_in(g: nx.MultiDiGraph, node: str, *kinds: str):
+    """(predecessor, kind, edge data) of node's incoming edges of these kinds, sorted."""
+    return sorted(((a, k, d) for a, _, k, d in g.in_edges(node, keys=True, data=True)
+                   if not kinds or k in kinds), key=lambda e: (e[0], e[1]))
+
+
+def edges_out(g: nx.MultiDiGraph, node: str, *kinds: str):
+    """(successor, kind, edge data) of node's outgoing edges of these kinds, sorted."""
+    return sorted(((b, k, d) for _, b, k, d in g.out_edges(node, keys=True, data=True)
+                   if not kinds or k in kinds), key=lambda e: (e[0], e[1]))
+
+
 @dataclass
 class Analysis:
-    graph: nx.DiGraph
+    graph: nx.MultiDiGraph
     types: TypeEnv
     # per parsed file: (error nodes, first error lines, recovered functions, call sites)
     files: dict[str, tuple[int, tuple[int, ...], int, int]]
@@ -113,7 +125,7 @@ def missing_types(all_facts: list[FileFacts]) -> set[str]:
 
 def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
     env = type_env(all_facts)
-    g = nx.DiGraph()
+    g = nx.MultiDiGraph()
     files = {f.path: (f.error_nodes, f.error_lines, f.recovered, len(f.calls)) for f in all_facts}
     statics: dict[tuple[str, str], str] = {}  # (path, name) -> id
     externs: set[str] = set()
@@ -199,10 +211,10 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
         return None
 
     def add_edge(a: str, b: str, kind: str, site: tuple) -> None:
-        if g.has_edge(a, b):
-            g.edges[a, b]["sites"].append(site)
+        if g.has_edge(a, b, key=kind):
+            g.edges[a, b, kind]["sites"].append(site)
         else:
-            g.add_edge(a, b, kind=kind, sites=[site])
+            g.add_edge(a, b, key=kind, kind=kind, sites=[site])
 
     # 2. calls, bindings
     unresolved_member = 0
@@ -307,7 +319,7 @@ def _function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 3  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 4  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import types
 from .facts import Call, FileFacts
-from .graph import Analysis, ReadRecord
+from .graph import Analysis, ReadRecord, edges_in, edges_out
 from .rules import PlanRules, Rules
 
 PLAN_SCHEMA = "mappingpass.plan/1"
@@ -198,7 +198,7 @@ class _Fixpoint:
     def boundary(self, fid: str, why: Step) -> str | None:
         d = self.g.nodes[fid]
         name = d["name"]
-        bound = any(self.g.edges[fid, s]["kind"] == "binds" for s in self.g.successors(fid))
+        bound = bool(edges_out(self.g, fid, "binds"))
         if self.pr.boundary_functions is not None and self.pr.boundary_functions.search(name):
             return "syscall"
         if d.get("via_macro"):
@@ -217,7 +217,7 @@ class _Fixpoint:
         return None
 
     def _has_callers(self, fid: str) -> bool:
-        return any(self.g.edges[p, fid]["kind"] == "call" for p in self.g.predecessors(fid))
+        return bool(edges_in(self.g, fid, "call"))
 
     # -- the worklist -------------------------------------------------------
     def need(self, node: str, why: Step) -> None:
@@ -240,24 +240,20 @@ class _Fixpoint:
             return
         self.gains[fid] = why
         file, line = self.home(fid)
-        for succ in sorted(self.g.successors(fid)):
-            edge = self.g.edges[fid, succ]
-            if edge["kind"] == "binds":
-                self.need(succ, Step(succ, "implemented-by", file, line, fid))
-        for pred in sorted(self.g.predecessors(fid)):
-            edge = self.g.edges[pred, fid]
-            if edge["kind"] == "call" and self.provider(pred) is None:
+        for succ, _, _ in edges_out(self.g, fid, "binds"):
+            self.need(succ, Step(succ, "implemented-by", file, line, fid))
+        for pred, _, edge in edges_in(self.g, fid, "call"):
+            if self.provider(pred) is None:
                 site = min(edge["sites"])
                 self.need(pred, Step(pred, "calls", site[0], site[1], fid))
 
     def _slot(self, sid: str, why: Step) -> None:
         self.gains[sid] = why
-        for pred in sorted(self.g.predecessors(sid)):
-            edge = self.g.edges[pred, sid]
-            if edge["kind"] == "binds":
+        for pred, kind, edge in edges_in(self.g, sid, "binds", "call-through-slot"):
+            if kind == "binds":
                 site = min(edge["sites"])
                 self.need(pred, Step(pred, "implements", site[0], site[1], sid))
-            elif edge["kind"] == "call-through-slot" and self.provider(pred) is None:
+            elif self.provider(pred) is None:
                 if all(self._receiver_argument(s) is not None for s in edge["sites"]):
                     continue  # every call names its mapping: M->a_ops->x(M, ...)
                 site = min(edge["sites"])
@@ -313,16 +309,13 @@ class _Fixpoint:
         out: list[CallSite] = []
         unres = self.pr.unresolved_argument
         for target in self.gains:
-            for pred in self.g.predecessors(target):
-                edge = self.g.edges[pred, target]
-                if edge["kind"] not in ("call", "call-through-slot"):
-                    continue
+            for pred, kind, edge in edges_in(self.g, target, "call", "call-through-slot"):
                 for site in edge["sites"]:
                     call = self._call(site)
                     if call is None:
                         continue
                     arg, how = None, ""
-                    if edge["kind"] == "call-through-slot":
+                    if kind == "call-through-slot":
                         arg = self._receiver_argument(site)
                         how = "receiver" if arg is not None else ""
                     if arg is None and pred in self.gains:
@@ -382,15 +375,13 @@ class _Fixpoint:
             target = why.detail
             unresolved.append(Unresolved(node, file, line, reason, (why, *self.chain(target))))
         for node in sorted(self.gains):
-            for pred in self.g.predecessors(node):
-                edge = self.g.edges[pred, node]
-                if edge["kind"] == "binds":
-                    for site in edge["sites"]:
-                        if site[3]:
-                            unresolved.append(Unresolved(
-                                pred, site[0], site[1], "cast",
-                                (Step(pred, "implements", site[0], site[1], f"({site[3]}) cast to {node}"),
-                                 *self.chain(node))))
+            for pred, _, edge in edges_in(self.g, node, "binds"):
+                for site in edge["sites"]:
+                    if site[3]:  # bound through a cast that hides the changed signature
+                        unresolved.append(Unresolved(
+                            pred, site[0], site[1], "cast",
+                            (Step(pred, "implements", site[0], site[1], f"({site[3]}) cast to {node}"),
+                             *self.chain(node))))
         unresolved.sort(key=lambda u: (u.reason, u.file, u.line, u.function))
         return Plan(self.rules.name, tuple(functions), tuple(slots), tuple(self.call_sites()),
                     tuple(self.rewrites()), tuple(unresolved), runtime, parsed)

@@ -187,3 +187,17 @@ def test_emit_apply_is_atomic_and_refuses_a_dirty_tree(minilinux_copy, tmp_path)
     code, _, err = run_cli("emit", "--db", str(db), "--apply", "--force", "-q")
     assert code == 0, err
     assert b"commit_chunk(struct address_space *mapping" in (minilinux_copy / "fs/tinyfs/dir.c").read_bytes()
+
+
+def test_a_second_rule_set_needs_no_code(tmp_path):
+    """rules/index.toml runs the same pipeline for page->index."""
+    from conftest import REPO
+
+    db = tmp_path / "db"
+    result = analyze_json(MINILINUX, db, "--rules", str(REPO / "rules" / "index.toml"))
+    exprs = {r["expr"] for r in result["reads"]}
+    assert exprs and all("index" in e for e in exprs)
+    code, plan, _ = plan_json(db)
+    assert plan["rules"] == "index"
+    assert all("page_index_wp" in r["to"] or "folio_index_wp" in r["to"] for r in plan["rewrites"])
+    assert all(f["param_name"] in ("index", "wp_index") for f in plan["functions"])
