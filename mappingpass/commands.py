@@ -39,39 +39,58 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
     store, root, rules, analysis = load_analysis(args.db, getattr(args, "rules", None))
     if rules.plan is None:
         raise InputError(f"{rules.path}: no [plan] section; add one (see rules/mapping.toml)")
+    # names already searched for in deferred files, valid while the store is unchanged
     searched: set[str] = set()
-    parsed: list[str] = []
+    memo = json.loads(store.get_meta("plan_searched") or "{}")
+    if memo.get("key") == store.content_key():
+        searched = set(memo.get("names", []))
+    quiet = not progress or args.quiet
+    facts = _FactsCache(store)
+    plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")))
     for _ in range(12):
-        facts = _facts_for(store, analysis)
-        plan = planmod.make_plan(analysis, rules, facts, tuple(parsed))
-        names = planmod.changed_names(plan, analysis) - searched
-        if not names:
+        words, fixed = planmod.changed_names(plan, analysis)
+        words, fixed = words - searched, fixed - searched
+        if not words and not fixed:
             break
-        searched |= names
-        deferred = store.paths_in_state("deferred")
+        searched |= words | fixed
         try:
-            hits = indexmod.grep_files(root, deferred, sorted(names))
+            hits = indexmod.grep_files(root, store.paths_in_state("deferred"), sorted(words), sorted(fixed))
         except indexmod.StoreError as exc:
             raise InputError(str(exc)) from None
         if not hits:
             break
-        if progress and not args.quiet:
-            print(f"plan: parsing {len(hits)} files that mention {len(names)} changed names",
-                  file=sys.stderr)
-        parsed += indexmod.parse_deferred(root, rules, store, hits)
+        if not quiet:
+            print(f"plan: parsing {len(hits)} deferred files that mention "
+                  f"{len(words) + len(fixed)} changed names", file=sys.stderr)
+        indexmod.parse_deferred(root, rules, store, hits,
+                                progress=None if quiet else _progress_bar("plan"))
         analysis = graphmod.load_or_build(store, rules)
-    else:
-        pass
-    plan = planmod.make_plan(analysis, rules, _facts_for(store, analysis), tuple(sorted(parsed)))
+        facts = _FactsCache(store)
+        plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")))
+    store.set_meta("plan_searched", json.dumps({"key": store.content_key(), "names": sorted(searched)}))
+    store.commit()
     store.close()
     return plan, analysis
 
 
-def _facts_for(store, analysis) -> dict:
-    """Facts of the files that hold calls the plan may change."""
-    paths = sorted({site[0] for *_, d in analysis.graph.edges(data=True)
-                    if d["kind"] in ("call", "call-through-slot") for site in d["sites"]})
-    return {f.path: f for f in store.load_facts(paths)}
+def _progress_bar(label: str):
+    from .cli import _progress
+
+    return _progress(False, label)
+
+
+class _FactsCache:
+    """path -> FileFacts, read from the store on first use."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.cache: dict = {}
+
+    def __call__(self, path: str):
+        if path not in self.cache:
+            found = self.store.load_facts([path])
+            self.cache[path] = found[0] if found else None
+        return self.cache[path]
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -134,53 +134,61 @@ def _extract(rel: str, size: int, mtime: int, digest: str, data: bytes, non_utf8
     return rel, size, mtime, digest, "parsed", blob, "non-utf8" if non_utf8 else ""
 
 
-def extract_paths(root: Path, rels: list[str], rules: Rules) -> list[tuple]:
-    """Parse the given files now (used by `plan` for deferred files)."""
-    _init_worker(rules.parse, rules.relevant_words, True)
-    out = []
-    for rel in rels:
-        p = root / rel
-        try:
-            st = p.stat()
-            data = p.read_bytes()
-        except OSError as exc:
-            out.append((rel, 0, 0, "", "skipped", None, f"unreadable: {exc.strerror}"))
-            continue
-        out.append(_extract(rel, st.st_size, st.st_mtime_ns, digest_of(data), data, False))
-    return out
-
-
-def grep_files(root: Path, rels: list[str], words: list[str]) -> list[str]:
-    """The files among rels that contain any of words as a whole word.
+def grep_files(root: Path, rels: list[str], words: list[str], fixed: list[str] = ()) -> list[str]:
+    """The files among rels that contain one of `words` as a whole word or one
+    of the `fixed` strings anywhere (`->writepage`, which -w cannot express).
 
     GNU grep's fixed-string matcher scans the whole kernel in about a second,
     which Python's regex alternation over thousands of names cannot."""
-    if not rels or not words:
-        return []
-    with tempfile.NamedTemporaryFile("w", suffix=".words", delete=False) as fh:
-        fh.write("\n".join(sorted(set(words))) + "\n")
-        words_file = fh.name
-    found: list[str] = []
-    try:
-        for i in range(0, len(rels), 4000):
-            chunk = rels[i:i + 4000]
-            proc = subprocess.run(
-                ["grep", "-lwF", "--no-messages", "-f", words_file, "--", *chunk],
-                cwd=root, capture_output=True, check=False,
-            )
-            if proc.returncode > 1:
-                raise StoreError(f"grep failed in {root}: {proc.stderr.decode(errors='replace').strip()}")
-            found.extend(proc.stdout.decode(errors="surrogateescape").splitlines())
-    finally:
-        os.unlink(words_file)
+    found: set[str] = set()
+    for patterns, flags in ((words, "-lwF"), (list(fixed), "-lF")):
+        if rels and patterns:
+            found |= _grep(root, rels, sorted(set(patterns)), flags)
     return sorted(found)
 
 
-def parse_deferred(root: Path, rules: Rules, store: Store, rels: list[str]) -> list[str]:
-    """Parse deferred files now and keep their facts; returns those parsed."""
+def _grep(root: Path, rels: list[str], patterns: list[str], flags: str) -> set[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".patterns", delete=False) as fh:
+        fh.write("\n".join(patterns) + "\n")
+        patterns_file = fh.name
+    found: set[str] = set()
+    jobs = max(1, os.cpu_count() or 1)
+    size = max(1, min(4000, -(-len(rels) // jobs)))
+    chunks = [rels[i:i + size] for i in range(0, len(rels), size)]
+    try:
+        # one grep per core at a time: the scan is CPU-bound with many patterns
+        for i in range(0, len(chunks), jobs):
+            procs = [
+                subprocess.Popen(["grep", flags, "--no-messages", "-f", patterns_file, "--", *chunk],
+                                 cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for chunk in chunks[i:i + jobs]
+            ]
+            for proc in procs:
+                out, err = proc.communicate()
+                if proc.returncode > 1:
+                    raise StoreError(f"grep failed in {root}: {err.decode(errors='replace').strip()}")
+                found.update(out.decode(errors="surrogateescape").splitlines())
+    finally:
+        os.unlink(patterns_file)
+    return found
+
+
+def parse_deferred(root: Path, rules: Rules, store: Store, rels: list[str], jobs: int = 0,
+                   progress: Callable[[int, int], None] | None = None,
+                   why: str = "on-demand") -> list[str]:
+    """Parse deferred files now (in parallel) and keep their facts, noting why;
+    returns those parsed."""
     if not rels:
         return []
-    rows = extract_paths(root, rels, rules)
+    items = []
+    for rel in rels:
+        try:
+            st = os.stat(root / rel)
+        except OSError:
+            continue
+        items.append((str(root / rel), rel, st.st_size, st.st_mtime_ns, False))
+    rows = [r[:6] + (why if r[4] == "parsed" else r[6],)
+            for r in _run(items, rules, jobs or os.cpu_count() or 1, True, progress, len(items))]
     store.put(rows)
     store.commit()
     return [r[0] for r in rows if r[4] == "parsed"]
@@ -195,7 +203,7 @@ def expand_types(root: Path, rules: Rules, store: Store, tags: list[str]) -> lis
         rb"\b(?:struct|union)\s+(?:" + b"|".join(re.escape(n.encode()) for n in names) + rb")\s*\{"
     )
     defining = [p for p in hits if pattern.search((root / p).read_bytes())]
-    return parse_deferred(root, rules, store, defining)
+    return parse_deferred(root, rules, store, defining, why="types")
 
 
 # -- store -----------------------------------------------------------------------
@@ -280,6 +288,9 @@ class Store:
 
     def state_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state"))
+
+    def paths_with_note(self, note: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT path FROM files WHERE note=? ORDER BY path", (note,))]
 
     def count_notes(self, note: str) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM files WHERE note=?", (note,)).fetchone()[0]

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from . import types
-from .facts import Call, FileFacts
+from .facts import Call
 from .graph import Analysis, ReadRecord, edges_in, edges_out
 from .rules import PlanRules, Rules
 
@@ -36,7 +36,7 @@ class Step:
     """One link of a chain: `node` gains the parameter because of `why`."""
 
     node: str
-    why: str  # "reads" | "calls" | "calls-through" | "implements" | "implemented-by"
+    why: str  # "reads" | "calls" | "calls-through" | "implements" | "implemented-by" | "bound-to"
     file: str
     line: int
     detail: str  # the read expression ("reads"), else the next node of the chain
@@ -158,7 +158,7 @@ def _touched(plan: Plan) -> set[tuple[str, int]]:
 
 
 class _Fixpoint:
-    def __init__(self, analysis: Analysis, rules: Rules, facts: dict[str, FileFacts]) -> None:
+    def __init__(self, analysis: Analysis, rules: Rules, facts) -> None:
         if rules.plan is None:
             raise ValueError(f"{rules.path}: no [plan] section; this rules file only analyzes")
         self.a = analysis
@@ -206,6 +206,11 @@ class _Fixpoint:
             return "syscall" if "SYSCALL" in d["via_macro"] else "macro-definition"
         if why.why == "implements":
             return None  # a slot's implementation must follow the slot's signature
+        fixed = self.pr.changeable_slots
+        if fixed is not None:
+            for slot, _, _ in edges_out(self.g, fid, "binds"):
+                if not fixed.search(slot):
+                    return f"slot-boundary:{slot}"
         if self.pr.exported_is_boundary and d.get("exported"):
             return "exported"
         path = self.home(fid)[0]
@@ -274,7 +279,7 @@ class _Fixpoint:
         return None
 
     def _call(self, site: tuple) -> Call | None:
-        ff = self.facts.get(site[0])
+        ff = self.facts(site[0]) if callable(self.facts) else self.facts.get(site[0])
         if ff is None or site[2] >= len(ff.calls):
             return None
         return ff.calls[site[2]]
@@ -372,8 +377,12 @@ class _Fixpoint:
         unresolved = list(self.unresolved)
         for node, (reason, why) in self.stopped.items():
             file, line = self.home(node)
-            target = why.detail
-            unresolved.append(Unresolved(node, file, line, reason, (why, *self.chain(target))))
+            chain = (why, *self.chain(why.detail))
+            if reason.startswith("slot-boundary:"):
+                # bound to an ops table the rules keep unchanged
+                reason, slot = reason.split(":", 1)
+                chain = (Step(node, "bound-to", file, line, slot), *chain)
+            unresolved.append(Unresolved(node, file, line, reason, chain))
         for node in sorted(self.gains):
             for pred, _, edge in edges_in(self.g, node, "binds"):
                 for site in edge["sites"]:
@@ -387,29 +396,34 @@ class _Fixpoint:
                     tuple(self.rewrites()), tuple(unresolved), runtime, parsed)
 
 
-def make_plan(analysis: Analysis, rules: Rules, facts: dict[str, FileFacts],
+def make_plan(analysis: Analysis, rules: Rules, facts,
               parsed_on_demand: tuple[str, ...] = ()) -> Plan:
+    """facts: a mapping path -> FileFacts, or a function path -> FileFacts | None
+    (the index's call records are read only for the call sites the plan changes)."""
     fp = _Fixpoint(analysis, rules, facts)
     runtime = fp.seed()
     fp.run()
     return fp.finish(runtime, parsed_on_demand)
 
 
-def changed_names(plan: Plan, analysis: Analysis) -> set[str]:
-    """Words whose appearance in a deferred file may add a caller or a binding:
-    the changed functions, slot members and typedefs, and the functions that
-    take a changed typedef or parameter slot as an argument."""
-    names = {f.name for f in plan.functions}
+def changed_names(plan: Plan, analysis: Analysis) -> tuple[set[str], set[str]]:
+    """What in a deferred file may add a caller or a binding: whole words (the
+    changed functions and typedefs, and functions that take a changed typedef
+    or parameter slot as an argument) and fixed strings (`->member`,
+    `.member` of changed slot members)."""
+    words = {f.name for f in plan.functions}
+    fixed: set[str] = set()
     g = analysis.graph
+    typedefs = {s.name for s in plan.slots if s.kind == "typedef"}
     for s in plan.slots:
         if s.kind == "param":
-            names.add(g.nodes[s.owner]["name"])
+            words.add(g.nodes[s.owner]["name"])
+        elif s.kind == "typedef":
+            words.add(s.name)
         else:
-            names.add(s.name)
-        if s.kind == "typedef":
-            for _node, d in g.nodes(data=True):
-                if d["type"] == "function" and any(
-                    types.split(t)[0] == s.name for _, t in d["params"]
-                ):
-                    names.add(d["name"])
-    return names
+            fixed |= {f"->{s.name}", f".{s.name}"}
+    if typedefs:
+        for _node, d in g.nodes(data=True):
+            if d["type"] == "function" and any(types.split(t)[0] in typedefs for _, t in d["params"]):
+                words.add(d["name"])
+    return words, fixed

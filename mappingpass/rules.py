@@ -74,6 +74,7 @@ class PlanRules:
     boundary_functions: re.Pattern[str] | None
     boundary_paths: tuple[str, ...]
     exported_is_boundary: bool
+    changeable_slots: re.Pattern[str] | None  # None: every slot may change
 
 
 @dataclass(frozen=True)
@@ -224,4 +225,5 @@ def _plan(plan: dict) -> PlanRules:
         boundary_functions=_regex(funcs, "[plan.boundary] functions") if funcs else None,
         boundary_paths=tuple(boundary.get("paths", [])),
         exported_is_boundary=bool(boundary.get("exported", True)),
+        changeable_slots=_regex(boundary["slots"], "[plan.boundary] slots") if "slots" in boundary else None,
     )
