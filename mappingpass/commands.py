@@ -46,7 +46,8 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
         searched = set(memo.get("names", []))
     quiet = not progress or args.quiet
     facts = _FactsCache(store)
-    plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")))
+    plan = planmod.make_plan(analysis, rules, facts, sites=False)
+    all_facts = None
     for _ in range(12):
         words, fixed = planmod.changed_names(plan, analysis)
         words, fixed = words - searched, fixed - searched
@@ -62,11 +63,16 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
         if not quiet:
             print(f"plan: parsing {len(hits)} deferred files that mention "
                   f"{len(words) + len(fixed)} changed names", file=sys.stderr)
-        indexmod.parse_deferred(root, rules, store, hits,
-                                progress=None if quiet else _progress_bar("plan"))
-        analysis = graphmod.load_or_build(store, rules)
+        added = indexmod.parse_deferred(root, rules, store, hits,
+                                        progress=None if quiet else _progress_bar("plan"))
+        all_facts = (store.load_facts() if all_facts is None
+                     else all_facts + store.load_facts(added))
+        analysis = graphmod.load_or_build(store, rules, all_facts, keep=False)
         facts = _FactsCache(store)
-        plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")))
+        plan = planmod.make_plan(analysis, rules, facts, sites=False)
+    if all_facts is not None:
+        graphmod.save(store, rules, analysis)  # for the next command
+    plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")))
     store.set_meta("plan_searched", json.dumps({"key": store.content_key(), "names": sorted(searched)}))
     store.commit()
     store.close()

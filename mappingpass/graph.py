@@ -341,22 +341,31 @@ def cached(store, rules: Rules) -> Analysis | None:
     return None
 
 
-def load_or_build(store, rules: Rules, all_facts: list[FileFacts] | None = None) -> Analysis:
+def load_or_build(store, rules: Rules, all_facts: list[FileFacts] | None = None,
+                  keep: bool = True) -> Analysis:
     """The analysis of what the store holds, from the cache next to the store
     when nothing changed since it was built (warm runs, and every command after
     analyze), else built and cached again (written atomically)."""
     analysis = cached(store, rules)
     if analysis is not None:
         return analysis
-    key = _cache_key(store, rules)
+    # path order, whatever order the facts were gathered in: the graph (and the
+    # first definition of a struct that wins) must not depend on it
+    facts = sorted(all_facts, key=lambda f: f.path) if all_facts is not None else store.load_facts()
+    analysis = build(facts, rules)
+    if keep:
+        save(store, rules, analysis)
+    return analysis
+
+
+def save(store, rules: Rules, analysis: Analysis) -> None:
+    """Cache an analysis of what the store holds now (written atomically)."""
     cache = store.db_dir / "analysis.pickle"
-    analysis = build(all_facts if all_facts is not None else store.load_facts(), rules)
     tmp = cache.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
-        pickle.dump(key, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(_cache_key(store, rules), fh, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(analysis, fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, cache)
-    return analysis
 
 
 def summary(analysis: Analysis) -> dict:

@@ -88,13 +88,27 @@ _ALL = False
 
 
 def _init_worker(config: ParseConfig, words: tuple[bytes, ...], parse_all: bool) -> None:
-    global _EXTRACTOR, _WORDS, _ALL
+    global _EXTRACTOR, _WORDS, _ANCHORS, _ALL
     _EXTRACTOR = Extractor(config)
     _WORDS = words
+    _ANCHORS = anchors(words)
     _ALL = parse_all
 
 
+def anchors(words: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """Identifier parts that every relevant word contains ("mapping" for
+    "->mapping" and "page_mapping("), so that most files, which contain none,
+    are rejected after a few substring scans instead of one per word."""
+    parts = {max(re.findall(rb"[A-Za-z_]\w*", w) or [w], key=len) for w in words}
+    return tuple(sorted(p for p in parts if not any(q != p and q in p for q in parts)))
+
+
+_ANCHORS: tuple[bytes, ...] = ()
+
+
 def _relevant(data: bytes) -> bool:
+    if not any(a in data for a in _ANCHORS):
+        return False
     return any(w in data for w in _WORDS)
 
 

@@ -362,7 +362,7 @@ class _Fixpoint:
             return f"{helper}({receiver}, {ctx})"
         return f"{helper}(&{receiver}, {ctx})"  # folio->page.mapping
 
-    def finish(self, runtime: int, parsed: tuple[str, ...]) -> Plan:
+    def finish(self, runtime: int, parsed: tuple[str, ...], sites: bool = True) -> Plan:
         functions, slots = [], []
         for node in sorted(self.gains):
             d = self.g.nodes[node]
@@ -392,18 +392,20 @@ class _Fixpoint:
                             (Step(pred, "implements", site[0], site[1], f"({site[3]}) cast to {node}"),
                              *self.chain(node))))
         unresolved.sort(key=lambda u: (u.reason, u.file, u.line, u.function))
-        return Plan(self.rules.name, tuple(functions), tuple(slots), tuple(self.call_sites()),
-                    tuple(self.rewrites()), tuple(unresolved), runtime, parsed)
+        return Plan(self.rules.name, tuple(functions), tuple(slots),
+                    tuple(self.call_sites()) if sites else (),
+                    tuple(self.rewrites()) if sites else (), tuple(unresolved), runtime, parsed)
 
 
 def make_plan(analysis: Analysis, rules: Rules, facts,
-              parsed_on_demand: tuple[str, ...] = ()) -> Plan:
+              parsed_on_demand: tuple[str, ...] = (), sites: bool = True) -> Plan:
     """facts: a mapping path -> FileFacts, or a function path -> FileFacts | None
-    (the index's call records are read only for the call sites the plan changes)."""
+    (the index's call records are read only for the call sites the plan changes).
+    sites=False leaves out call sites and rewrites: what the on-demand rounds need."""
     fp = _Fixpoint(analysis, rules, facts)
     runtime = fp.seed()
     fp.run()
-    return fp.finish(runtime, parsed_on_demand)
+    return fp.finish(runtime, parsed_on_demand, sites)
 
 
 def changed_names(plan: Plan, analysis: Analysis) -> tuple[set[str], set[str]]:
