@@ -31,26 +31,32 @@ class Edit:
     end: int  # == start for an insertion
     text: str
     why: str
+    # the plan entity whose change needs this edit (a function or slot id, or
+    # "" for a rewrite that only uses a provider): edits with the same owner
+    # must land in the same commit for every prefix of a series to build
+    owner: str = ""
 
 
-def _param_edit(span: tuple[int, int], source: bytes, decl: str, position: str, why: str) -> Edit:
+def _param_edit(span: tuple[int, int], source: bytes, decl: str, position: str, why: str,
+                owner: str) -> Edit:
     lo, hi = span
     inside = source[lo + 1:hi - 1]
     if not inside.strip() or inside.strip() == b"void":
-        return Edit(lo + 1, hi - 1, decl, why)
+        return Edit(lo + 1, hi - 1, decl, why, owner)
     if position == "first":
-        return Edit(lo + 1, lo + 1, decl + ", ", why)
-    return Edit(hi - 1, hi - 1, ", " + decl, why)
+        return Edit(lo + 1, lo + 1, decl + ", ", why, owner)
+    return Edit(hi - 1, hi - 1, ", " + decl, why, owner)
 
 
-def _arg_edit(paren: int, nargs: int, first_arg: int, end_paren: int | None, arg: str,
-              position: str) -> Edit:
+def _arg_edit(paren: int, nargs: int, end_paren: int | None, arg: str, position: str,
+              owner: str) -> Edit:
+    why = f"argument for {owner}"
     if nargs == 0:
-        return Edit(paren + 1, paren + 1, arg, "argument")
+        return Edit(paren + 1, paren + 1, arg, why, owner)
     if position == "first":
-        return Edit(paren + 1, paren + 1, arg + ", ", "argument")
+        return Edit(paren + 1, paren + 1, arg + ", ", why, owner)
     assert end_paren is not None
-    return Edit(end_paren, end_paren, ", " + arg, "argument")
+    return Edit(end_paren, end_paren, ", " + arg, why, owner)
 
 
 def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
@@ -74,7 +80,7 @@ def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
             for fn in ff.functions:
                 if fn.name == f.name and fn.line == line and fn.params_span[0] >= 0:
                     add(path, _param_edit(fn.params_span, sources[path], decl, pr.position,
-                                          f"parameter of {f.id}"))
+                                          f"parameter of {f.id}", f.id))
     for s in plan.slots:
         if s.kind == "param":
             continue  # the owning function's parameter type is a function pointer: follows its typedef
@@ -86,15 +92,17 @@ def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
                 if slot.name == s.name and slot.line == line and slot.params_span[0] >= 0:
                     decl = f"{decl_type}{sep}{pr.param_name}"
                     add(path, _param_edit(slot.params_span, sources[path], decl, pr.position,
-                                          f"parameter of {s.id}"))
+                                          f"parameter of {s.id}", s.id))
     for c in plan.call_sites:
         end_paren = None
         if pr.position == "last":
             ff = facts[c.file]
             end_paren = next(x.end - 1 for x in ff.calls if x.paren == c.paren)
-        add(c.file, _arg_edit(c.paren, c.nargs, c.first_arg, end_paren, c.argument, pr.position))
+        add(c.file, _arg_edit(c.paren, c.nargs, end_paren, c.argument, pr.position, c.callee))
+    gains = {f.id for f in plan.functions}
     for r in plan.rewrites:
-        add(r.file, Edit(r.start, r.end, r.to, f"read in {r.function}"))
+        add(r.file, Edit(r.start, r.end, r.to, f"read in {r.function}",
+                         r.function if r.function in gains else ""))
     return out
 
 
