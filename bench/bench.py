@@ -49,6 +49,11 @@ def analyze(tree: Path, dirs: list[str], db: Path, *extra: str) -> tuple[float, 
     return t, rss, json.loads(out)
 
 
+def mp(command: str, db: Path) -> tuple[float, int, dict]:
+    t, rss, out = timed([sys.executable, "-m", "mappingpass", command, "--db", str(db), "--format", "json", "-q"])
+    return t, rss, json.loads(out)
+
+
 def spatch_reads(tree: Path, dirs: list[str], workdir: Path) -> tuple[float, int, set]:
     cocci = workdir / "finder.cocci"
     cocci.write_text(SPATCH_FINDER)
@@ -130,10 +135,29 @@ def main() -> int:
                      f"({len(funcs)} ctags functions, {len(missed_f)} missed)")
         notes += [f"  missed: {f}:{funcs[(f, n)]} {n}" for f, n in missed_f[:30]]
         if args.whole:
-            t, rss, whole = analyze(tree, ["."], work / "db-whole")
+            db = work / "db-whole"
+            t, rss, whole = analyze(tree, ["."], db)
             rows.append(("analyze whole tree cold", f"{t:.1f}", f"{rss}", f"{len(whole['reads'])} reads"))
-            t2, rss2, _ = analyze(tree, ["."], work / "db-whole")
+            pt, prss, plan = mp("plan", db)
+            rows.append(("plan whole tree (cold: parses on demand)", f"{pt:.1f}", f"{prss}",
+                         f"analyze+plan {t + pt:.1f} s"))
+            pt2, prss2, _ = mp("plan", db)
+            rows.append(("plan whole tree warm", f"{pt2:.1f}", f"{prss2}", ""))
+            t2, rss2, _ = analyze(tree, ["."], db)
             rows.append(("analyze whole tree warm", f"{t2:.1f}", f"{rss2}", ""))
+            ct, crss, checked = mp("check", db)
+            rows.append(("check whole tree", f"{ct:.1f}", f"{crss}", ""))
+            s = plan["summary"]
+            notes.append(f"plan of the whole tree: {s['functions']} functions and {s['slots']} slots gain the "
+                         f"parameter, {s['call_sites']} call sites, {s['rewrites']} reads rewritten "
+                         f"({s['identity_rewrites']} identity tests), {s['files']} files, "
+                         f"{len(plan['parsed_on_demand'])} deferred files parsed on demand")
+            notes.append("  unresolved by reason: " + ", ".join(
+                f"{k} {v}" for k, v in s["unresolved_by_reason"].items()))
+            c = checked["summary"]
+            notes.append(f"check of the whole tree: {c['reads']} reads: {c.get('resolvable', 0)} resolvable, "
+                         f"{c.get('unresolvable', 0)} unresolvable, {c.get('runtime', 0)} runtime; "
+                         f"{c['truncated']} reads hit the path bound")
     width = max(len(r[0]) for r in rows)
     print(f"{'run':<{width}}  {'seconds':>8}  {'peak MiB':>8}  ratio")
     for name, t, rss, ratio in rows:

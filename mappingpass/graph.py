@@ -217,6 +217,7 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
             g.add_edge(a, b, key=kind, kind=kind, sites=[site])
 
     # 2. calls, bindings
+    defined = {d["name"] for _, d in g.nodes(data=True) if d["type"] == "function"}
     unresolved_member = 0
     for ff in all_facts:
         for ci, call in enumerate(ff.calls):
@@ -234,14 +235,16 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
                 add_edge(caller, target, "call" if g.nodes[target]["type"] == "function"
                          else "call-through-slot", site)
             # functions passed as arguments bind to the callee's parameter slot
-            if call.via == "direct":
-                callee = resolve_function(ff.path, call.callee)
+            if call.via == "direct" and target is not None:
+                callee = target
                 for ai, arg in enumerate(call.args):
+                    if arg not in defined and arg[:1] not in "(&":
+                        continue  # cheap test first: most arguments name no function
                     fname, cast = _function_argument(arg)
-                    if fname is None:
+                    if fname is None or fname not in defined:
                         continue
                     bound = resolve_function(ff.path, fname)
-                    if bound is None or callee is None:
+                    if bound is None:
                         continue
                     sid = param_slot(callee, ai)
                     if sid is not None:

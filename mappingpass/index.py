@@ -129,14 +129,17 @@ def _work(item: tuple[str, str, int, int, bool]) -> tuple:
     except OSError as exc:
         return rel, size, mtime, "", "skipped", None, f"unreadable: {exc.strerror}"
     digest = digest_of(data)
-    non_utf8 = False
+    if context or (not _ALL and not _relevant(data)):
+        return rel, size, mtime, digest, "deferred", None, ""
+    return _extract(rel, size, mtime, digest, data, not data.isascii() and not _is_utf8(data))
+
+
+def _is_utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        non_utf8 = True
-    if context or (not _ALL and not _relevant(data)):
-        return rel, size, mtime, digest, "deferred", None, "non-utf8" if non_utf8 else ""
-    return _extract(rel, size, mtime, digest, data, non_utf8)
+        return False
+    return True
 
 
 def _extract(rel: str, size: int, mtime: int, digest: str, data: bytes, non_utf8: bool) -> tuple:
@@ -201,7 +204,7 @@ def parse_deferred(root: Path, rules: Rules, store: Store, rels: list[str], jobs
         except OSError:
             continue
         items.append((str(root / rel), rel, st.st_size, st.st_mtime_ns, False))
-    rows = [r[:6] + (why if r[4] == "parsed" else r[6],)
+    rows = [r[:6] + (why if r[4] == "parsed" and not r[6] else r[6],)
             for r in _run(items, rules, jobs or os.cpu_count() or 1, True, progress, len(items))]
     store.put(rows)
     store.commit()

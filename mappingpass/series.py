@@ -1,0 +1,942 @@
+"""The emit stage (series part): the plan as a `git format-patch` series.
+
+A series a maintainer can review and bisect: every prefix of it builds. The
+order is
+
+1. the helper's definition alone (unused static inlines compile);
+2. one patch per *core* change: a signature change that crosses subsystems,
+   with everything that must change with it (a slot such as
+   `address_space_operations.writepage`, all its implementations, every call
+   through it), named after its slot or function;
+3. one patch per subsystem (top two directories: `fs/ext2`, `mm`,
+   `drivers/block`) for the rest: functions whose change stays inside it, and
+   the reads it turns into helper calls.
+
+How the edits are grouped (`group`): every `emit.Edit` has an owner, the plan
+entity whose signature change needs it. The constraints for a prefix to build:
+
+* same patch: an entity's parameter (definitions, prototypes, the slot's
+  declaration) and every argument passed to it (edits with that owner); a
+  slot and every function bound to it (initialisers, assignments, functions
+  passed as an argument of the slot's type), and two slots whose values are
+  passed one for the other (`mapping->a_ops->read_folio` as a `filler_t`);
+* same or later patch: a call that passes the caller's *new* parameter
+  (`how: parameter`) lands with or after the caller's own change; a read
+  rewritten with a function's new parameter lands with or after that
+  function's change; every rewrite lands after the helper.
+
+Units are the union-find components of the first kind; the second kind gives
+a dependency graph between units whose cycles (mutual recursion) are merged;
+units are then batched by subsystem in a topological order that prefers core
+units first and completes one subsystem at a time. The cumulative texts are
+computed from the original bytes and the chosen subset of edits, so the last
+patch's tree is exactly `emit --diff` (checked).
+
+Known gap, reported and not hidden: a function the plan cannot change
+(`macro-definition`, `cast`...) that is bound to a slot which changes keeps
+its old signature; its file stops compiling at the slot's patch (the
+unresolved list names it, in that patch's message and in the cover letter).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import os
+import re
+import textwrap
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import networkx as nx
+
+from . import __version__
+from . import emit as emitmod
+from .cparse import split_cast_argument
+from .facts import FileFacts
+from .plan import CallSite, Plan, Rewrite, Step, Unresolved
+from .rules import Rules
+
+DEFAULT_AUTHOR = "mappingpass <mappingpass@localhost>"
+WRAP = 72
+LIST_LIMIT = 40  # entries per list in a commit message before "... and N more"
+
+
+# --------------------------------------------------------------------------
+# MAINTAINERS
+# --------------------------------------------------------------------------
+
+@dataclass
+class Section:
+    """One MAINTAINERS entry: title, M:/R: people, L: lists, F:/X:/N: patterns."""
+
+    title: str
+    maintainers: list[str] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    regexes: list[str] = field(default_factory=list)
+
+    def match(self, path: str, root: Path | None = None) -> str | None:
+        """The pattern that makes `path` belong to this section: "catch-all" for
+        `F: *` / `F: */` (THE REST), the pattern otherwise; None if it does not."""
+        if any(_file_match(path, x, root) for x in self.excludes):
+            return None
+        best = None
+        for pat in self.files:
+            if _file_match(path, pat, root):
+                if pat.strip() not in ("*", "*/"):
+                    return pat
+                best = "catch-all"
+        for rx in self.regexes:
+            try:
+                if re.search(rx, path):
+                    return rx
+            except re.error:
+                continue
+        return best
+
+
+_TAG = re.compile(r"^([A-Z]):\s*(.*?)\s*$")
+
+
+def parse_maintainers(path: Path) -> list[Section]:
+    """Sections of a kernel MAINTAINERS file (the format get_maintainer.pl reads):
+    a title line, then `X:<tab>value` lines, sections separated by blank lines.
+    The preamble's indented descriptions of the tags are not sections."""
+    sections: list[Section] = []
+    current: Section | None = None
+    title: str | None = None
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.rstrip()
+        if not line:
+            current, title = None, None
+            continue
+        m = _TAG.match(line)
+        if m is None:
+            title = line.strip()
+            current = None
+            continue
+        tag, value = m.groups()
+        if current is None:
+            current = Section(title or "")
+            sections.append(current)
+        if tag in ("M", "R"):
+            current.maintainers.append(value)
+        elif tag == "L":
+            current.lists.append(value.split()[0] if value else value)
+        elif tag == "F":
+            current.files.append(value)
+        elif tag == "X":
+            current.excludes.append(value)
+        elif tag == "N":
+            current.regexes.append(value)
+    return [s for s in sections if s.files or s.regexes]
+
+
+def _file_match(path: str, pattern: str, root: Path | None) -> bool:
+    """get_maintainer.pl's file_match_pattern: `*` and `?` are wildcards; a
+    trailing `/` (or a pattern naming a directory) covers everything below; any
+    other pattern matches files at the same depth only."""
+    pattern = pattern.strip()
+    if not pattern:
+        return False
+    if not pattern.endswith("/") and root is not None and "*" not in pattern and (root / pattern).is_dir():
+        pattern += "/"
+    rx = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    if not re.match(rx, path):
+        return False
+    return pattern.endswith("/") or path.count("/") == pattern.count("/")
+
+
+def cc_for(sections: list[Section], files: list[str], root: Path | None = None) -> list[str]:
+    """Cc: addresses for a patch touching `files`: the M:/R: people and L:
+    lists of every section that names one of them; sections that match only
+    through the catch-all (`THE REST`) contribute their lists, not their people
+    (as get_maintainer.pl's default output does). Ordered as in the file."""
+    people: list[str] = []
+    lists: list[str] = []
+    for s in sections:
+        hits = [s.match(f, root) for f in files]
+        hits = [h for h in hits if h is not None]
+        if not hits:
+            continue
+        if any(h != "catch-all" for h in hits):
+            people.extend(s.maintainers)
+        lists.extend(s.lists)
+    out: list[str] = []
+    for addr in people + lists:
+        if addr and addr not in out:
+            out.append(addr)
+    return out
+
+
+# --------------------------------------------------------------------------
+# grouping
+# --------------------------------------------------------------------------
+
+def subsystem(path: str) -> str:
+    """Top two directories of a path: fs/ext4, mm, drivers/block, include/linux."""
+    parts = path.split("/")[:-1]
+    return "/".join(parts[:2]) if parts else "."
+
+
+def _tag(sub: str) -> str:
+    """The subject prefix for a subsystem: its last directory (ext2, mm, fs)."""
+    return sub.rsplit("/", 1)[-1] if sub != "." else "treewide"
+
+
+@dataclass
+class PatchPlan:
+    """One patch of the series before it is written: which edits it carries."""
+
+    key: str  # "helper", "core:<entity>" or a subsystem ("fs/ext2")
+    subject: str = ""
+    entities: list[str] = field(default_factory=list)  # functions and slots whose signature changes here
+    edits: dict[str, list[emitmod.Edit]] = field(default_factory=dict)
+    call_sites: list[CallSite] = field(default_factory=list)
+    rewrites: list[Rewrite] = field(default_factory=list)
+    unresolved: list[Unresolved] = field(default_factory=list)
+    helper: bool = False
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(self.edits)
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def add(self, x: str) -> None:
+        self.parent.setdefault(x, x)
+
+    def find(self, x: str) -> str:
+        self.add(x)
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            lo, hi = sorted((ra, rb))
+            self.parent[hi] = lo
+
+
+def _function_argument(arg: str) -> str | None:
+    text = arg.strip()
+    if text.startswith("&"):
+        text = text[1:].strip()
+    if text.isidentifier():
+        return text
+    split = split_cast_argument(text)
+    return split[1] if split else None
+
+
+_MEMBER_ARG = re.compile(r"(?:->|\.)\s*([A-Za-z_]\w*)\s*$")
+
+
+def _bindings(plan: Plan, facts: dict[str, FileFacts], uf: _UnionFind) -> None:
+    """Merge every slot with the functions bound to it and with slots passed for it."""
+    fids = {f.id for f in plan.functions}
+    by_name: dict[str, list[str]] = {}
+    for f in plan.functions:
+        by_name.setdefault(f.name, []).append(f.id)
+    sids = {s.id for s in plan.slots}
+    members: dict[str, list[str]] = {}
+    for s in plan.slots:
+        if s.kind == "member":
+            members.setdefault(s.name, []).append(s.id)
+
+    def resolve(path: str, name: str) -> str | None:
+        if f"{path}::{name}" in fids:
+            return f"{path}::{name}"
+        if name in fids:
+            return name
+        headers = [x for x in by_name.get(name, ()) if x.split("::")[0].endswith(".h")]
+        return headers[0] if len(headers) == 1 else None
+
+    def link(step: Step) -> None:
+        if step.why not in ("implements", "implemented-by"):
+            return
+        other = step.detail.rsplit("cast to ", 1)[-1].strip()
+        if step.node in uf.parent and other in uf.parent:
+            uf.union(step.node, other)
+
+    for f in plan.functions:
+        for step in f.reason:
+            link(step)
+    for s in plan.slots:
+        for step in s.reason:
+            link(step)
+    for u in plan.unresolved:
+        for step in u.chain:
+            link(step)
+
+    # parameters: (callee name, index) -> the slot a function passed there binds to
+    params: dict[tuple[str, int], set[str]] = {}
+    for s in plan.slots:
+        if s.kind == "param":
+            owner_name = s.owner.split("::")[-1]
+            idx = s.id.rsplit("#", 1)[-1]
+            if idx.isdigit():
+                params.setdefault((owner_name, int(idx)), set()).add(s.id)
+    typedefs = {s.name: s.id for s in plan.slots if s.kind == "typedef"}
+    if typedefs:
+        for ff in facts.values():
+            for fn in ff.functions:
+                for i, p in enumerate(fn.params):
+                    base = p.type.replace("*", " ").replace("const ", " ").split()
+                    if base and base[0] in typedefs:
+                        params.setdefault((fn.name, i), set()).add(typedefs[base[0]])
+
+    for path in sorted(facts):
+        ff = facts[path]
+        for b in ff.bindings:
+            fid = resolve(path, b.function)
+            if fid is None:
+                continue
+            slots = set()
+            if b.kind == "init" and f"member:{b.owner}.{b.member}" in sids:
+                slots.add(f"member:{b.owner}.{b.member}")
+            elif b.kind in ("init", "assign"):
+                slots.update(members.get(b.member, ()))
+            elif b.kind == "arg" and b.member.isdigit():
+                slots.update(params.get((b.owner, int(b.member)), ()))
+            for sid in slots:
+                uf.union(fid, sid)
+        for call in ff.calls:
+            if call.via != "direct":
+                continue
+            for i, arg in enumerate(call.args):
+                targets = params.get((call.callee, i))
+                if not targets:
+                    continue
+                name = _function_argument(arg)
+                fid = resolve(path, name) if name else None
+                bound: set[str] = {fid} if fid else set()
+                m = _MEMBER_ARG.search(arg)
+                if m and not fid:
+                    bound.update(members.get(m.group(1), ()))  # a_ops->read_folio passed as a filler_t
+                for x in bound:
+                    for sid in targets:
+                        uf.union(x, sid)
+
+
+def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
+          sources: dict[str, bytes], helper: bool = True) -> list[PatchPlan]:
+    """The series' patches in order, each with the edits it carries."""
+    edits = emitmod.edits_for(plan, facts, rules, sources)
+    entities = [f.id for f in plan.functions] + [s.id for s in plan.slots]
+    uf = _UnionFind()
+    for e in entities:
+        uf.add(e)
+    _bindings(plan, facts, uf)
+
+    rewrite_at = {(r.file, r.start, r.end): r for r in plan.rewrites}
+    site_at = {(c.file, _arg_offset(c, facts, rules)): c for c in plan.call_sites}
+
+    # units: an entity component, or one movable rewrite
+    g = nx.DiGraph()  # edge a -> b: a must land no later than b
+    unit_edits: dict[str, list[tuple[str, emitmod.Edit]]] = {}
+    unit_sites: dict[str, list[CallSite]] = {}
+    unit_rewrites: dict[str, list[Rewrite]] = {}
+    for path in sorted(edits):
+        for e in edits[path]:
+            rw = rewrite_at.get((path, e.start, e.end))
+            if rw is not None:
+                unit = f"rewrite:{path}:{e.start}"
+                g.add_node(unit)
+                if e.owner:
+                    g.add_edge(uf.find(e.owner), unit)
+                unit_rewrites.setdefault(unit, []).append(rw)
+            else:
+                unit = uf.find(e.owner) if e.owner else f"edit:{path}:{e.start}"
+                g.add_node(unit)
+                site = site_at.get((path, e.start)) if e.start == e.end else None
+                if site is not None and site.callee == e.owner:
+                    unit_sites.setdefault(unit, []).append(site)
+                    if site.how == "parameter" and site.caller in uf.parent:
+                        g.add_edge(uf.find(site.caller), unit)
+            unit_edits.setdefault(unit, []).append((path, e))
+    for e in entities:
+        if uf.find(e) in g:
+            g.nodes[uf.find(e)].setdefault("entities", []).append(e)
+    g.remove_edges_from(nx.selfloop_edges(g))
+
+    # cycles (mutual recursion through new parameters) become one unit
+    cond = nx.condensation(g)
+    members = cond.graph["mapping"]  # unit -> condensed node
+    cnodes: dict[int, list[str]] = {}
+    for unit, c in members.items():
+        cnodes.setdefault(c, []).append(unit)
+
+    def key_of(c: int) -> str:
+        units = cnodes[c]
+        subs = {subsystem(p) for u in units for p, _ in unit_edits.get(u, ())}
+        subs = {s for s in subs if not s.startswith("include")} or subs
+        if len(subs) <= 1:
+            return next(iter(subs)) if subs else "."
+        ents = sorted(e for u in units for e in g.nodes[u].get("entities", []))
+        slots = [e for e in ents if e.startswith(("member:", "typedef:", "param:"))]
+        return "core:" + (slots[0] if slots else _most_called(ents, plan))
+
+    keys = {c: key_of(c) for c in cond.nodes}
+    remaining = set(cond.nodes)
+    placed: set[int] = set()
+    batches: list[list[int]] = []
+
+    def ready(c: int) -> bool:
+        return all(p in placed for p in cond.predecessors(c))
+
+    def closure(key: str) -> list[int]:
+        batch: list[int] = []
+        done = set(placed)
+        grew = True
+        while grew:
+            grew = False
+            for c in sorted(remaining - set(batch), key=lambda c: min(cnodes[c])):
+                if keys[c] == key and all(p in done for p in cond.predecessors(c)):
+                    batch.append(c)
+                    done.add(c)
+                    grew = True
+        return batch
+
+    while remaining:
+        avail = [c for c in remaining if ready(c)]
+        core = sorted((c for c in avail if keys[c].startswith("core:")), key=lambda c: keys[c])
+        if core:
+            batch = [core[0]]
+        else:
+            best = None
+            for key in sorted({keys[c] for c in avail}, key=_subsystem_rank):
+                batch = closure(key)
+                left = sum(1 for c in remaining if keys[c] == key) - len(batch)
+                score = (left > 0, _subsystem_rank(key))
+                if best is None or score < best[0]:
+                    best = (score, batch)
+            assert best is not None
+            batch = best[1]
+        batches.append(batch)
+        placed.update(batch)
+        remaining.difference_update(batch)
+
+    patches: list[PatchPlan] = []
+    if helper:
+        patches.append(PatchPlan("helper", helper=True))
+    for batch in batches:
+        p = PatchPlan(keys[batch[0]])
+        for c in batch:
+            for unit in sorted(cnodes[c]):
+                p.entities.extend(g.nodes[unit].get("entities", []))
+                for path, e in unit_edits.get(unit, ()):
+                    p.edits.setdefault(path, []).append(e)
+                p.call_sites.extend(unit_sites.get(unit, ()))
+                p.rewrites.extend(unit_rewrites.get(unit, ()))
+        p.entities.sort()
+        p.call_sites = sorted(set(p.call_sites), key=lambda c: (c.file, c.line, c.col, c.callee))
+        p.rewrites.sort(key=lambda r: (r.file, r.start))
+        patches.append(p)
+    _assign_unresolved(plan, patches)
+    _name(plan, rules, patches)
+    return patches
+
+
+def _arg_offset(c: CallSite, facts: dict[str, FileFacts], rules: Rules) -> int:
+    """Where emit inserts the argument of call site c (as emit.edits_for does)."""
+    if rules.plan is None or rules.plan.position == "first" or c.nargs == 0:
+        return c.paren + 1
+    ff = facts.get(c.file)
+    return next((x.end - 1 for x in (ff.calls if ff else ()) if x.paren == c.paren), -1)
+
+
+def _most_called(ents: list[str], plan: Plan) -> str:
+    calls = Counter(c.callee for c in plan.call_sites)
+    return max(ents, key=lambda e: (calls[e], -len(e), e)) if ents else "?"
+
+
+def _subsystem_rank(key: str) -> tuple:
+    top = key.split("/")[0]
+    order = {"include": 0, "mm": 1, "fs": 2, "block": 3}
+    return (key.count("/"), order.get(top, 9), key)
+
+
+def _assign_unresolved(plan: Plan, patches: list[PatchPlan]) -> None:
+    """Each unresolved chain goes to the patch that changes the entity it
+    needed (a call passing NULL, a binding left behind), else to the last patch
+    of its file's subsystem; the cover letter lists them all."""
+    where = {e: p for p in patches for e in p.entities}
+    for u in plan.unresolved:
+        target = None
+        for step in u.chain[:1]:
+            nxt = step.detail.rsplit("cast to ", 1)[-1].strip()
+            target = where.get(nxt) or where.get(step.node)
+        if target is None:
+            subs = [p for p in patches if p.key == subsystem(u.file)]
+            target = subs[-1] if subs else None
+        if target is not None:
+            target.unresolved.append(u)
+
+
+def _display(entity: str) -> str:
+    if entity.startswith("member:"):
+        return "->" + entity.rsplit(".", 1)[-1] + "()"
+    if entity.startswith("typedef:"):
+        return entity.split(":", 1)[1] + " callbacks"
+    if entity.startswith("param:"):
+        return entity.split(":", 1)[1].split("::")[-1] + " callbacks"
+    return entity.split("::")[-1] + "()"
+
+
+def _names(items: list[str], limit: int = 2) -> str:
+    if len(items) <= limit + 1:
+        return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else items[0]
+    return f"{', '.join(items[:limit])} and {len(items) - limit} more"
+
+
+def _name(plan: Plan, rules: Rules, patches: list[PatchPlan]) -> None:
+    pr = rules.plan
+    assert pr is not None
+    used: Counter = Counter()
+    for p in patches:
+        if p.helper:
+            header = pr.helper_header or "include/linux/pagemap.h"
+            p.subject = f"{Path(header).stem}: add {pr.helper_page}() and {pr.helper_folio}()"
+        elif p.key.startswith("core:"):
+            slots = [e for e in p.entities if e.startswith(("member:", "typedef:", "param:"))]
+            main = slots or [p.key.split(":", 1)[1]]
+            tag = _core_tag(p, main)
+            p.subject = f"{tag}: pass the mapping to {_names([_display(e) for e in main])}"
+        else:
+            tag = _tag(p.key)
+            funcs = [e for e in p.entities if not e.startswith(("member:", "typedef:", "param:"))]
+            if funcs:
+                p.subject = f"{tag}: pass the mapping down to {_names([_display(e) for e in funcs])}"
+            else:
+                helpers = sorted({r.to.split("(", 1)[0] for r in p.rewrites}) or [pr.helper_page]
+                p.subject = f"{tag}: use {_names([h + '()' for h in helpers])} where the mapping is known"
+        used[p.subject] += 1
+    seen: Counter = Counter()
+    for p in patches:
+        if used[p.subject] > 1:
+            seen[p.subject] += 1
+            p.subject = f"{p.subject} (part {seen[p.subject]})"
+
+
+def _core_tag(p: PatchPlan, main: list[str]) -> str:
+    calls = Counter(subsystem(c.file).split("/")[0] for c in p.call_sites
+                    if c.callee in main and not c.file.startswith("include/"))
+    if calls:
+        return max(sorted(calls), key=lambda k: calls[k])
+    decls = [f for f in p.files if f.startswith("include/")]
+    if decls:
+        return Path(decls[0]).stem
+    return _tag(subsystem(p.files[0])) if p.files else "treewide"
+
+
+# --------------------------------------------------------------------------
+# texts, diffs, messages
+# --------------------------------------------------------------------------
+
+def read_sources(plan: Plan, root: Path, digests: dict[str, str]) -> dict[str, bytes]:
+    """The original bytes of every file the plan names (as emit.new_texts reads them)."""
+    from .index import digest_of
+
+    paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
+    paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
+    paths |= {p for s in plan.slots for p, _ in s.decls}
+    sources: dict[str, bytes] = {}
+    for path in sorted(paths):
+        try:
+            data = (root / path).read_bytes()
+        except OSError as exc:
+            raise emitmod.EmitError(f"{root / path}: cannot read ({exc.strerror}); re-run analyze") from None
+        if digests.get(path) and digest_of(data) != digests[path]:
+            raise emitmod.EmitError(f"{root / path}: changed since analyze; re-run 'mappingpass analyze'")
+        sources[path] = data
+    return sources
+
+
+def _blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _git_diff(texts: dict[str, tuple[bytes, bytes]], modes: dict[str, str]) -> str:
+    out = []
+    for path in sorted(texts):
+        old, new = texts[path]
+        if old == new:
+            continue
+        chunk = emitmod.unified_diff({path: (old, new)})
+        first, rest = chunk.split("\n", 1)
+        out.append(f"{first}\nindex {_blob_id(old)}..{_blob_id(new)} {modes.get(path, '100644')}\n{rest}")
+    return "".join(out)
+
+
+def diffstat(diff: str) -> str:
+    """git's --stat: one line per file, then the totals."""
+    stats: list[list] = []
+    for line in diff.splitlines():
+        if line.startswith("diff --git "):
+            stats.append([line.split(" b/", 1)[1], 0, 0])
+        elif stats and line.startswith("+") and not line.startswith("+++ "):
+            stats[-1][1] += 1
+        elif stats and line.startswith("-") and not line.startswith("--- "):
+            stats[-1][2] += 1
+    if not stats:
+        return " 0 files changed\n"
+    width = max(len(s[0]) for s in stats)
+    most = max(s[1] + s[2] for s in stats)
+    digits = len(str(most))
+    room = max(10, 72 - width - digits - 4)
+    scale = min(1.0, room / most) if most else 1.0
+    lines = []
+    for name, add, rem in stats:
+        plus = max(1, round(add * scale)) if add else 0
+        minus = max(1, round(rem * scale)) if rem else 0
+        lines.append(f" {name.ljust(width)} | {str(add + rem).rjust(digits)} {'+' * plus}{'-' * minus}")
+    adds, rems = sum(s[1] for s in stats), sum(s[2] for s in stats)
+    total = f" {len(stats)} file{'s' if len(stats) != 1 else ''} changed"
+    if adds:
+        total += f", {adds} insertion{'s' if adds != 1 else ''}(+)"
+    if rems:
+        total += f", {rems} deletion{'s' if rems != 1 else ''}(-)"
+    return "\n".join(lines) + "\n" + total + "\n"
+
+
+def chain_lines(chain: tuple[Step, ...], indent: str = "  ") -> list[str]:
+    """A reason/chain as text, one step a line, ending in the read."""
+    out = []
+    for i, step in enumerate(chain):
+        pad = indent + "  " * min(i, 1)
+        if step.why == "reads":
+            out.append(f"{pad}{step.node} reads {step.detail} ({step.file}:{step.line})")
+        else:
+            out.append(f"{pad}{step.node} {step.why} {step.detail} ({step.file}:{step.line})")
+    return out
+
+
+_HOW = {
+    "parameter": "its own new parameter",
+    "provider": "from its own parameters",
+    "receiver": "the mapping whose operations it calls",
+    "unresolved": "cannot supply it",
+}
+
+
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(text, WRAP, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def _limited(items: list, limit: int = LIST_LIMIT) -> tuple[list, int]:
+    return items[:limit], max(0, len(items) - limit)
+
+
+def message(p: PatchPlan, plan: Plan, rules: Rules, cc: list[str]) -> str:
+    """The commit message body (after the subject) for one patch."""
+    pr = rules.plan
+    assert pr is not None
+    field_ = f"page->{rules.field}" if getattr(rules, "field", "") else "page->mapping"
+    lines: list[str] = []
+    if p.helper:
+        lines += _wrap(
+            f"Add {pr.helper_page}() and {pr.helper_folio}() to {pr.helper_header}: the "
+            f"{rules.field} a page belongs to, seen from the mapping the caller reached it "
+            f"through. Once pages can be write protected, {field_} of a protected page "
+            "points at the protection record; callers that know their mapping will pass "
+            "it to these helpers instead of reading the field.")
+        lines.append("")
+        lines += _wrap("Until pages can be write protected the helpers return the page's own "
+                       "field, so nothing changes; the following patches pass the mapping "
+                       "down to every reader and convert the reads. The helpers are unused "
+                       "static inlines here, so this patch builds on its own.")
+        s = plan.summary()
+        lines.append("")
+        lines += _wrap(f"Used by {s['rewrites']} reads in {len({r.file for r in plan.rewrites})} "
+                       "files later in this series.")
+    else:
+        ents = p.entities
+        slots = [e for e in ents if e.startswith(("member:", "typedef:", "param:"))]
+        funcs = [e for e in ents if e not in slots]
+        slot_by = {s.id: s for s in plan.slots}
+        fn_by = {f.id: f for f in plan.functions}
+        lines += _wrap(
+            f"Once pages can be write protected, {field_} of a protected page no longer "
+            "names the file's address_space, so code that knows the mapping it reached the "
+            "page through must pass it down instead of reading the field.")
+        lines.append("")
+        what = []
+        if slots:
+            impl = [f for f in funcs if any(
+                st.why in ("implements", "implemented-by") for st in fn_by[f].reason)]
+            what.append(f"Add a `{pr.param_type.rstrip()} {pr.param_name}` parameter to "
+                        f"{_names([slot_by[s].id.split(':', 1)[1] for s in slots])}"
+                        + (f" and the functions bound to {'them' if len(slots) > 1 else 'it'}" if impl else "")
+                        + ": a slot's signature, its implementations and every call through it "
+                        "must change in one patch for the tree to build.")
+        elif funcs:
+            what.append(f"Add the mapping parameter to {len(funcs)} function"
+                        f"{'s' if len(funcs) != 1 else ''} and pass it at their call sites.")
+        if p.rewrites:
+            what.append(f"Convert {len(p.rewrites)} read{'s' if len(p.rewrites) != 1 else ''} of "
+                        f"{field_} to {pr.helper_page}()/{pr.helper_folio}() with the mapping "
+                        "the function now has.")
+        for w in what:
+            lines += _wrap(w)
+        if slots or funcs:
+            lines += ["", "Gaining the parameter:"]
+            shown, more = _limited(slots + funcs)
+            for e in shown:
+                if e in slot_by:
+                    s = slot_by[e]
+                    where = f" ({s.decls[0][0]}:{s.decls[0][1]})" if s.decls else ""
+                    lines.append(f"  {e}{where}")
+                else:
+                    f = fn_by[e]
+                    lines.append(f"  {f.name}() ({f.file}:{f.line})")
+            if more:
+                lines.append(f"  ... and {more} more")
+            lines += ["", "Why (each chain ends in the read that needs the mapping):"]
+            shown, more = _limited(slots + funcs, 12)
+            for e in shown:
+                reason = slot_by[e].reason if e in slot_by else fn_by[e].reason
+                lines += chain_lines(reason)
+            if more:
+                lines.append(f"  ... and {more} more: `mappingpass explain FUNC` shows each")
+        if p.call_sites:
+            lines += ["", "Call sites pass:"]
+            shown, more = _limited(p.call_sites)
+            for c in shown:
+                lines.append(f"  {c.file}:{c.line} {c.caller.split('::')[-1]}(): {c.argument}"
+                             f" ({_HOW.get(c.how, c.how)})")
+            if more:
+                lines.append(f"  ... and {more} more")
+        if p.rewrites:
+            lines += ["", "Reads converted:"]
+            shown, more = _limited(p.rewrites)
+            for r in shown:
+                lines.append(f"  {r.file}:{r.line} {r.function.split('::')[-1]}(): {r.from_} -> {r.to}")
+            if more:
+                lines.append(f"  ... and {more} more")
+        if p.unresolved:
+            lines += [""]
+            lines += _wrap(f"Unresolved ({len(p.unresolved)}): these chains stop at a boundary; a "
+                           f"call there passes {pr.unresolved_argument} (the helper then returns "
+                           f"{field_} as today) or, for a function the plan cannot change, a "
+                           "human must:")
+            for u in p.unresolved:
+                lines.append(f"  {u.file}:{u.line} {u.function.split('::')[-1]}: {u.reason}")
+                lines += chain_lines(u.chain, "      ")
+    lines += ["", f"Generated by mappingpass {__version__} from its plan ({plan.rules} rules)."]
+    if cc:
+        lines.append("")
+        lines += [f"Cc: {addr}" for addr in cc]
+    return "\n".join(lines) + "\n"
+
+
+def cover_letter(plan: Plan, patches: list[PatchPlan], subjects: list[str], stat: str,
+                 cc: list[str]) -> str:
+    s = plan.summary()
+    lines = _wrap("Pass the struct address_space (\"the mapping\") down to every function "
+                  "that reads it from page->mapping today, so that pages can later be write "
+                  "protected generically (page->mapping of a protected page points at the "
+                  "protection record). Every prefix of this series builds: the helper comes "
+                  "first, then each signature change that crosses subsystems with all its "
+                  "implementations and callers, then one patch per subsystem.")
+    lines += ["", "Plan summary:",
+              f"  functions gaining the parameter: {s['functions']}",
+              f"  slots gaining it: {s['slots']}",
+              f"  call sites changed: {s['call_sites']}",
+              f"  reads rewritten to the helper: {s['rewrites']} ({s['identity_rewrites']} identity tests)",
+              f"  kind 2-5 reads left to run time: {s['runtime_reads']}",
+              f"  files touched: {s['files']}",
+              f"  unresolved: {s['unresolved']}"]
+    for reason, n in s["unresolved_by_reason"].items():
+        lines.append(f"    {reason}: {n}")
+    if plan.unresolved:
+        lines += ["", "Unresolved chains (a boundary stops the propagation; see each patch):"]
+        by_reason: dict[str, list[Unresolved]] = {}
+        for u in plan.unresolved:
+            by_reason.setdefault(u.reason, []).append(u)
+        for reason, items in by_reason.items():
+            lines.append(f"  {reason}:")
+            shown, more = _limited(items, 20)
+            for u in shown:
+                lines.append(f"    {u.file}:{u.line} {u.function.split('::')[-1]}")
+            if more:
+                lines.append(f"    ... and {more} more")
+        macro = sorted({u.file for u in plan.unresolved if u.reason == "macro-definition"})
+        if macro:
+            lines.append("")
+            lines += _wrap("Known gap: a signature written by a macro is not changed by this "
+                           "series; these files need a hand edit of the macro to build once "
+                           f"the slot they implement changes: {', '.join(macro)}.")
+    lines += ["", "Patches:"]
+    for i, subj in enumerate(subjects, 1):
+        lines.append(f"  {i}/{len(subjects)} {subj}")
+    lines += ["", f"Generated by mappingpass {__version__}."]
+    if cc:
+        lines.append("")
+        lines += [f"Cc: {addr}" for addr in cc]
+    return "\n".join(lines) + "\n\n---\n" + stat
+
+
+def _email(sha: str, author: str, date: datetime, subject: str, body: str, stat: str, diff: str) -> str:
+    name, addr = email.utils.parseaddr(author)
+    sender = email.utils.formataddr((name, addr), charset="utf-8")
+    head = (f"From {sha} Mon Sep 17 00:00:00 2001\n"
+            f"From: {sender}\n"
+            f"Date: {email.utils.format_datetime(date)}\n"
+            f"Subject: {subject}\n"
+            "MIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=UTF-8\n"
+            "Content-Transfer-Encoding: 8bit\n\n")
+    if diff:
+        return f"{head}{body}---\n{stat}\n{diff}-- \nmappingpass {__version__}\n\n"
+    return f"{head}{body}-- \nmappingpass {__version__}\n\n"
+
+
+def _slug(subject: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", subject).strip("-.")
+    return slug[:52].rstrip("-.") or "patch"
+
+
+@dataclass
+class Series:
+    """The series in memory: patches with their subjects, messages and diffs."""
+
+    patches: list[PatchPlan]
+    subjects: list[str]
+    messages: list[str]
+    diffs: list[str]
+    cover: str
+    final: dict[str, tuple[bytes, bytes]]  # path -> (old, new), as emit.new_texts gives
+
+
+def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
+                 digests: dict[str, str], maintainers: Path | None = None) -> Series:
+    """Group the plan's edits into patches and render every message and diff.
+    maintainers: a MAINTAINERS file; None uses the tree's own when present."""
+    pr = rules.plan
+    if pr is None:
+        raise emitmod.EmitError(f"{rules.path}: no [plan] section; nothing to emit")
+    sources = read_sources(plan, root, digests)
+    header = pr.helper_header
+    helper = bool(header and (plan.rewrites or plan.functions) and (root / header).is_file())
+    if helper and header not in sources:
+        sources[header] = (root / header).read_bytes()
+    if helper and emitmod._helper_edit(rules, sources[header]) == sources[header]:
+        helper = False  # already defined (a re-run on a patched tree)
+    patches = group(plan, facts, rules, sources, helper)
+    if maintainers is None and (root / "MAINTAINERS").is_file():
+        maintainers = root / "MAINTAINERS"
+    sections = parse_maintainers(maintainers) if maintainers is not None else []
+
+    modes = {}
+    for path in sources:
+        try:
+            modes[path] = "100755" if os.access(root / path, os.X_OK) else "100644"
+        except OSError:
+            modes[path] = "100644"
+    current = dict(sources)
+    applied: dict[str, list[emitmod.Edit]] = {}
+    diffs: list[str] = []
+    with_helper = False
+    for p in patches:
+        if p.helper:
+            with_helper = True
+        for path, edits in p.edits.items():
+            applied.setdefault(path, []).extend(edits)
+        texts = {}
+        touched = set(p.edits) | ({header} if p.helper else set())
+        for path in sorted(touched):
+            new = emitmod.apply_edits(sources[path], applied.get(path, []), path)
+            if with_helper and path == header:
+                new = emitmod._helper_edit(rules, new)
+            texts[path] = (current[path], new)
+            current[path] = new
+        diffs.append(_git_diff(texts, modes))
+        if p.helper:
+            p.edits.setdefault(header, [])
+    final = {p: (sources[p], current[p]) for p in sources if current[p] != sources[p]}
+    expected = emitmod.new_texts(plan, facts, rules, root, digests)
+    if final != expected:
+        bad = sorted(set(final) ^ set(expected) | {p for p in final if p in expected and final[p] != expected[p]})
+        raise emitmod.EmitError(f"series: the last patch differs from emit --diff in {', '.join(bad[:5])}")
+    kept = [(p, d) for p, d in zip(patches, diffs, strict=True) if d]
+    patches, diffs = [p for p, _ in kept], [d for _, d in kept]
+    subjects = [p.subject for p in patches]
+    ccs = [cc_for(sections, p.files, root) for p in patches]
+    messages = [message(p, plan, rules, cc) for p, cc in zip(patches, ccs, strict=True)]
+    all_cc: list[str] = []
+    for cc in ccs:
+        all_cc += [a for a in cc if a not in all_cc]
+    stat = diffstat(_git_diff(final, modes))
+    cover = cover_letter(plan, patches, subjects, stat, all_cc)
+    return Series(patches, subjects, messages, diffs, cover, final)
+
+
+def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
+                 digests: dict[str, str], outdir: Path, maintainers: Path | None = None,
+                 *, author: str | None = None, date: datetime | None = None) -> list[Path]:
+    """Write the series as `git format-patch -o outdir --cover-letter` would:
+    0000-cover-letter.patch, then 0001-<subject>.patch ... in order. Earlier
+    `NNNN-*.patch` files in outdir are removed first (a shorter re-run must not
+    leave stale patches behind). Returns the paths written, cover letter first.
+
+    author: "Name <email>" (default: $GIT_AUTHOR_NAME/$GIT_AUTHOR_EMAIL, else
+    mappingpass's); date: default $SOURCE_DATE_EPOCH, else now (one date for
+    the whole series)."""
+    series = build_series(plan, facts, rules, root, digests, maintainers)
+    if author is None:
+        name, addr = os.environ.get("GIT_AUTHOR_NAME"), os.environ.get("GIT_AUTHOR_EMAIL")
+        author = f"{name} <{addr}>" if name and addr else DEFAULT_AUTHOR
+    if date is None:
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        date = (datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit()
+                else datetime.now(UTC).replace(microsecond=0))
+    outdir.mkdir(parents=True, exist_ok=True)
+    for old in outdir.glob("[0-9][0-9][0-9][0-9]-*.patch"):
+        old.unlink()
+    n = len(series.patches)
+    written = []
+    cover_path = outdir / "0000-cover-letter.patch"
+    cover_path.write_text(_email("0" * 40, author, date,
+                                 f"[PATCH 0/{n}] pass the mapping down instead of reading "
+                                 f"page->{rules.field}", series.cover + "\n", "", ""))
+    written.append(cover_path)
+    for i, (subject, body, diff) in enumerate(zip(series.subjects, series.messages, series.diffs,
+                                                  strict=True), 1):
+        sha = hashlib.sha1(f"{subject}\n{diff}".encode("utf-8", "surrogateescape")).hexdigest()
+        path = outdir / f"{i:04d}-{_slug(subject)}.patch"
+        text = _email(sha, author, date, f"[PATCH {i}/{n}] {subject}", "\n" + body,
+                      diffstat(diff), diff)
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
+        written.append(path)
+    return written
+
+
+def load_inputs(db: str, rules_path: str | None = None, quiet: bool = True):
+    """What `mappingpass emit` loads: (plan, facts, rules, root, digests), for
+    callers outside the CLI (tests, scripts)."""
+    import argparse
+
+    from .cli import _load_rules, _open_store
+    from .commands import compute_plan
+
+    args = argparse.Namespace(db=db, rules=rules_path, quiet=quiet)
+    plan, _ = compute_plan(args, progress=not quiet)
+    store = _open_store(db, create=False)
+    root = Path(store.get_meta("root"))
+    rules = _load_rules(rules_path or store.get_meta("rules_path"))
+    rows = store.rows()
+    paths = sorted({p for p, v in rows.items() if v[3] == "parsed"})
+    facts = {f.path: f for f in store.load_facts(paths)}
+    store.close()
+    return plan, facts, rules, root, {p: v[2] for p, v in rows.items()}
