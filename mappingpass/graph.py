@@ -88,6 +88,8 @@ class Analysis:
     candidates: list[ReadRecord]  # receiver type unknown
     unresolved_member_calls: int
     stats: dict[str, int] = field(default_factory=dict)
+    # slot -> names bound to it (initializers, assignments) that no parsed file defines
+    unbound: dict[str, list[str]] = field(default_factory=dict)
 
 
 def function_id(path: str, fn: Function) -> str:
@@ -110,8 +112,8 @@ def type_env(all_facts: list[FileFacts]) -> TypeEnv:
 
 
 def missing_types(all_facts: list[FileFacts]) -> set[str]:
-    """Struct tags needed to type a read's or a member call's receiver whose
-    definitions none of these files holds."""
+    """Struct tags needed to type a read's, a member call's or a binding's
+    receiver whose definitions none of these files holds."""
     env = type_env(all_facts)
     for ff in all_facts:
         for r in ff.reads:
@@ -120,6 +122,11 @@ def missing_types(all_facts: list[FileFacts]) -> set[str]:
         for c in ff.calls:
             if c.via == "member":
                 env.resolve(c.receiver)
+        for b in ff.bindings:
+            if b.kind == "assign":
+                env.resolve(b.receiver)
+            elif b.owner:
+                env.resolve(["f", ["t", f"struct {b.owner}", 0], b.member])
     return env.missing
 
 
@@ -183,14 +190,19 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
             return sorted(cands)[0]
         return None
 
-    def member_slot(owner_recipe: str, member: str) -> str | None:
-        resolved = env.resolve(owner_recipe) if owner_recipe else None
-        if resolved is not None:
-            base = resolved[0]
-            tag = base.removeprefix("struct ")
-            sid = f"member:{tag}.{member}"
+    def member_slot(owner_recipe: str, member: str, owner: str = "") -> str | None:
+        if not owner and owner_recipe:
+            resolved = env.resolve(owner_recipe)
+            owner = resolved[0].removeprefix("struct ") if resolved is not None else ""
+        if owner:
+            sid = f"member:{owner}.{member}"
             if sid in g:
                 return sid
+            # `bio_end_io_t *bi_end_io;`: a member typed by a function typedef is
+            # that typedef's slot
+            mtype = env.fields.get(f"struct {owner}", {}).get(member)
+            if mtype is not None and f"typedef:{types.split(mtype)[0]}" in g:
+                return f"typedef:{types.split(mtype)[0]}"
         owners = slot_owners.get(member, [])
         return owners[0] if len(owners) == 1 else None
 
@@ -217,6 +229,7 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
             g.add_edge(a, b, key=kind, kind=kind, sites=[site])
 
     # 2. calls, bindings
+    unbound: dict[str, set[str]] = defaultdict(set)
     defined = {d["name"] for _, d in g.nodes(data=True) if d["type"] == "function"}
     unresolved_member = 0
     for ff in all_facts:
@@ -251,16 +264,18 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
                         add_edge(bound, sid, "binds", (ff.path, call.line, "arg", cast))
         for b in ff.bindings:
             bound = resolve_function(ff.path, b.function)
-            if bound is None:
-                continue
             if b.kind == "init":
-                sid = f"member:{b.owner}.{b.member}" if b.owner else None
-                if sid is None or sid not in g:
-                    sid = member_slot("", b.member)
+                sid = member_slot("", b.member, b.owner)
             else:
                 sid = member_slot(b.receiver, b.member)
-            if sid is not None:
+            if sid is None:
+                continue
+            if bound is not None:
                 add_edge(bound, sid, "binds", (ff.path, b.line, b.kind, b.cast))
+            elif b.function not in env.globals:
+                # a function defined in a file not parsed yet: plan looks for it
+                # when the slot changes
+                unbound[sid].add(b.function)
 
     # 3. reads
     reads: list[ReadRecord] = []
@@ -294,7 +309,8 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
         "slot_call_edges": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "call-through-slot"),
         "bindings": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "binds"),
     }
-    return Analysis(g, env, files, reads, candidates, unresolved_member, stats)
+    return Analysis(g, env, files, reads, candidates, unresolved_member, stats,
+                    {k: sorted(v) for k, v in sorted(unbound.items())})
 
 
 def _call_target(call: Call, caller: str, g, resolve_function, member_slot, param_slot, path):
@@ -322,7 +338,7 @@ def _function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 4  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 5  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

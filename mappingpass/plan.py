@@ -414,6 +414,8 @@ def changed_names(plan: Plan, analysis: Analysis) -> tuple[set[str], set[str]]:
     or parameter slot as an argument) and fixed strings (`->member`,
     `.member` of changed slot members)."""
     words = {f.name for f in plan.functions}
+    for s in plan.slots:  # implementations defined in files not parsed yet
+        words.update(analysis.unbound.get(s.id, ()))
     fixed: set[str] = set()
     g = analysis.graph
     typedefs = {s.name for s in plan.slots if s.kind == "typedef"}

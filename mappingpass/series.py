@@ -40,6 +40,7 @@ unresolved list names it, in that patch's message and in the cover letter).
 
 from __future__ import annotations
 
+import difflib
 import email.utils
 import hashlib
 import os
@@ -153,19 +154,27 @@ def _file_match(path: str, pattern: str, root: Path | None) -> bool:
 
 def cc_for(sections: list[Section], files: list[str], root: Path | None = None) -> list[str]:
     """Cc: addresses for a patch touching `files`: the M:/R: people and L:
-    lists of every section that names one of them; sections that match only
-    through the catch-all (`THE REST`) contribute their lists, not their people
-    (as get_maintainer.pl's default output does). Ordered as in the file."""
+    lists of every section that names one of them. A section that matches a
+    file only through the catch-all (`THE REST`: `F: *`) contributes its lists,
+    and its people only for a file no other section names (as get_maintainer.pl's
+    default output does). Ordered as in the file."""
+    full: set[int] = set()
+    lists_only: set[int] = set()
+    for f in files:
+        hits = [(i, s.match(f, root)) for i, s in enumerate(sections)]
+        hits = [(i, h) for i, h in hits if h is not None]
+        specific = [i for i, h in hits if h != "catch-all"]
+        full.update(specific)
+        for i, h in hits:
+            if h == "catch-all":
+                (lists_only if specific else full).add(i)
     people: list[str] = []
     lists: list[str] = []
-    for s in sections:
-        hits = [s.match(f, root) for f in files]
-        hits = [h for h in hits if h is not None]
-        if not hits:
-            continue
-        if any(h != "catch-all" for h in hits):
+    for i, s in enumerate(sections):
+        if i in full:
             people.extend(s.maintainers)
-        lists.extend(s.lists)
+        if i in full or i in lists_only:
+            lists.extend(s.lists)
     out: list[str] = []
     for addr in people + lists:
         if addr and addr not in out:
@@ -303,9 +312,10 @@ def _bindings(plan: Plan, facts: dict[str, FileFacts], uf: _UnionFind) -> None:
             if fid is None:
                 continue
             slots = set()
-            if b.kind == "init" and f"member:{b.owner}.{b.member}" in sids:
-                slots.add(f"member:{b.owner}.{b.member}")
-            elif b.kind in ("init", "assign"):
+            if b.kind == "init" and b.owner:
+                if f"member:{b.owner}.{b.member}" in sids:
+                    slots.add(f"member:{b.owner}.{b.member}")
+            elif b.kind in ("init", "assign"):  # struct unknown here: every changed member of that name
                 slots.update(members.get(b.member, ()))
             elif b.kind == "arg" and b.member.isdigit():
                 slots.update(params.get((b.owner, int(b.member)), ()))
@@ -567,15 +577,51 @@ def _blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def _range(start: int, length: int) -> str:
+    """A hunk range as unified diffs write it (difflib's convention)."""
+    first = start + 1
+    if length == 1:
+        return f"{first}"
+    if not length:
+        first -= 1
+    return f"{first},{length}"
+
+
+def _file_diff(path: str, old: bytes, new: bytes) -> str:
+    """One file's unified diff, minimal: difflib's matcher without its
+    "popular line" heuristic (which treats `{` and blank lines of a long file
+    as junk and rewrites them needlessly)."""
+    a = old.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    b = new.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    out = [f"--- a/{path}\n", f"+++ b/{path}\n"]
+
+    def line(prefix: str, text: str) -> None:
+        out.append(prefix + text if text.endswith("\n") else prefix + text + "\n\\ No newline at end of file\n")
+
+    for group in difflib.SequenceMatcher(None, a, b, autojunk=False).get_grouped_opcodes(3):
+        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
+        out.append(f"@@ -{_range(i1, i2 - i1)} +{_range(j1, j2 - j1)} @@\n")
+        for tag, x1, x2, y1, y2 in group:
+            if tag == "equal":
+                for t in a[x1:x2]:
+                    line(" ", t)
+                continue
+            for t in a[x1:x2]:
+                line("-", t)
+            for t in b[y1:y2]:
+                line("+", t)
+    return "".join(out)
+
+
 def _git_diff(texts: dict[str, tuple[bytes, bytes]], modes: dict[str, str]) -> str:
     out = []
     for path in sorted(texts):
         old, new = texts[path]
         if old == new:
             continue
-        chunk = emitmod.unified_diff({path: (old, new)})
-        first, rest = chunk.split("\n", 1)
-        out.append(f"{first}\nindex {_blob_id(old)}..{_blob_id(new)} {modes.get(path, '100644')}\n{rest}")
+        out.append(f"diff --git a/{path} b/{path}\n"
+                   f"index {_blob_id(old)}..{_blob_id(new)} {modes.get(path, '100644')}\n"
+                   + _file_diff(path, old, new))
     return "".join(out)
 
 
@@ -675,7 +721,8 @@ def message(p: PatchPlan, plan: Plan, rules: Rules, cc: list[str]) -> str:
         if slots:
             impl = [f for f in funcs if any(
                 st.why in ("implements", "implemented-by") for st in fn_by[f].reason)]
-            what.append(f"Add a `{pr.param_type.rstrip()} {pr.param_name}` parameter to "
+            decl = pr.param_type + ("" if pr.param_type.endswith("*") else " ") + pr.param_name
+            what.append(f"Add a `{decl}` parameter to "
                         f"{_names([slot_by[s].id.split(':', 1)[1] for s in slots])}"
                         + (f" and the functions bound to {'them' if len(slots) > 1 else 'it'}" if impl else "")
                         + ": a slot's signature, its implementations and every call through it "
@@ -703,10 +750,15 @@ def message(p: PatchPlan, plan: Plan, rules: Rules, cc: list[str]) -> str:
             if more:
                 lines.append(f"  ... and {more} more")
             lines += ["", "Why (each chain ends in the read that needs the mapping):"]
-            shown, more = _limited(slots + funcs, 12)
-            for e in shown:
-                reason = slot_by[e].reason if e in slot_by else fn_by[e].reason
-                lines += chain_lines(reason)
+            chains = sorted((slot_by[e].reason if e in slot_by else fn_by[e].reason for e in slots + funcs),
+                            key=lambda ch: (-len(ch), ch[0].node if ch else ""))
+            kept: list[tuple[Step, ...]] = []
+            for ch in chains:  # a chain that ends another one adds nothing
+                if ch and not any(k[len(k) - len(ch):] == ch for k in kept):
+                    kept.append(ch)
+            shown, more = _limited(kept, 12)
+            for ch in shown:
+                lines += chain_lines(ch)
             if more:
                 lines.append(f"  ... and {more} more: `mappingpass explain FUNC` shows each")
         if p.call_sites:
@@ -915,7 +967,7 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
                                                   strict=True), 1):
         sha = hashlib.sha1(f"{subject}\n{diff}".encode("utf-8", "surrogateescape")).hexdigest()
         path = outdir / f"{i:04d}-{_slug(subject)}.patch"
-        text = _email(sha, author, date, f"[PATCH {i}/{n}] {subject}", "\n" + body,
+        text = _email(sha, author, date, f"[PATCH {i}/{n}] {subject}", body,
                       diffstat(diff), diff)
         path.write_bytes(text.encode("utf-8", "surrogateescape"))
         written.append(path)

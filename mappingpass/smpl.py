@@ -1,0 +1,272 @@
+"""The emit stage (SmPL part): the plan as a Coccinelle semantic patch.
+
+`write_spatch` renders `templates/passdown.cocci.j2` into one .cocci file in
+the kernel's scripts/coccinelle form (`virtual patch` / `virtual report`).
+The plan goes into python tables inside the file, keyed by (file, function)
+and by the text of each call and read, because spatch renumbers positions
+once a rule has changed a function (SPATCH-NOTES.md, item 0): line-based
+restrictions only hold before the first change. `run_spatch` applies .cocci
+files with the real spatch, one file per group so that the tables can tell
+static functions of the same name apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from . import __version__
+from .cparse import _TRANSPARENT
+from .plan import Plan
+from .rules import Rules
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+# what coccicheck passes: headers are handled as files of their own, never
+# pulled in (a header change must come from its own rules, once)
+OPTIONS = "--no-includes --include-headers"
+_C_BUILTIN = {"void", "char", "short", "int", "long", "float", "double", "signed", "unsigned",
+              "_Bool", "bool", "const", "volatile", "struct", "union", "enum"}
+
+
+def _norm(text: str) -> str:
+    """The key form of an expression: spatch prints it with its own blanks."""
+    return "".join(text.split())
+
+
+def _name(node_id: str) -> str:
+    """A plan id is `path::name` for a static function, else the name."""
+    return node_id.rsplit("::", 1)[-1]
+
+
+def _lit(value: str | int | tuple) -> str:
+    """A python literal with double quotes only: spatch 1.1.1's SmPL lexer
+    counts single quotes even inside python code, and an odd one later (an
+    apostrophe in the helper's comment) then breaks the next rule header."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_lit(v) for v in value) + ")"
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def _spatch_names(name: str, rules: Rules) -> set[str]:
+    """The names spatch may know a function by: its own, and for one defined
+    by a macro (SYSCALL_DEFINE2(smallfs_sync, ...) is `sys_smallfs_sync` in
+    the plan) the macro's first argument, which is what spatch calls it."""
+    names = {name}
+    for _macro, template in rules.parse.definition_macros:
+        pre, _, post = template.partition("{0}")
+        if len(name) > len(pre) + len(post) and name.startswith(pre) and name.endswith(post):
+            names.add(name[len(pre):len(name) - len(post)])
+    return names
+
+
+def _py(table: dict | set) -> str:
+    """A python literal, one entry a line, sorted: the same plan gives the same bytes."""
+    if not table:
+        return "{}" if isinstance(table, dict) else "set()"
+    if isinstance(table, dict):
+        rows = [f"    {_lit(k)}: {_lit(table[k])}," for k in sorted(table)]
+    else:
+        rows = [f"    {_lit(k)}," for k in sorted(table)]
+    return "{\n" + "\n".join(rows) + "\n}"
+
+
+def spatch_files(plan: Plan, rules: Rules) -> list[str]:
+    """Tree-relative paths the semantic patch changes (the helper's header included)."""
+    paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
+    paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
+    paths |= {p for s in plan.slots if s.kind != "param" for p, _ in s.decls}
+    if rules.plan.helper_header and (plan.rewrites or plan.functions):
+        paths.add(rules.plan.helper_header)
+    return sorted(paths)
+
+
+def _tables(plan: Plan, rules: Rules) -> tuple[dict, list[str]]:
+    """The plan as the template's tables, and what they cannot express."""
+    pr = rules.plan
+    gaps: list[str] = []
+    definitions: dict[tuple[str, str], str] = {}
+    prototypes: dict[tuple[str, str], str] = {}
+    for f in plan.functions:
+        for path, _ in f.bodies:
+            definitions[(path, f.name)] = f.param_name
+        for path, _ in f.prototypes:
+            prototypes[(path, f.name)] = f.param_name
+    members: set[tuple[str, str, str]] = set()
+    typedefs: set[str] = set()
+    for s in plan.slots:
+        if s.kind == "member":
+            if not s.owner:
+                gaps.append(f"{s.id}: member of an anonymous struct")
+            members |= {(path, s.owner, s.name) for path, _ in s.decls}
+        elif s.kind == "typedef":
+            # a function-type typedef (filler_t) is a prototype to spatch; a
+            # pointer typedef (writepage_t) gets a rule of its own
+            prototypes.update({(path, s.name): pr.param_name for path, _ in s.decls})
+            typedefs.add(s.name)
+        # kind "param": the parameter's type follows its typedef (as in emit.py)
+
+    reads: dict[tuple[str, str, str], str] = {}
+    for r in plan.rewrites:
+        for name in _spatch_names(_name(r.function), rules):
+            key = (r.file, name, _norm(r.from_))
+            if reads.setdefault(key, r.to) != r.to:
+                gaps.append(f"{r.file}:{r.line}: {r.from_} has two rewrites in {name}")
+    calls: dict[tuple[str, str, str, int], str] = {}
+    for c in plan.call_sites:
+        caller = _name(c.caller)
+        texts = {c.call}
+        # reads are rewritten before calls: a called expression that contains
+        # a read (page->mapping->a_ops->x) is also known by its new text
+        for r in plan.rewrites:
+            if r.file == c.file and _name(r.function) == caller and r.from_ in c.call:
+                texts.add(c.call.replace(r.from_, r.to))
+        for name in _spatch_names(caller, rules):
+            for text in texts:
+                key = (c.file, name, _norm(text), c.nargs)
+                if calls.setdefault(key, c.argument) != c.argument:
+                    gaps.append(f"{c.file}:{c.line}: calls of {c.call} in {name} pass different arguments")
+    tables = {
+        "definitions": _py(definitions),
+        "prototypes": _py(prototypes),
+        "members": _py(members),
+        "reads": _py(reads),
+        "calls": _py(calls),
+        "helper_header": _lit(pr.helper_header),
+        # for the template's loops
+        "_definition_names": sorted(set(definitions.values())),
+        "_prototype_names": sorted(set(prototypes.values())),
+        "_owners": sorted({owner for _, owner, _ in members if owner}),
+        "_typedefs": sorted(typedefs),
+    }
+    return tables, gaps
+
+
+def _type_names(param_type: str) -> list[str]:
+    """Typedef names in the parameter's type: SmPL must be told they are types."""
+    words = re.findall(r"[A-Za-z_]\w*", param_type)
+    if words and words[0] in ("struct", "union", "enum"):
+        return []
+    return [w for w in words if w not in _C_BUILTIN]
+
+
+def render(plan: Plan, rules: Rules) -> str:
+    """The semantic patch's text."""
+    pr = rules.plan
+    if pr is None:
+        raise ValueError(f"{rules.path}: no [plan] section; nothing to emit")
+    tables, gaps = _tables(plan, rules)
+    s = plan.summary()
+    decl = f"{pr.param_type}{'' if pr.param_type.endswith('*') else ' '}{pr.param_name}"
+    description = [
+        f"Pass `{decl}` down to the functions that read the {rules.field} field of",
+        "struct page or struct folio (directly or through an accessor), so that",
+        f"each read becomes {pr.helper_page}() / {pr.helper_folio}() with the",
+        "mapping the caller reached the page through.",
+        "",
+        f"{s['functions']} functions and {s['slots']} slots gain the parameter, "
+        f"{s['call_sites']} call sites pass it,",
+        f"{s['rewrites']} reads are rewritten; {s['unresolved']} chains are unresolved "
+        "(see `mappingpass plan`).",
+    ]
+    description += [f"Not covered: {g}" for g in gaps]
+    helper = None
+    if pr.helper_header and pr.helper_definition.strip() and (plan.rewrites or plan.functions):
+        # SmPL must be told which names in the added code are types: the
+        # parameter's, and the kernel's `_t` typedefs (pgoff_t, gfp_t)
+        types = set(_type_names(pr.param_type))
+        types |= set(re.findall(r"\b[A-Za-z_]\w*_t\b", pr.helper_definition))
+        helper = {"page": pr.helper_page, "folio": pr.helper_folio, "header": pr.helper_header,
+                  "lines": pr.helper_definition.strip("\n").split("\n"), "types": sorted(types)}
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined, autoescape=False)
+    return env.get_template("passdown.cocci.j2").render(
+        description=description,
+        confidence="High" if not gaps else "Moderate",
+        version=__version__,
+        rules_name=rules.name,
+        options=OPTIONS,
+        tables=tables,
+        helper=helper,
+        param_type=pr.param_type,
+        sep="" if pr.param_type.endswith("*") else " ",
+        position=pr.position,
+        type_names=_type_names(pr.param_type),
+        slot_name=pr.param_name,
+        definition_names=tables["_definition_names"],
+        prototype_names=tables["_prototype_names"],
+        member_owners=tables["_owners"],
+        pointer_typedefs=tables["_typedefs"],
+        write_wrappers=sorted(rules.write_wrappers) or ["WRITE_ONCE"],
+        transparent=sorted(_TRANSPARENT),
+    )
+
+
+def write_spatch(plan: Plan, rules: Rules, outdir: Path) -> list[Path]:
+    """Write the plan's semantic patch into outdir; returns the files written."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    path = outdir / f"{rules.name}_passdown.cocci"
+    path.write_text(render(plan, rules))
+    return [path]
+
+
+def _sorted_diff(text: str) -> str:
+    """spatch's per-file chunks in path order (-j N prints them as they finish)."""
+    chunks = re.split(r"(?m)^(?=diff -u -p )", text)
+    head, files = chunks[0], chunks[1:]
+    return head + "".join(sorted(files, key=lambda c: c.split("\n", 1)[0]))
+
+
+def run_spatch(cocci_files: list[Path], root: Path, files: list[str], *, mode: str = "patch",
+               max_width: int | None = None, jobs: int = 1,
+               timeout: float | None = None) -> tuple[int, str, str]:
+    """Apply the .cocci files with real spatch to `files` (relative to root)
+    without changing them: (exit code, unified diff with a/ b/ tree-relative
+    paths, stderr). Several .cocci files are applied one after the other on a
+    scratch copy. mode "report" gives spatch's report lines instead of a diff."""
+    exe = shutil.which("spatch")
+    if exe is None:
+        raise FileNotFoundError("spatch not found: apt-get install coccinelle")
+    root = Path(root).resolve()
+    with tempfile.TemporaryDirectory(prefix="mappingpass-spatch-") as tmp:
+        groups = Path(tmp) / "groups"
+        # one file a group: the tables key static functions by their file
+        groups.write_text("\n\n".join(files) + "\n")
+        base = [exe, "--very-quiet", *OPTIONS.split(), "-D", mode, "--file-groups", str(groups)]
+        if max_width:
+            base += ["--max-width", str(max_width)]
+        if jobs > 1:
+            base += ["-j", str(jobs)]
+        if len(cocci_files) == 1 or mode != "patch":
+            out, err, rc = [], [], 0
+            for cocci in cocci_files:
+                proc = subprocess.run([*base, "--sp-file", str(Path(cocci).resolve()), "--patch", "."],
+                                      cwd=root, capture_output=True, text=True, timeout=timeout)
+                rc = rc or proc.returncode
+                out.append(_sorted_diff(proc.stdout) if mode == "patch" else proc.stdout)
+                err.append(proc.stderr)
+            return rc, "".join(out), "".join(err)
+        # several patches: each applies to the previous one's result
+        from .emit import unified_diff
+
+        scratch = Path(tmp) / "tree"
+        for f in files:
+            (scratch / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / f, scratch / f)
+        errs = []
+        for cocci in cocci_files:
+            proc = subprocess.run([*base, "--sp-file", str(Path(cocci).resolve()), "--in-place",
+                                   "--no-show-diff"], cwd=scratch, capture_output=True, text=True,
+                                  timeout=timeout)
+            errs.append(proc.stderr)
+            if proc.returncode:
+                return proc.returncode, "", "".join(errs)
+        texts = {f: ((root / f).read_bytes(), (scratch / f).read_bytes()) for f in files}
+        return 0, unified_diff({f: v for f, v in texts.items() if v[0] != v[1]}), "".join(errs)
