@@ -237,9 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(a)
     a.set_defaults(func=cmd_analyze)
 
-    from . import commands  # plan, explain, check: kept apart to keep this file thin
+    from . import cmd_review, commands  # kept apart to keep this file thin
 
-    commands.register(sub, common)
+    commands.register(sub, common)  # plan, explain, emit, check
+    cmd_review.register(sub, common)  # review
     return p
 
 

@@ -223,7 +223,9 @@ class _FileWalker:
             self._struct_body(owner, node.child_by_field_name("body"), slots, fields)
         for node in caps.get("typedef", ()):
             self._typedef(node, slots, fields, typedefs)
-        calls, reads = self._calls(caps.get("call", ()))
+        # source order, whatever order the query returns captures in: call
+        # indexes are part of graph sites
+        calls, reads = self._calls(sorted(caps.get("call", ()), key=lambda n: (n.start_byte, n.end_byte)))
         reads.extend(self._field_reads(caps.get("field", ())))
         bindings = self._bindings(caps.get("init", ()), caps.get("assign", ()))
         errors = caps.get("error", ())

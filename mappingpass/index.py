@@ -116,11 +116,13 @@ def digest_of(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
-def _work(item: tuple[str, str, int, int, bool]) -> tuple:
-    """(abs path, rel path, size, mtime, context) -> (rel, size, mtime, digest, state, blob, note).
-
-    Context files (headers outside the analyzed paths) are only parsed on demand."""
-    abspath, rel, size, mtime, context = item
+def _work(item: tuple) -> tuple:
+    """(abs path, rel path, size, mtime, context[, known digest]) -> (rel, size,
+    mtime, digest, state, blob, note). Context files (headers outside the
+    analyzed paths) are only parsed on demand; a file whose content has the
+    known digest (touched, not changed) is not parsed again: state "same"."""
+    abspath, rel, size, mtime, context = item[:5]
+    known = item[5] if len(item) > 5 else ""
     if size > MAX_FILE_BYTES:
         return rel, size, mtime, "", "skipped", None, f"larger than {MAX_FILE_BYTES >> 20} MiB"
     try:
@@ -129,6 +131,8 @@ def _work(item: tuple[str, str, int, int, bool]) -> tuple:
     except OSError as exc:
         return rel, size, mtime, "", "skipped", None, f"unreadable: {exc.strerror}"
     digest = digest_of(data)
+    if known and digest == known:
+        return rel, size, mtime, digest, "same", None, ""
     if context or (not _ALL and not _relevant(data)):
         return rel, size, mtime, digest, "deferred", None, ""
     return _extract(rel, size, mtime, digest, data, not data.isascii() and not _is_utf8(data))
@@ -373,7 +377,7 @@ def index_tree(
             stats.reused += 0 if context else 1
             stats.files += 0 if context else 1
             continue
-        todo.append((abspath, rel, st.st_size, st.st_mtime_ns, context))
+        todo.append((abspath, rel, st.st_size, st.st_mtime_ns, context, old[2] if old else ""))
         if not context:
             stats.files += 1
     gone = [p for p in known if p not in seen]

@@ -27,7 +27,8 @@ What it reports (rules in `RULES`, findings as frozen `Finding` records):
 * signatures that became inconsistent: a function bound to a slot where one
   has the mapping parameter and the other not (MP201), a call through a
   changed slot or of a changed function that does not pass it (MP202), a
-  binding through a cast that hides a changed signature (MP203);
+  binding through a cast that hides a changed signature (MP203), a prototype
+  that disagrees with its definition (MP204);
 * for a generated series (the helper appears, or functions gain the
   parameter): every hunk compared with what the plan computed on the base
   would emit for those lines (any subset of the plan's edit groups counts as
@@ -81,6 +82,7 @@ MAX_SUBSET_GROUPS = 10  # edit groups tried in every combination when matching a
 # review rebuild each state's graph in full (correct, slower) until the patch
 # learns the new build (tests/test_review.py compares the two).
 PATCHED_GRAPH_VERSION = 5
+PATCH_LIMIT = 200  # files a patch may touch before a full build is cheaper (or a quarter of the tree)
 MARKDOWN_LIMIT = 60000  # GitHub refuses comments over 65536 characters
 
 
@@ -130,6 +132,10 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "a function bound through a cast to a slot whose signature changed",
          "The cast hides the compiler's check of the changed signature. Error when the function and the "
          "slot disagree about the mapping parameter."),
+    Rule("MP204", "prototype-mismatch", "error",
+         "a prototype disagrees with its definition about the mapping parameter",
+         "A function's definition and one of its prototypes (usually in a header) must change together; "
+         "this range changed one of them."),
     Rule("MP301", "hunk-departs-from-plan", "warning",
          "a hunk of the series differs from what the plan emits",
          "The hunk is not what `mappingpass emit` produces from the base for these lines (nor any part "
@@ -271,11 +277,16 @@ class _Git:
         return proc.stdout
 
     def commit(self, rev: str) -> str:
-        proc = subprocess.run(["git", "-C", str(self.root), "rev-parse", "--verify", "--quiet",
+        proc = subprocess.run(["git", "-C", str(self.root), "rev-parse", "--verify", "--quiet", "--end-of-options",
                                f"{rev}^{{commit}}"], capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not proc.stdout.strip():
             raise ReviewError(f"{rev}: not a commit in {self.top}; give a branch, tag or commit id")
         return proc.stdout.strip()
+
+    def exists(self, rev: str) -> bool:
+        proc = subprocess.run(["git", "-C", str(self.root), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                              capture_output=True, check=False)
+        return proc.returncode == 0
 
     def changed(self, a: str, b: str | None = None) -> list[tuple[str, str]]:
         """(status letter, path relative to the tree's top) of files that differ
@@ -423,37 +434,71 @@ def _slot_id(s) -> str:
     return f"member:{s.owner}.{s.name}" if s.kind == "member" else f"typedef:{s.name}"
 
 
-def resolution_words(old: dict[str, FileFacts], new: dict[str, FileFacts]) -> set[str]:
-    """Names whose resolution in *other* files may differ between the old and
-    the new facts of these files: functions defined, removed or re-typed, slots
-    added, removed or re-typed, struct members, typedefs and globals whose types
-    changed. Files that mention one of them are re-resolved by the patch."""
-    def sigs(facts: dict[str, FileFacts]):
+def resolution_words(old: dict[str, FileFacts], new: dict[str, FileFacts],
+                     analysis: Analysis | None = None) -> set[str]:
+    """Names whose resolution in *other* files may differ when the old facts of
+    these files are replaced by the new ones: functions other files can call
+    (not statics of a .c file) defined, removed or re-typed, slots added,
+    removed or re-typed, struct members, typedefs, globals and return types
+    whose types change, and the tags of structs defined for the first time.
+    Given the analysis the old facts belong to, a definition that another file
+    still provides unchanged does not count. Files that mention one of these
+    names are re-resolved by the patch."""
+    g = analysis.graph if analysis is not None else None
+    paths = set(old) | set(new)
+
+    def defs(facts: dict[str, FileFacts]):
         fns: dict[str, set] = defaultdict(set)
         slots: dict[str, set] = defaultdict(set)
         for path, ff in facts.items():
             for fn in ff.functions:
-                if fn.definition:
-                    fns[(fn.name, graphmod.function_id(path, fn))].add(
-                        (tuple(p.type for p in fn.params), fn.return_type, fn.via_macro))
+                if fn.definition and not (fn.static and not path.endswith(".h")):
+                    fns[graphmod.function_id(path, fn)].add(
+                        (fn.name, tuple(p.type for p in fn.params), fn.return_type, fn.via_macro))
             for s in ff.slots:
-                slots[(s.name, _slot_id(s))].add(tuple(p.type for p in s.params))
+                slots[_slot_id(s)].add((s.name, tuple(p.type for p in s.params)))
         return fns, slots
 
+    def kept_elsewhere(node: str, places: str) -> bool:
+        """node is defined by a file outside these paths (so it stays)."""
+        return g is not None and node in g and any(p[0] not in paths for p in g.nodes[node].get(places, ()))
+
     words: set[str] = set()
-    for a, b in zip(sigs(old), sigs(new), strict=True):
-        for key in set(a) | set(b):
-            if a.get(key) != b.get(key):
-                words.add(key[0])
-    ea = graphmod.type_env(list(old.values()))
-    eb = graphmod.type_env(list(new.values()))
-    for owner in set(ea.fields) | set(eb.fields):
-        fa, fb = ea.fields.get(owner, {}), eb.fields.get(owner, {})
-        words |= {m for m in set(fa) | set(fb) if fa.get(m) != fb.get(m)}
-        if (owner in ea.fields) != (owner in eb.fields):
-            words.add(owner.split(" ", 1)[-1])
-    for ta, tb in ((ea.typedefs, eb.typedefs), (ea.globals, eb.globals)):
-        words |= {k for k in set(ta) | set(tb) if ta.get(k) != tb.get(k)}
+    (fo, so), (fn_, sn) = defs(old), defs(new)
+    for a, b, places in ((fo, fn_, "bodies"), (so, sn, "decls")):
+        for node in set(a) | set(b):
+            before, after = a.get(node), b.get(node)
+            if before == after:
+                continue
+            name = next(iter(after or before))[0]
+            if kept_elsewhere(node, places):
+                current = tuple(t for _, t in g.nodes[node]["params"])
+                if all(sig[1] == current for sig in (after or ())):
+                    continue  # another file defines it too, with the same parameters
+            words.add(name)
+    fresh = graphmod.type_env(list(new.values()))
+    if analysis is None:
+        gone = graphmod.type_env(list(old.values()))
+        for owner in set(gone.fields) | set(fresh.fields):
+            fa, fb = gone.fields.get(owner, {}), fresh.fields.get(owner, {})
+            words |= {m for m in set(fa) | set(fb) if fa.get(m) != fb.get(m)}
+        for ta, tb in ((gone.typedefs, fresh.typedefs), (gone.globals, fresh.globals),
+                       (gone.returns, fresh.returns)):
+            words |= {k for k in set(ta) | set(tb) if ta.get(k) != tb.get(k)}
+    else:
+        env = analysis.types
+        for owner, members in fresh.fields.items():
+            current = env.fields.get(owner)
+            if current is None:
+                # a struct seen for the first time: files that name it, or a typedef of it
+                words.add(owner.split(" ", 1)[-1])
+                words |= {k for k, t in {**env.typedefs, **fresh.typedefs}.items()
+                          if ctypes.split(t)[0] == owner}
+            else:
+                words |= {m for m in set(current) | set(members) if current.get(m) != members.get(m)}
+        for ta, tb in ((env.typedefs, fresh.typedefs), (env.globals, fresh.globals),
+                       (env.returns, fresh.returns)):
+            words |= {k for k, v in tb.items() if ta.get(k) != v}
     return {w for w in words if w and re.fullmatch(r"[A-Za-z_]\w*", w)}
 
 
@@ -754,13 +799,14 @@ def patch_analysis(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], 
             (analysis.reads if ok else analysis.candidates).append(rec)
 
     # 4. what no file defines any more goes, with its edges
-    for n in emptied:
-        if n in g:
-            d = g.nodes[n]
-            if not d["bodies" if d["type"] == "function" else "decls"]:
-                param_slots |= {m for m in g.successors(n) if m.startswith("param:")}
-                param_slots |= {m for m in g if m.startswith(f"param:{n}#")}
-                g.remove_node(n)
+    gone = {n for n in emptied if n in g and not g.nodes[n]["bodies" if g.nodes[n]["type"] == "function"
+                                                              else "decls"]}
+    if gone:
+        param_slots |= {m for m, d in g.nodes(data=True) if d["type"] == "slot" and d["slot_kind"] == "param"
+                        and d["owner"] in gone}
+        for n in gone:
+            param_slots |= {m for m in g.successors(n) if m.startswith("param:")}
+            g.remove_node(n)
     for n in param_slots:
         if n in g and (g.degree(n) == 0 or g.nodes[n]["owner"] not in g):
             g.remove_node(n)
@@ -833,6 +879,10 @@ class _Context:
         self.stats: Counter = Counter()
         self.timing: dict[str, float] = {}
         self._drift: set[str] | None = None
+        self._all_facts: dict[str, FileFacts] | None = None
+        self._anchor_ok: bool | None = None
+        self._untracked: set[str] | None = None
+        self.parsed_count = sum(1 for r in self.rows.values() if r[3] == "parsed")
 
     # facts ----------------------------------------------------------------------
     def stored(self, path: str) -> FileFacts | None:
@@ -909,7 +959,11 @@ class _Context:
         if not value:
             return None
         key, commit = value.split(" ", 1)
-        return commit if key == self.key else None
+        if key != self.key:
+            return None
+        if self._anchor_ok is None:  # a clone without that commit (another job's checkout)
+            self._anchor_ok = self.git.exists(commit)
+        return commit if self._anchor_ok else None
 
     def drift(self) -> set[str]:
         """Files where the work tree and the store differ (stat, then content)."""
@@ -955,21 +1009,43 @@ class _Context:
         if anchor is not None:
             names = {p for _, p in self.git.changed(anchor, rev)}
         else:
-            names = self.drift() | {p for _, p in self.git.changed(rev)} | set(self.git.untracked())
+            if self._untracked is None:
+                self._untracked = set(self.git.untracked())
+            names = self.drift() | {p for _, p in self.git.changed(rev)} | self._untracked
         return {p for p in names if self.in_scope(p)}
 
-    def maybe_anchor(self) -> None:
-        """Remember which commit the store holds when the work tree is a clean
-        checkout of it and the store matches the work tree."""
-        if self.anchor() is not None or self.drift():
+    def maybe_anchor(self, known: dict[str, dict[str, bytes | None]]) -> None:
+        """Remember which commit the store holds, so that later reviews ask git
+        instead of checking the work tree: the work tree's commit when the work
+        tree is clean and the store matches it; else one of the `known`
+        revisions (rev -> files read at it, the base in practice: an index of
+        the base in CI, the head checked out) when the store and the work tree
+        differ in exactly the files that differ between that revision and the
+        work tree's commit, and the store holds that revision's versions."""
+        if self.anchor() is not None:
             return
         head = self.git.head()
         if head is None:
             return
-        dirty = [p for _, p in self.git.changed("HEAD")] + self.git.untracked()
+        if self._untracked is None:
+            self._untracked = set(self.git.untracked())
+        dirty = [p for _, p in self.git.changed("HEAD")] + sorted(self._untracked)
         if any(_is_source(p, self.rules.skip_dirs) for p in dirty):
             return
-        self.cache.set_meta("anchor", f"{self.key} {head}")
+        drift = self.drift()
+        if not drift:
+            self.cache.set_meta("anchor", f"{self.key} {head}")
+            return
+        for rev, blobs in known.items():
+            if {p for _, p in self.git.changed(rev, head) if self.in_scope(p)} != drift:
+                continue
+            data = dict(blobs)
+            data.update(self.git.blobs(rev, [p for p in drift if p not in data]))
+            if all((self.rows.get(p) is None) == (data.get(p) is None)
+                   and (data.get(p) is None or self.rows[p][2] == indexmod.digest_of(data[p]))
+                   for p in drift):
+                self.cache.set_meta("anchor", f"{self.key} {rev}")
+                return
 
     # states ---------------------------------------------------------------------------
     def state(self, rev: str, label: str, range_files: set[str]) -> _State:
@@ -999,7 +1075,10 @@ class _Context:
         old = {p: self.stored(p) for p in st.files}
         old = {p: f for p, f in old.items() if f is not None}
         new = {p: f for p, f in st.files.items() if f is not None}
-        old, new = self._with_reresolved(old, new, set(st.files))
+        old, new = self._with_reresolved(st, old, new, analysis)
+        if self._too_big(old, new):
+            self.rebuild(st)
+            return
         started = time.monotonic()
         st.analysis = patch_analysis(analysis, self.rules, old, new, load=st.facts)
         self.stats[f"reresolved_{st.label}"] = len(set(old) & set(new) - set(st.files))
@@ -1009,9 +1088,12 @@ class _Context:
         """The state's analysis built from all its facts (graph.build), when the
         patch does not know this version of the graph."""
         started = time.monotonic()
-        self.log(f"review: graph version {graphmod.GRAPH_VERSION} is newer than the patch knows "
-                 f"({PATCHED_GRAPH_VERSION}); building the {st.label} graph in full")
-        facts = {ff.path: ff for ff in self.store.load_facts()}
+        if graphmod.GRAPH_VERSION != PATCHED_GRAPH_VERSION:
+            self.log(f"review: the graph (version {graphmod.GRAPH_VERSION}) is not the one the patch "
+                     f"mirrors ({PATCHED_GRAPH_VERSION}); building the {st.label} graph in full")
+        if self._all_facts is None:
+            self._all_facts = {ff.path: ff for ff in self.store.load_facts()}
+        facts = dict(self._all_facts)
         for p, ff in {**st.files, **st.extra}.items():
             if ff is None:
                 facts.pop(p, None)
@@ -1021,21 +1103,72 @@ class _Context:
         self.stats["full_builds"] += 1
         self.timing[f"build_{st.label}"] = time.monotonic() - started
 
-    def _with_reresolved(self, old: dict, new: dict, skip: set[str]) -> tuple[dict, dict]:
+    def _too_big(self, old: dict, new: dict) -> bool:
+        """Patching costs per file touched, a build per file of the tree: past a
+        quarter of the tree a build is cheaper."""
+        return len(set(old) | set(new)) > max(PATCH_LIMIT, self.parsed_count // 4)
+
+    def _with_reresolved(self, st: _State, old: dict, new: dict, analysis: Analysis) -> tuple[dict, dict]:
+        """old/new plus, with the same facts on both sides, the state's other
+        files that mention a name whose resolution the change affects."""
         changed_old = {p: f for p, f in old.items() if new.get(p) is not f}
         changed_new = {p: f for p, f in new.items() if old.get(p) is not f}
-        words = resolution_words(changed_old, changed_new)
+        words = resolution_words(changed_old, changed_new, analysis)
         if not words:
             return old, new
-        parsed = [p for p, r in self.rows.items() if r[3] == "parsed" and p not in skip]
-        hits = indexmod.grep_files(self.root, parsed, sorted(words)) if parsed else []
+        patching = set(old) | set(new)
+        # files as the work tree has them: the store's (where the state keeps them) and on-demand ones
+        on_disk = [p for p, r in self.rows.items()
+                   if r[3] == "parsed" and p not in st.files and p not in st.extra and p not in patching]
+        on_disk += [p for p in st.extra if p not in patching]
+        hits = set(indexmod.grep_files(self.root, sorted(on_disk), sorted(words))) if on_disk else set()
+        # files the state took from git: searched in memory
+        pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(w.encode()) for w in sorted(words)) + rb")\b")
+        hits |= {p for p, ff in st.files.items()
+                 if ff is not None and p not in patching and pattern.search(st.data.get(p) or b"")}
         self.preload(hits)
         old, new = dict(old), dict(new)
         for p in hits:
-            ff = self.stored(p)
+            ff = st.facts(p)
             if ff is not None:
                 old[p] = new[p] = ff
         return old, new
+
+    def _base_key(self, st: _State) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{self.key}|{self.rules.digest}|{graphmod.GRAPH_VERSION}|{PATCHED_GRAPH_VERSION}|"
+                 f"{FACTS_VERSION}".encode())
+        for p in sorted(st.files):
+            data = st.data.get(p)
+            h.update(f"\0{p}\0{indexmod.digest_of(data) if data is not None else '-'}".encode())
+        return h.hexdigest()
+
+    def load_base(self, st: _State) -> Plan | None:
+        """The analysis (deferred files parsed on demand included) and the plan
+        of this state, from the last review that computed them: reviews of pull
+        requests against the same base share them."""
+        started = time.monotonic()
+        try:
+            with open(self.store.db_dir / "review-base.pickle", "rb") as fh:
+                if pickle.load(fh) != self._base_key(st):
+                    return None
+                st.analysis, st.extra, plan = pickle.load(fh)
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError):
+            return None
+        self.stats["base_from_cache"] = 1
+        self.timing[f"load_graph_{st.label}"] = time.monotonic() - started
+        return plan
+
+    def save_base(self, st: _State, plan: Plan) -> None:
+        path = self.store.db_dir / "review-base.pickle"
+        tmp = path.with_suffix(".tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                pickle.dump(self._base_key(st), fh, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((st.analysis, st.extra, plan), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache only
 
     def on_demand(self, st: _State, words: set[str], fixed: set[str], searched: set[str]) -> list[str]:
         """Parse the deferred files that mention these names (the tree-wide
@@ -1071,8 +1204,11 @@ class _Context:
         if graphmod.GRAPH_VERSION != PATCHED_GRAPH_VERSION:
             self.rebuild(st)
         else:
-            old, new = self._with_reresolved({}, dict(facts), set(st.files) | set(st.extra))
-            patch_analysis(st.analysis, self.rules, old, new, load=st.facts)
+            old, new = self._with_reresolved(st, {}, dict(facts), st.analysis)
+            if self._too_big(old, new):
+                self.rebuild(st)
+            else:
+                patch_analysis(st.analysis, self.rules, old, new, load=st.facts)
         self.stats[f"on_demand_{st.label}"] += len(facts)
         return sorted(facts)
 
@@ -1148,15 +1284,44 @@ def review(path: str | Path, base: str, head: str | None = None, db: str | Path 
     head_sha = git.commit(head or "HEAD")
     store, rules = _open_index(Path(db), root, rules_path, jobs, log)
     timing: dict[str, float] = {"open": time.monotonic() - started}
+    ctx = None
     try:
         ctx = _Context(root, git, store, rules, jobs, log)
-        result = _Reviewer(ctx, base_sha, head_sha, series).run()
-        ctx.maybe_anchor()
+        try:
+            reviewer = _Reviewer(ctx, base_sha, head_sha, series)
+            result = reviewer.run()
+            ctx.maybe_anchor({base_sha: reviewer.basest.data, head_sha: reviewer.headst.data})
+        except indexmod.StoreError as exc:  # grep failed in the tree
+            raise ReviewError(str(exc)) from None
         timing.update(ctx.timing)
         timing["total"] = time.monotonic() - started
         stats = {**dict(ctx.stats), "anchored": ctx.anchor() is not None,
                  "seconds": {k: round(v, 3) for k, v in sorted(timing.items())}}
         return dataclasses.replace(result, root=str(root), git_top=git.top, prefix=git.prefix, stats=stats)
+    finally:
+        if ctx is not None:
+            ctx.cache.close()
+        store.close()
+
+
+def analysis_at(path: str | Path, rev: str, db: str | Path = ".mappingpass", rules_path: str | None = None,
+                full: bool = False) -> Analysis:
+    """The analysis of the tree at a revision, as review computes it: the
+    index's cached graph patched with the files that differ (or, full=True,
+    graph.build over the same facts)."""
+    root = indexmod.find_tree_top(Path(path))
+    git = _Git(root)
+    sha = git.commit(rev)
+    store, rules = _open_index(Path(db), root, rules_path, 0, lambda _msg: None)
+    try:
+        ctx = _Context(root, git, store, rules, 0, lambda _msg: None)
+        st = ctx.state(sha, "at", set())
+        if full:
+            ctx.rebuild(st)
+        else:
+            ctx.build(st)
+        ctx.cache.close()
+        return st.analysis
     finally:
         store.close()
 
@@ -1191,9 +1356,6 @@ def _open_index(db: Path, root: Path, rules_path: str | None, jobs: int,
                 break
             facts += store.load_facts(added)
         graphmod.load_or_build(store, rules, facts)
-    elif store.get_meta("rules_path") and rules_path and \
-            Path(rules_path).resolve() != Path(store.get_meta("rules_path")).resolve():
-        pass  # another rules file than analyze's: the graph cache is keyed by the rules digest
     return store, rules
 
 
@@ -1240,18 +1402,20 @@ class _Reviewer:
                      and not _has_mapping(hf[k], self.pr.param_type)}
         self.lost |= {k for k in bs if k in hs and _has_mapping(bs[k], self.pr.param_type)
                       and not _has_mapping(hs[k], self.pr.param_type)}
-        self.gained_fns = {k for k in self.changed_fns if _has_mapping(hf[k], self.pr.param_type)
-                           and not (k in bf and _has_mapping(bf[k], self.pr.param_type))}
-        self.gained_slots = {k for k in self.changed_slots if _has_mapping(hs[k], self.pr.param_type)
-                             and not (k in bs and _has_mapping(bs[k], self.pr.param_type))}
+        # what existed and gained the parameter (a new function that takes a mapping gained nothing)
+        self.gained_fns = {k for k in self.changed_fns if k in bf and _has_mapping(hf[k], self.pr.param_type)
+                           and not _has_mapping(bf[k], self.pr.param_type)}
+        self.gained_slots = {k for k in self.changed_slots if k in bs and _has_mapping(hs[k], self.pr.param_type)
+                             and not _has_mapping(bs[k], self.pr.param_type)}
 
         ctx.build(self.headst)
         if self.changed_fns or self.changed_slots:
             # callers and implementations of what changed, in files not parsed up front
-            words = {k.rsplit("::", 1)[-1] for k in self.changed_fns}
-            words |= {k.split(":", 1)[1] for k in self.changed_slots if k.startswith("typedef:")}
+            # (only what existed before: unchanged files cannot call what is new)
+            words = {k.rsplit("::", 1)[-1] for k in self.changed_fns if k in bf}
+            words |= {k.split(":", 1)[1] for k in self.changed_slots if k.startswith("typedef:") and k in bs}
             fixed = {f"{sep}{k.rsplit('.', 1)[1]}" for k in self.changed_slots if k.startswith("member:")
-                     for sep in ("->", ".")}
+                     and k in bs for sep in ("->", ".")}
             started = time.monotonic()
             ctx.on_demand(self.headst, words, fixed, set())
             ctx.timing["on_demand_head"] = time.monotonic() - started
@@ -1428,10 +1592,41 @@ class _Reviewer:
                         for s in data["sites"]:
                             if s[0] == p and s[1] in lines:
                                 (binds if kind == "binds" else calls).add((fid, dst, s))
+        protos: set[tuple[str, str, int]] = set()
+        for fid in self.changed_fns:
+            if fid in g:
+                protos |= {(fid, path, line) for path, line in g.nodes[fid]["protos"]}
+        for p in self.range:
+            ff = st.files.get(p)
+            for fn in (ff.functions if ff is not None else ()):
+                if not fn.definition and fn.line in self.added[p]:
+                    for fid in (f"{p}::{fn.name}", fn.name):
+                        if fid in g and g.nodes[fid]["type"] == "function":
+                            protos.add((fid, p, fn.line))
+                            break
+        for fid, path, line in sorted(protos):
+            self._prototype(g, fid, path, line, pt)
         for fn, sid, site in sorted(binds):
             self._binding(g, fn, sid, site, pt)
         for caller, target, site in sorted(calls):
             self._call(g, caller, target, site, pt)
+
+    def _prototype(self, g, fid: str, path: str, line: int, pt: str) -> None:
+        d = g.nodes[fid]
+        ff = self.headst.facts(path)
+        proto = next((f for f in (ff.functions if ff is not None else ())
+                      if not f.definition and f.name == d["name"] and f.line == line), None)
+        if proto is None or (d.get("via_macro") and not d["params"]):
+            return
+        f_has = _has_mapping(d["params"], pt)
+        p_has = _has_mapping([(x.name, x.type) for x in proto.params], pt)
+        if f_has == p_has:
+            return
+        body = _home(g, fid)
+        self.add(Finding("MP204", "error", path, line, 0,
+                         f"the prototype of {d['name']} {'lacks' if f_has else 'has'} `{pt}`, which its definition "
+                         f"({body[0]}:{body[1]}) {'takes' if f_has else 'does not take'}",
+                         fid, f"{fid}|proto|{path}", related=(Related(body[0], body[1], f"{d['name']} defined"),)))
 
     def _binding(self, g, fn: str, sid: str, site: tuple, pt: str) -> None:
         sd, fd = g.nodes[sid], g.nodes[fn]
@@ -1494,7 +1689,7 @@ class _Reviewer:
         via = f" through {target}" if td["type"] == "slot" else ""
         related = (Related(*_home(g, target), f"{target} declared"),)
         if _has_mapping(params, pt) and nargs == n - 1:
-            supply = _provider(g, self.rules, caller)
+            supply = self._receiver(call) or _provider(g, self.rules, caller)
             hint = f"; {caller} can pass `{supply}`" if supply else ""
             since = " since this range" if target in self.gained_fns | self.gained_slots else ""
             self.add(Finding("MP202", "error", site[0], call.line, call.col,
@@ -1507,22 +1702,40 @@ class _Reviewer:
                              f"which {name} no longer takes", caller,
                              f"{caller}|{target}|{call.fn_text or call.callee}", related=related))
 
+    def _receiver(self, call) -> str | None:
+        """`M->a_ops->op(...)`: M, the mapping whose ops are called (the rules'
+        receiver providers, as plan passes it)."""
+        if call.via != "member":
+            return None
+        owner = self.headst.analysis.types.resolve(call.receiver)
+        for rp in self.pr.receiver_providers:
+            if owner is None or owner[0] != f"struct {rp.struct}":
+                continue
+            receiver = call.fn_text[: call.fn_text.rfind(call.callee)].rstrip()
+            receiver = receiver.removesuffix("->").removesuffix(".").rstrip()
+            if receiver.endswith(rp.strip):
+                return receiver[: -len(rp.strip)].strip() or None
+        return None
+
     # -- the series ----------------------------------------------------------------------
     def series(self) -> tuple[list[Hunk], tuple[str, ...], tuple[tuple[str, int], ...]]:
         ctx = self.ctx
         st = self.basest
-        ctx.build(st)
-        searched: set[str] = set()
-        memo = json.loads(ctx.store.get_meta("plan_searched") or "{}")
-        if memo.get("key") == ctx.key:
-            searched |= set(memo.get("names", []))  # already parsed into the store by `plan`
-        plan = planmod.make_plan(st.analysis, self.rules, st.facts, sites=False)
-        for _ in range(12):
-            words, fixed = planmod.changed_names(plan, st.analysis)
-            if not ctx.on_demand(st, words, fixed, searched):
-                break
+        plan = ctx.load_base(st)
+        if plan is None:
+            ctx.build(st)
+            searched: set[str] = set()
+            memo = json.loads(ctx.store.get_meta("plan_searched") or "{}")
+            if memo.get("key") == ctx.key:
+                searched |= set(memo.get("names", []))  # already parsed into the store by `plan`
             plan = planmod.make_plan(st.analysis, self.rules, st.facts, sites=False)
-        plan = planmod.make_plan(st.analysis, self.rules, st.facts)
+            for _ in range(12):
+                words, fixed = planmod.changed_names(plan, st.analysis)
+                if not ctx.on_demand(st, words, fixed, searched):
+                    break
+                plan = planmod.make_plan(st.analysis, self.rules, st.facts, sites=False)
+            plan = planmod.make_plan(st.analysis, self.rules, st.facts)
+            ctx.save_base(st, plan)
         expected = self._expected_edits(plan)
         plan_files = ({c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
                       | {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
@@ -1681,7 +1894,8 @@ class _Reviewer:
                                                       for k in inside], p) if bdata is not None else b""
             first = want.decode("utf-8", "replace").strip().splitlines()
             what = f"the plan writes `{first[0].strip()}`" if first else "the plan deletes these lines"
-        return False, f"lines {j1 + 1}-{max(j2, j1 + 1)}: {what}", set()
+        where = f"line {j1 + 1}" if j2 - j1 <= 1 else f"lines {j1 + 1}-{j2}"
+        return False, f"{where}: {what}", set()
 
 
 # -- outputs ---------------------------------------------------------------------------------
