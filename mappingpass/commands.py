@@ -238,6 +238,11 @@ def register_emit(sub, common) -> None:
     e = sub.add_parser("emit", help="the plan as a unified diff (or applied to the tree)")
     e.add_argument("--diff", nargs="?", const="-", metavar="FILE",
                    help="write one unified diff (default: stdout)")
+    e.add_argument("--spatch", nargs="?", const=".", metavar="DIR",
+                   help="write the Coccinelle semantic patch into DIR (default: .)")
+    e.add_argument("--series", metavar="DIR", help="write a git format-patch style series into DIR")
+    e.add_argument("--maintainers", metavar="FILE",
+                   help="MAINTAINERS file for Cc: lines (default: the tree's own, if any)")
     e.add_argument("--apply", action="store_true",
                    help="change the tree in place, atomically (all files or none)")
     e.add_argument("--force", action="store_true", help="with --apply: also on a dirty git tree")
@@ -250,8 +255,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     from . import emit as emitmod
     from .cli import InputError, _load_rules, _open_store
 
-    if not args.diff and not args.apply:
-        raise InputError("emit: say what to emit: --diff [FILE] or --apply")
+    if not (args.diff or args.apply or args.spatch or args.series):
+        raise InputError("emit: say what to emit: --diff [FILE], --spatch [DIR], --series DIR or --apply")
     plan, _ = compute_plan(args)
     store = _open_store(args.db, create=False)
     root = Path(store.get_meta("root"))
@@ -264,6 +269,26 @@ def cmd_emit(args: argparse.Namespace) -> int:
         texts = emitmod.new_texts(plan, facts, rules, root, {p: v[2] for p, v in rows.items()})
     except emitmod.EmitError as exc:
         raise InputError(str(exc)) from None
+    if args.spatch:
+        from . import smpl
+
+        for path in smpl.write_spatch(plan, rules, Path(args.spatch)):
+            if not args.quiet:
+                print(f"emit: wrote {path}", file=sys.stderr)
+    if args.series:
+        from . import series as seriesmod
+
+        maintainers = Path(args.maintainers) if args.maintainers else root / "MAINTAINERS"
+        if args.maintainers and not maintainers.is_file():
+            raise InputError(f"{maintainers}: no such MAINTAINERS file")
+        try:
+            written = seriesmod.write_series(plan, facts, rules, root, {p: v[2] for p, v in rows.items()},
+                                             Path(args.series), maintainers if maintainers.is_file() else None)
+        except emitmod.EmitError as exc:
+            raise InputError(str(exc)) from None
+        if not args.quiet:
+            print(f"emit: wrote {len(written) - 1} patches and a cover letter into {args.series}",
+                  file=sys.stderr)
     if args.diff:
         diff = emitmod.unified_diff(texts)
         if args.diff == "-":

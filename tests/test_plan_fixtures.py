@@ -202,3 +202,17 @@ def test_a_second_rule_set_needs_no_code(tmp_path):
     assert plan["rules"] == "index"
     assert all("page_index_wp" in r["to"] or "folio_index_wp" in r["to"] for r in plan["rewrites"])
     assert all(f["param_name"] in ("index", "wp_index") for f in plan["functions"])
+
+
+def test_emit_spatch_and_series_from_the_cli(planned, tmp_path):
+    db, *_ = planned
+    code, _, err = run_cli("emit", "--db", str(db), "--spatch", str(tmp_path / "cocci"),
+                           "--series", str(tmp_path / "series"), "-q")
+    assert code == 0, err
+    cocci = sorted((tmp_path / "cocci").glob("*.cocci"))
+    assert cocci and cocci[0].read_text().startswith("// SPDX-License-Identifier")
+    patches = sorted((tmp_path / "series").glob("*.patch"))
+    assert patches[0].name == "0000-cover-letter.patch" and len(patches) > 3
+    assert "Subject: [PATCH 1/" in patches[1].read_text()
+    code, _, err = run_cli("emit", "--db", str(db), "-q")
+    assert code == 2 and "say what to emit" in err
