@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import difflib
 import email.utils
+import functools
 import hashlib
 import os
 import re
@@ -80,14 +81,14 @@ class Section:
     excludes: list[str] = field(default_factory=list)
     regexes: list[str] = field(default_factory=list)
 
-    def match(self, path: str, root: Path | None = None) -> str | None:
+    def match(self, path: str, root: Path | None = None, dirs: dict | None = None) -> str | None:
         """The pattern that makes `path` belong to this section: "catch-all" for
         `F: *` / `F: */` (THE REST), the pattern otherwise; None if it does not."""
-        if any(_file_match(path, x, root) for x in self.excludes):
+        if any(_file_match(path, x, root, dirs) for x in self.excludes):
             return None
         best = None
         for pat in self.files:
-            if _file_match(path, pat, root):
+            if _file_match(path, pat, root, dirs):
                 if pat.strip() not in ("*", "*/"):
                     return pat
                 best = "catch-all"
@@ -137,19 +138,34 @@ def parse_maintainers(path: Path) -> list[Section]:
     return [s for s in sections if s.files or s.regexes]
 
 
-def _file_match(path: str, pattern: str, root: Path | None) -> bool:
+@functools.cache
+def _pattern(pattern: str) -> tuple[str, re.Pattern[str], int]:
+    """(literal prefix, regex, depth) of an F:/X: pattern."""
+    rx = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.split(r"[*?]", pattern, maxsplit=1)[0], re.compile(rx), pattern.count("/")
+
+
+def _file_match(path: str, pattern: str, root: Path | None, dirs: dict | None = None) -> bool:
     """get_maintainer.pl's file_match_pattern: `*` and `?` are wildcards; a
-    trailing `/` (or a pattern naming a directory) covers everything below; any
-    other pattern matches files at the same depth only."""
+    trailing `/` (or a pattern naming a directory of the tree at root) covers
+    everything below; any other pattern matches files at the same depth only.
+    dirs: a cache of the directory checks, for one batch of matches."""
     pattern = pattern.strip()
     if not pattern:
         return False
-    if not pattern.endswith("/") and root is not None and "*" not in pattern and (root / pattern).is_dir():
-        pattern += "/"
-    rx = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    if not re.match(rx, path):
+    below = pattern.endswith("/")
+    if not below and root is not None and "*" not in pattern and path.startswith(pattern):
+        if dirs is None or pattern not in dirs:
+            isdir = (root / pattern).is_dir()
+            if dirs is None:
+                dirs = {}
+            dirs[pattern] = isdir
+        if dirs[pattern]:
+            pattern, below = pattern + "/", True
+    prefix, rx, depth = _pattern(pattern)
+    if not path.startswith(prefix) or not rx.match(path):
         return False
-    return pattern.endswith("/") or path.count("/") == pattern.count("/")
+    return below or path.count("/") == depth
 
 
 def cc_for(sections: list[Section], files: list[str], root: Path | None = None) -> list[str]:
@@ -160,8 +176,17 @@ def cc_for(sections: list[Section], files: list[str], root: Path | None = None) 
     default output does). Ordered as in the file."""
     full: set[int] = set()
     lists_only: set[int] = set()
+    dirs: dict[str, bool] = {}
+    by_top: dict[str, list[int]] = {}  # first path component of a pattern's literal part -> sections
+    for i, s in enumerate(sections):
+        tops = {p.strip().split("/", 1)[0] if "/" in p.strip() else "" for p in s.files}
+        if s.regexes or any(not t or "*" in t or "?" in t for t in tops):
+            tops = {""}
+        for t in tops:
+            by_top.setdefault(t, []).append(i)
     for f in files:
-        hits = [(i, s.match(f, root)) for i, s in enumerate(sections)]
+        candidates = sorted(set(by_top.get(f.split("/", 1)[0], ())) | set(by_top.get("", ())))
+        hits = [(i, sections[i].match(f, root, dirs)) for i in candidates]
         hits = [(i, h) for i, h in hits if h is not None]
         specific = [i for i, h in hits if h != "catch-all"]
         full.update(specific)
@@ -218,6 +243,7 @@ class PatchPlan:
 class _UnionFind:
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
+        self.size: dict[str, int] = {}
 
     def add(self, x: str) -> None:
         self.parent.setdefault(x, x)
@@ -234,8 +260,10 @@ class _UnionFind:
     def union(self, a: str, b: str) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
-            lo, hi = sorted((ra, rb))
-            self.parent[hi] = lo
+            if self.size.get(ra, 1) < self.size.get(rb, 1):
+                ra, rb = rb, ra
+            self.parent[rb] = ra
+            self.size[ra] = self.size.get(ra, 1) + self.size.get(rb, 1)
 
 
 def _function_argument(arg: str) -> str | None:
@@ -340,8 +368,9 @@ def _bindings(plan: Plan, facts: dict[str, FileFacts], uf: _UnionFind) -> None:
 
 
 def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
-          sources: dict[str, bytes], helper: bool = True) -> list[PatchPlan]:
-    """The series' patches in order, each with the edits it carries."""
+          sources: dict[str, bytes], helper: tuple[str, emitmod.Edit] | None = None) -> list[PatchPlan]:
+    """The series' patches in order, each with the edits it carries; helper:
+    (header, the edit that adds the helper's definition), patch 1 when given."""
     edits = emitmod.edits_for(plan, facts, rules, sources)
     entities = [f.id for f in plan.functions] + [s.id for s in plan.slots]
     uf = _UnionFind()
@@ -398,48 +427,11 @@ def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
         return "core:" + (slots[0] if slots else _most_called(ents, plan))
 
     keys = {c: key_of(c) for c in cond.nodes}
-    remaining = set(cond.nodes)
-    placed: set[int] = set()
-    batches: list[list[int]] = []
-
-    def ready(c: int) -> bool:
-        return all(p in placed for p in cond.predecessors(c))
-
-    def closure(key: str) -> list[int]:
-        batch: list[int] = []
-        done = set(placed)
-        grew = True
-        while grew:
-            grew = False
-            for c in sorted(remaining - set(batch), key=lambda c: min(cnodes[c])):
-                if keys[c] == key and all(p in done for p in cond.predecessors(c)):
-                    batch.append(c)
-                    done.add(c)
-                    grew = True
-        return batch
-
-    while remaining:
-        avail = [c for c in remaining if ready(c)]
-        core = sorted((c for c in avail if keys[c].startswith("core:")), key=lambda c: keys[c])
-        if core:
-            batch = [core[0]]
-        else:
-            best = None
-            for key in sorted({keys[c] for c in avail}, key=_subsystem_rank):
-                batch = closure(key)
-                left = sum(1 for c in remaining if keys[c] == key) - len(batch)
-                score = (left > 0, _subsystem_rank(key))
-                if best is None or score < best[0]:
-                    best = (score, batch)
-            assert best is not None
-            batch = best[1]
-        batches.append(batch)
-        placed.update(batch)
-        remaining.difference_update(batch)
+    batches = _batches(cond, keys, {c: min(cnodes[c]) for c in cond.nodes})
 
     patches: list[PatchPlan] = []
-    if helper:
-        patches.append(PatchPlan("helper", helper=True))
+    if helper is not None:
+        patches.append(PatchPlan("helper", edits={helper[0]: [helper[1]]}, helper=True))
     for batch in batches:
         p = PatchPlan(keys[batch[0]])
         for c in batch:
@@ -456,6 +448,58 @@ def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
     _assign_unresolved(plan, patches)
     _name(plan, rules, patches)
     return patches
+
+
+def _batches(dag: nx.DiGraph, keys: dict, order: dict) -> list[list]:
+    """A topological order of dag cut into batches of one key each: core keys
+    ("core:...") one node a batch, as soon as they are ready; otherwise the
+    subsystem whose ready nodes (and the nodes of the same subsystem they make
+    ready) complete it, else the first by rank. Kahn's algorithm with a
+    ready set per key."""
+    pending = {c: dag.in_degree(c) for c in dag.nodes}
+    ready: dict[str, set] = {}
+    left = Counter(keys.values())
+    for c in dag.nodes:
+        if not pending[c]:
+            ready.setdefault(keys[c], set()).add(c)
+
+    def closure(key: str, commit: bool) -> list:
+        got: list = []
+        count = pending if commit else {}
+        queue = sorted(ready.get(key, ()), key=order.get)
+        while queue:
+            c = queue.pop(0)
+            got.append(c)
+            for s in dag.successors(c):
+                n = count.get(s, pending[s]) - 1
+                count[s] = n
+                if n == 0:
+                    if keys[s] == key:
+                        queue.append(s)
+                    elif commit:
+                        ready.setdefault(keys[s], set()).add(s)
+        return got
+
+    out: list[list] = []
+    while any(ready.values()):
+        cores = sorted(k for k, v in ready.items() if v and k.startswith("core:"))
+        if cores:
+            c = min(ready[cores[0]], key=order.get)
+            ready[cores[0]].discard(c)
+            for s in dag.successors(c):
+                pending[s] -= 1
+                if not pending[s]:
+                    ready.setdefault(keys[s], set()).add(s)
+            batch = [c]
+        else:
+            choices = sorted((k for k, v in ready.items() if v), key=_subsystem_rank)
+            key = min(choices, key=lambda k: (len(closure(k, False)) < left[k], _subsystem_rank(k)))
+            batch = closure(key, True)
+            ready[key] = set()
+        left.subtract(keys[c] for c in batch)
+        out.append(batch)
+    assert sum(len(b) for b in out) == dag.number_of_nodes(), "the dependency graph has a cycle"
+    return out
 
 
 def _arg_offset(c: CallSite, facts: dict[str, FileFacts], rules: Rules) -> int:
@@ -525,6 +569,9 @@ def _name(plan: Plan, rules: Rules, patches: list[PatchPlan]) -> None:
             p.subject = f"{tag}: pass the mapping to {_names([_display(e) for e in main])}"
         else:
             tag = _tag(p.key)
+            if p.key.startswith("include"):  # static inlines of headers: name the header
+                stems = sorted({Path(f).stem for f in p.files})
+                tag = stems[0] if len(stems) == 1 else "include"
             funcs = [e for e in p.entities if not e.startswith(("member:", "typedef:", "param:"))]
             if funcs:
                 p.subject = f"{tag}: pass the mapping down to {_names([_display(e) for e in funcs])}"
@@ -573,6 +620,48 @@ def read_sources(plan: Plan, root: Path, digests: dict[str, str]) -> dict[str, b
     return sources
 
 
+def _helper_edit(rules: Rules, source: bytes, uses: list[Rewrite]) -> emitmod.Edit | None:
+    """The edit that adds the helper's definition to its header: where
+    emit.new_texts puts it (before the include guard's #endif), unless the
+    header itself has reads rewritten to the helper before that point (the
+    kernel's pagemap.h does: folio_inode(), page_cache_... ); then after the
+    header's last #include before the first of them, so that the definition
+    precedes its uses. None when the definition is already there."""
+    pr = rules.plan
+    assert pr is not None
+    definition = pr.helper_definition.strip("\n") + "\n"
+    if definition.strip().encode() in source:
+        return None
+    m = list(re.finditer(rb"^#endif[^\n]*\n?\Z", source, re.M))
+    at = m[-1].start() if m else len(source)
+    first = min((r.start for r in uses), default=at)
+    if first < at:
+        includes = list(re.finditer(rb"^[ \t]*#[ \t]*include[^\n]*\n", source[:first], re.M))
+        at = includes[-1].end() if includes else source.rfind(b"\n", 0, first) + 1
+        return emitmod.Edit(at, at, "\n" + definition, f"definition of {pr.helper_page}", "")
+    return emitmod.Edit(at, at, "\n" + definition + "\n", f"definition of {pr.helper_page}", "")
+
+
+def _compare_with_emit(final: dict, expected: dict, header: str, helper: emitmod.Edit | None) -> list[str]:
+    """The last patch's tree must be emit --diff's; the one accepted difference is
+    the helper's definition in its header, when emit's text cannot have it right
+    (emit finds the helper "already there" once the header's own reads call it,
+    and puts it after those calls). Anything else is an error."""
+    bad = sorted(p for p in set(final) | set(expected) if final.get(p) != expected.get(p))
+    notes = []
+    if bad == [header] and helper is not None:
+        text = helper.text.encode()
+        ours = final[header][1]
+        theirs = expected.get(header, (final[header][0], final[header][0]))[1]
+        if ours.replace(text, b"", 1) == theirs.replace(text, b"", 1):
+            notes.append(f"{header}: the series defines the helper before its first use in the header "
+                         "(emit --diff's text lacks it or has it after its uses, which does not compile)")
+            bad = []
+    if bad:
+        raise emitmod.EmitError(f"series: the last patch differs from emit --diff in {', '.join(bad[:5])}")
+    return notes
+
+
 def _blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -587,6 +676,30 @@ def _range(start: int, length: int) -> str:
     return f"{first},{length}"
 
 
+def _grouped(ops: list[tuple], n: int) -> list[list[tuple]]:
+    """Opcodes cut into hunks with n lines of context (SequenceMatcher.get_grouped_opcodes)."""
+    if not ops:
+        ops = [("equal", 0, 1, 0, 1)]
+    if ops[0][0] == "equal":
+        tag, i1, i2, j1, j2 = ops[0]
+        ops[0] = tag, max(i1, i2 - n), i2, max(j1, j2 - n), j2
+    if ops[-1][0] == "equal":
+        tag, i1, i2, j1, j2 = ops[-1]
+        ops[-1] = tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)
+    nn = n + n
+    groups, group = [], []
+    for tag, i1, i2, j1, j2 in ops:
+        if tag == "equal" and i2 - i1 > nn:
+            group.append((tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)))
+            groups.append(group)
+            group = []
+            i1, j1 = max(i1, i2 - n), max(j1, j2 - n)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        groups.append(group)
+    return groups
+
+
 def _file_diff(path: str, old: bytes, new: bytes) -> str:
     """One file's unified diff, minimal: difflib's matcher without its
     "popular line" heuristic (which treats `{` and blank lines of a long file
@@ -598,7 +711,21 @@ def _file_diff(path: str, old: bytes, new: bytes) -> str:
     def line(prefix: str, text: str) -> None:
         out.append(prefix + text if text.endswith("\n") else prefix + text + "\n\\ No newline at end of file\n")
 
-    for group in difflib.SequenceMatcher(None, a, b, autojunk=False).get_grouped_opcodes(3):
+    if len(a) == len(b):
+        # the usual case: every edit stays inside its lines (parameters,
+        # arguments, reads); a line-by-line comparison is the minimal diff and
+        # is linear, where the matcher is slow on long files
+        ops, i = [], 0
+        while i < len(a):
+            j = i
+            same = a[i] == b[i]
+            while j < len(a) and (a[j] == b[j]) == same:
+                j += 1
+            ops.append(("equal" if same else "replace", i, j, i, j))
+            i = j
+    else:
+        ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    for group in _grouped(ops, 3):
         i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
         out.append(f"@@ -{_range(i1, i2 - i1)} +{_range(j1, j2 - j1)} @@\n")
         for tag, x1, x2, y1, y2 in group:
@@ -869,6 +996,7 @@ class Series:
     diffs: list[str]
     cover: str
     final: dict[str, tuple[bytes, bytes]]  # path -> (old, new), as emit.new_texts gives
+    notes: list[str] = field(default_factory=list)  # where the series had to differ from emit --diff
 
 
 def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
@@ -880,12 +1008,11 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
         raise emitmod.EmitError(f"{rules.path}: no [plan] section; nothing to emit")
     sources = read_sources(plan, root, digests)
     header = pr.helper_header
-    helper = bool(header and (plan.rewrites or plan.functions) and (root / header).is_file())
-    if helper and header not in sources:
-        sources[header] = (root / header).read_bytes()
-    if helper and emitmod._helper_edit(rules, sources[header]) == sources[header]:
-        helper = False  # already defined (a re-run on a patched tree)
-    patches = group(plan, facts, rules, sources, helper)
+    helper = None
+    if header and (plan.rewrites or plan.functions) and (root / header).is_file():
+        sources.setdefault(header, (root / header).read_bytes())
+        helper = _helper_edit(rules, sources[header], [r for r in plan.rewrites if r.file == header])
+    patches = group(plan, facts, rules, sources, (header, helper) if helper else None)
     if maintainers is None and (root / "MAINTAINERS").is_file():
         maintainers = root / "MAINTAINERS"
     sections = parse_maintainers(maintainers) if maintainers is not None else []
@@ -899,28 +1026,16 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
     current = dict(sources)
     applied: dict[str, list[emitmod.Edit]] = {}
     diffs: list[str] = []
-    with_helper = False
     for p in patches:
-        if p.helper:
-            with_helper = True
-        for path, edits in p.edits.items():
-            applied.setdefault(path, []).extend(edits)
         texts = {}
-        touched = set(p.edits) | ({header} if p.helper else set())
-        for path in sorted(touched):
-            new = emitmod.apply_edits(sources[path], applied.get(path, []), path)
-            if with_helper and path == header:
-                new = emitmod._helper_edit(rules, new)
+        for path in sorted(p.edits):
+            applied.setdefault(path, []).extend(p.edits[path])
+            new = emitmod.apply_edits(sources[path], applied[path], path)
             texts[path] = (current[path], new)
             current[path] = new
         diffs.append(_git_diff(texts, modes))
-        if p.helper:
-            p.edits.setdefault(header, [])
     final = {p: (sources[p], current[p]) for p in sources if current[p] != sources[p]}
-    expected = emitmod.new_texts(plan, facts, rules, root, digests)
-    if final != expected:
-        bad = sorted(set(final) ^ set(expected) | {p for p in final if p in expected and final[p] != expected[p]})
-        raise emitmod.EmitError(f"series: the last patch differs from emit --diff in {', '.join(bad[:5])}")
+    notes = _compare_with_emit(final, emitmod.new_texts(plan, facts, rules, root, digests), header, helper)
     kept = [(p, d) for p, d in zip(patches, diffs, strict=True) if d]
     patches, diffs = [p for p, _ in kept], [d for _, d in kept]
     subjects = [p.subject for p in patches]
@@ -931,7 +1046,7 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
         all_cc += [a for a in cc if a not in all_cc]
     stat = diffstat(_git_diff(final, modes))
     cover = cover_letter(plan, patches, subjects, stat, all_cc)
-    return Series(patches, subjects, messages, diffs, cover, final)
+    return Series(patches, subjects, messages, diffs, cover, final, notes)
 
 
 def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,

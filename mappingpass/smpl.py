@@ -44,15 +44,6 @@ def _name(node_id: str) -> str:
     return node_id.rsplit("::", 1)[-1]
 
 
-def _lit(value: str | int | tuple) -> str:
-    """A python literal with double quotes only: spatch 1.1.1's SmPL lexer
-    counts single quotes even inside python code, and an odd one later (an
-    apostrophe in the helper's comment) then breaks the next rule header."""
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_lit(v) for v in value) + ")"
-    return json.dumps(value) if isinstance(value, str) else str(value)
-
-
 def _spatch_names(name: str, rules: Rules) -> set[str]:
     """The names spatch may know a function by: its own, and for one defined
     by a macro (SYSCALL_DEFINE2(smallfs_sync, ...) is `sys_smallfs_sync` in
@@ -65,15 +56,24 @@ def _spatch_names(name: str, rules: Rules) -> set[str]:
     return names
 
 
-def _py(table: dict | set) -> str:
-    """A python literal, one entry a line, sorted: the same plan gives the same bytes."""
-    if not table:
-        return "{}" if isinstance(table, dict) else "set()"
+def _rows(table: dict | set) -> list[list]:
+    """A table as sorted JSON rows: key fields, then the value."""
     if isinstance(table, dict):
-        rows = [f"    {_lit(k)}: {_lit(table[k])}," for k in sorted(table)]
-    else:
-        rows = [f"    {_lit(k)}," for k in sorted(table)]
-    return "{\n" + "\n".join(rows) + "\n}"
+        return [[*k, table[k]] for k in sorted(table)]
+    return [list(k) for k in sorted(table)]
+
+
+def _dump(data: dict[str, list | str]) -> str:
+    """JSON with one row a line: the same plan gives the same bytes, and a
+    change of plan gives a readable diff."""
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list):
+            body = ",\n".join("  " + json.dumps(row) for row in value)
+            parts.append(f"{json.dumps(key)}: [\n{body}\n]" if value else f"{json.dumps(key)}: []")
+        else:
+            parts.append(f"{json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def spatch_files(plan: Plan, rules: Rules) -> list[str]:
@@ -132,17 +132,19 @@ def _tables(plan: Plan, rules: Rules) -> tuple[dict, list[str]]:
                 if calls.setdefault(key, c.argument) != c.argument:
                     gaps.append(f"{c.file}:{c.line}: calls of {c.call} in {name} pass different arguments")
     tables = {
-        "definitions": _py(definitions),
-        "prototypes": _py(prototypes),
-        "members": _py(members),
-        "reads": _py(reads),
-        "calls": _py(calls),
-        "helper_header": _lit(pr.helper_header),
+        "data": {
+            "definitions": _rows(definitions),
+            "prototypes": _rows(prototypes),
+            "members": _rows(members),
+            "reads": _rows(reads),
+            "calls": _rows(calls),
+            "helper_header": pr.helper_header,
+        },
         # for the template's loops
-        "_definition_names": sorted(set(definitions.values())),
-        "_prototype_names": sorted(set(prototypes.values())),
-        "_owners": sorted({owner for _, owner, _ in members if owner}),
-        "_typedefs": sorted(typedefs),
+        "definition_names": sorted(set(definitions.values())),
+        "prototype_names": sorted(set(prototypes.values())),
+        "owners": sorted({owner for _, owner, _ in members if owner}),
+        "typedefs": sorted(typedefs),
     }
     return tables, gaps
 
@@ -155,8 +157,11 @@ def _type_names(param_type: str) -> list[str]:
     return [w for w in words if w not in _C_BUILTIN]
 
 
-def render(plan: Plan, rules: Rules) -> str:
-    """The semantic patch's text."""
+def render(plan: Plan, rules: Rules, data_file: str) -> tuple[str, str]:
+    """The semantic patch's text, and the text of its data file (the plan's
+    tables, read by the patch from beside itself: spatch 1.1.1 spends time
+    proportional to the size of @initialize:python@ on every script call, 30 s
+    on one btrfs file with the tables inline, 1 s with them in a file)."""
     pr = rules.plan
     if pr is None:
         raise ValueError(f"{rules.path}: no [plan] section; nothing to emit")
@@ -164,15 +169,16 @@ def render(plan: Plan, rules: Rules) -> str:
     s = plan.summary()
     decl = f"{pr.param_type}{'' if pr.param_type.endswith('*') else ' '}{pr.param_name}"
     description = [
-        f"Pass `{decl}` down to the functions that read the {rules.field} field of",
-        "struct page or struct folio (directly or through an accessor), so that",
-        f"each read becomes {pr.helper_page}() / {pr.helper_folio}() with the",
-        "mapping the caller reached the page through.",
+        f"Pass `{decl}` down to the functions that read",
+        f"the {rules.field} field of struct page or struct folio (directly or through",
+        f"an accessor); each read becomes {pr.helper_page}() or {pr.helper_folio}()",
+        "with the mapping the caller reached the page through.",
         "",
         f"{s['functions']} functions and {s['slots']} slots gain the parameter, "
         f"{s['call_sites']} call sites pass it,",
         f"{s['rewrites']} reads are rewritten; {s['unresolved']} chains are unresolved "
-        "(see `mappingpass plan`).",
+        "(mappingpass plan",
+        "lists them with the argument their call sites pass instead).",
     ]
     description += [f"Not covered: {g}" for g in gaps]
     helper = None
@@ -186,35 +192,40 @@ def render(plan: Plan, rules: Rules) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined, autoescape=False)
-    return env.get_template("passdown.cocci.j2").render(
+    text = env.get_template("passdown.cocci.j2").render(
         description=description,
         confidence="High" if not gaps else "Moderate",
         version=__version__,
         rules_name=rules.name,
         options=OPTIONS,
-        tables=tables,
+        data_file=data_file,
         helper=helper,
         param_type=pr.param_type,
         sep="" if pr.param_type.endswith("*") else " ",
         position=pr.position,
         type_names=_type_names(pr.param_type),
         slot_name=pr.param_name,
-        definition_names=tables["_definition_names"],
-        prototype_names=tables["_prototype_names"],
-        member_owners=tables["_owners"],
-        pointer_typedefs=tables["_typedefs"],
+        definition_names=tables["definition_names"],
+        prototype_names=tables["prototype_names"],
+        member_owners=tables["owners"],
+        pointer_typedefs=tables["typedefs"],
         write_wrappers=sorted(rules.write_wrappers) or ["WRITE_ONCE"],
         transparent=sorted(_TRANSPARENT),
     )
+    return text, _dump(tables["data"])
 
 
 def write_spatch(plan: Plan, rules: Rules, outdir: Path) -> list[Path]:
-    """Write the plan's semantic patch into outdir; returns the files written."""
+    """Write the plan's semantic patch into outdir: the .cocci file and the
+    data file it reads from beside itself. Returns both (the .cocci first)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / f"{rules.name}_passdown.cocci"
-    path.write_text(render(plan, rules))
-    return [path]
+    cocci = outdir / f"{rules.name}_passdown.cocci"
+    data = outdir / f"{rules.name}_passdown.json"
+    text, table = render(plan, rules, data.name)
+    cocci.write_text(text)
+    data.write_text(table)
+    return [cocci, data]
 
 
 def _sorted_diff(text: str) -> str:
@@ -224,7 +235,7 @@ def _sorted_diff(text: str) -> str:
     return head + "".join(sorted(files, key=lambda c: c.split("\n", 1)[0]))
 
 
-def run_spatch(cocci_files: list[Path], root: Path, files: list[str], *, mode: str = "patch",
+def run_spatch(cocci_files: list[Path] | list[str], root: Path, files: list[str], *, mode: str = "patch",
                max_width: int | None = None, jobs: int = 1,
                timeout: float | None = None) -> tuple[int, str, str]:
     """Apply the .cocci files with real spatch to `files` (relative to root)
@@ -235,6 +246,7 @@ def run_spatch(cocci_files: list[Path], root: Path, files: list[str], *, mode: s
     if exe is None:
         raise FileNotFoundError("spatch not found: apt-get install coccinelle")
     root = Path(root).resolve()
+    cocci_files = [Path(c) for c in cocci_files if Path(c).suffix == ".cocci"]  # not their data
     with tempfile.TemporaryDirectory(prefix="mappingpass-spatch-") as tmp:
         groups = Path(tmp) / "groups"
         # one file a group: the tables key static functions by their file
