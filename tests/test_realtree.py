@@ -69,11 +69,24 @@ def test_buffer_head_reads_are_typed_through_headers(fs_analysis):
     assert all(r["receiver_type"] == "struct page *" for r in bh)
 
 
-def test_ops_tables_bind_across_the_tree(fs_analysis):
-    slots = {s["id"]: s for s in fs_analysis["slots"]}
-    read_folio = slots["member:address_space_operations.read_folio"]
-    assert {"fs/ext4/inode.c::ext4_read_folio", "fs/ext2/inode.c::ext2_read_folio"} <= set(read_folio["bound"])
-    assert read_folio["decls"][0]["file"] == "include/linux/fs.h"
+def test_ops_tables_bind_across_the_tree(linux_tree, tmp_path):
+    """Ops tables in files with no read are parsed on demand by plan, and every
+    implementation of a changed slot gains the parameter."""
+    import argparse
+
+    from mappingpass.commands import compute_plan
+    from mappingpass.graph import edges_in
+
+    db = tmp_path / "db"
+    analyze_json(linux_tree / "fs", db)
+    plan, analysis = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
+    bound = {fn for fn, _, _ in edges_in(analysis.graph, "member:address_space_operations.writepage", "binds")}
+    assert {"fs/ext2/inode.c::ext2_writepage", "fs/minix/inode.c::minix_writepage"} <= bound
+    assert "fs/ext2/inode.c" in plan.parsed_on_demand  # no read in it: not parsed up front
+    gained = {f.id for f in plan.functions}
+    assert {"fs/ext2/inode.c::ext2_writepage", "fs/minix/inode.c::minix_writepage"} <= gained
+    decl = analysis.graph.nodes["member:address_space_operations.writepage"]["decls"]
+    assert decl[0][0] == "include/linux/fs.h"
 
 
 @pytest.mark.skipif(shutil.which("spatch") is None, reason="spatch not installed (apt-get install coccinelle)")
