@@ -44,17 +44,23 @@ def _param_edit(span: tuple[int, int], source: bytes, decl: str, position: str, 
     if not inside.strip() or inside.strip() == b"void":
         return Edit(lo + 1, hi - 1, decl, why, owner)
     if position == "first":
-        return Edit(lo + 1, lo + 1, decl + ", ", why, owner)
+        return Edit(lo + 1, lo + 1, decl + _sep(source, lo + 1), why, owner)
     return Edit(hi - 1, hi - 1, ", " + decl, why, owner)
 
 
+def _sep(source: bytes, at: int) -> str:
+    """", " before what follows on the line, "," before a line break (no
+    trailing blank for checkpatch)."""
+    return "," if source[at:at + 1] in (b"\n", b"\r") else ", "
+
+
 def _arg_edit(paren: int, nargs: int, end_paren: int | None, arg: str, position: str,
-              owner: str) -> Edit:
+              owner: str, source: bytes) -> Edit:
     why = f"argument for {owner}"
     if nargs == 0:
         return Edit(paren + 1, paren + 1, arg, why, owner)
     if position == "first":
-        return Edit(paren + 1, paren + 1, arg + ", ", why, owner)
+        return Edit(paren + 1, paren + 1, arg + _sep(source, paren + 1), why, owner)
     assert end_paren is not None
     return Edit(end_paren, end_paren, ", " + arg, why, owner)
 
@@ -98,7 +104,8 @@ def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
         if pr.position == "last":
             ff = facts[c.file]
             end_paren = next(x.end - 1 for x in ff.calls if x.paren == c.paren)
-        add(c.file, _arg_edit(c.paren, c.nargs, end_paren, c.argument, pr.position, c.callee))
+        add(c.file, _arg_edit(c.paren, c.nargs, end_paren, c.argument, pr.position, c.callee,
+                              sources[c.file]))
     gains = {f.id for f in plan.functions}
     for r in plan.rewrites:
         add(r.file, Edit(r.start, r.end, r.to, f"read in {r.function}",
@@ -119,20 +126,23 @@ def apply_edits(source: bytes, edits: list[Edit], path: str) -> bytes:
     return bytes(text)
 
 
-def _helper_edit(rules: Rules, source: bytes) -> bytes:
-    """Add the helper's definition to its header, before the include guard's #endif."""
+def _helper_edit(rules: Rules, original: bytes, source: bytes) -> bytes:
+    """Add the helper's definition to its header, before the include guard's
+    #endif, unless the original header already defines it (a re-run on a
+    patched tree); calls of it that the plan adds to the header do not count."""
     pr = rules.plan
-    if pr.helper_page.encode() + b"(" in source:
-        return source  # already there (a re-run on a patched tree)
+    defined = re.compile(rb"\b" + re.escape(pr.helper_page.encode()) + rb"\s*\(\s*struct\b[^;{]*\)\s*\{")
+    if defined.search(original):
+        return source
     definition = pr.helper_definition.strip("\n") + "\n"
     m = list(re.finditer(rb"^#endif[^\n]*\n?\Z", source, re.M))
     at = m[-1].start() if m else len(source)
     return source[:at] + b"\n" + definition.encode() + b"\n" + source[at:]
 
 
-def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
-              digests: dict[str, str]) -> dict[str, tuple[bytes, bytes]]:
-    """path -> (old bytes, new bytes) for every file the plan changes."""
+def read_sources(plan: Plan, root: Path, digests: dict[str, str]) -> dict[str, bytes]:
+    """The original bytes of every file the plan names; a file whose content
+    changed since analyze (its digest differs) stops emit before anything is written."""
     from .index import digest_of
 
     paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
@@ -144,9 +154,16 @@ def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
             data = (root / path).read_bytes()
         except OSError as exc:
             raise EmitError(f"{root / path}: cannot read ({exc.strerror}); re-run analyze") from None
-        if path in digests and digests[path] and digest_of(data) != digests[path]:
+        if digests.get(path) and digest_of(data) != digests[path]:
             raise EmitError(f"{root / path}: changed since analyze; re-run 'mappingpass analyze'")
         sources[path] = data
+    return sources
+
+
+def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
+              digests: dict[str, str]) -> dict[str, tuple[bytes, bytes]]:
+    """path -> (old bytes, new bytes) for every file the plan changes."""
+    sources = read_sources(plan, root, digests)
     result: dict[str, tuple[bytes, bytes]] = {}
     for path, edits in edits_for(plan, facts, rules, sources).items():
         new = apply_edits(sources[path], edits, path)
@@ -155,7 +172,7 @@ def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
     if header and (plan.rewrites or plan.functions) and (root / header).is_file():
         old = result.get(header, (None, None))[0] or (root / header).read_bytes()
         current = result.get(header, (old, old))[1]
-        result[header] = (old, _helper_edit(rules, current))
+        result[header] = (old, _helper_edit(rules, old, current))
     return {p: v for p, v in result.items() if v[0] != v[1]}
 
 

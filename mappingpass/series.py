@@ -25,10 +25,14 @@ entity whose signature change needs it. The constraints for a prefix to build:
   rewritten with a function's new parameter lands with or after that
   function's change; every rewrite lands after the helper.
 
-Units are the union-find components of the first kind; the second kind gives
-a dependency graph between units whose cycles (mutual recursion) are merged;
-units are then batched by subsystem in a topological order that prefers core
-units first and completes one subsystem at a time. The cumulative texts are
+Units are the union-find components of the first kind (a rewrite is a unit
+of its own, so that a read can land in its subsystem's patch after a core
+signature change); the second kind gives a dependency graph between units
+whose cycles (mutual recursion) are merged; units are then batched
+(`_batches`, Kahn's algorithm with a ready set per subsystem) in a
+topological order that takes each core unit as soon as it is ready and
+otherwise the subsystem whose ready units complete it. A subsystem that both
+feeds a core change and depends on one gets two patches. The cumulative texts are
 computed from the original bytes and the chosen subset of edits, so the last
 patch's tree is exactly `emit --diff` (checked).
 
@@ -925,9 +929,9 @@ def cover_letter(plan: Plan, patches: list[PatchPlan], subjects: list[str], stat
     lines = _wrap("Pass the struct address_space (\"the mapping\") down to every function "
                   "that reads it from page->mapping today, so that pages can later be write "
                   "protected generically (page->mapping of a protected page points at the "
-                  "protection record). Every prefix of this series builds: the helper comes "
-                  "first, then each signature change that crosses subsystems with all its "
-                  "implementations and callers, then one patch per subsystem.")
+                  "protection record). The series is ordered so that every prefix builds: the "
+                  "helper comes first, then each signature change that crosses subsystems "
+                  "with all its implementations and callers, then one patch per subsystem.")
     lines += ["", "Plan summary:",
               f"  functions gaining the parameter: {s['functions']}",
               f"  slots gaining it: {s['slots']}",

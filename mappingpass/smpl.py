@@ -1,13 +1,14 @@
 """The emit stage (SmPL part): the plan as a Coccinelle semantic patch.
 
 `write_spatch` renders `templates/passdown.cocci.j2` into one .cocci file in
-the kernel's scripts/coccinelle form (`virtual patch` / `virtual report`).
-The plan goes into python tables inside the file, keyed by (file, function)
-and by the text of each call and read, because spatch renumbers positions
-once a rule has changed a function (SPATCH-NOTES.md, item 0): line-based
-restrictions only hold before the first change. `run_spatch` applies .cocci
-files with the real spatch, one file per group so that the tables can tell
-static functions of the same name apart.
+the kernel's scripts/coccinelle form (`virtual patch` / `virtual report`),
+and the plan into a JSON file beside it that the patch's python reads: tables
+keyed by (file, function) and by the text of each call and read, because
+spatch renumbers positions once a rule has changed a function (SPATCH-NOTES.md,
+item 0), so line-based restrictions only hold before the first change. The
+template says why each rule looks the way it does. `run_spatch` applies
+.cocci files with the real spatch, one file a group so that the tables can
+tell static functions of the same name apart.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ _C_BUILTIN = {"void", "char", "short", "int", "long", "float", "double", "signed
               "_Bool", "bool", "const", "volatile", "struct", "union", "enum"}
 
 
+_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+
+
 def _norm(text: str) -> str:
-    """The key form of an expression: spatch prints it with its own blanks."""
-    return "".join(text.split())
+    """The key form of an expression: spatch prints it with its own blanks
+    (mp_norm in the template does the same on spatch's side)."""
+    return "".join(_COMMENT.sub(" ", text).split())
 
 
 def _name(node_id: str) -> str:
@@ -236,12 +241,14 @@ def _sorted_diff(text: str) -> str:
 
 
 def run_spatch(cocci_files: list[Path] | list[str], root: Path, files: list[str], *, mode: str = "patch",
-               max_width: int | None = None, jobs: int = 1,
-               timeout: float | None = None) -> tuple[int, str, str]:
+               max_width: int | None = None, jobs: int = 1, timeout: float | None = None,
+               extra: tuple[str, ...] = ()) -> tuple[int, str, str]:
     """Apply the .cocci files with real spatch to `files` (relative to root)
     without changing them: (exit code, unified diff with a/ b/ tree-relative
     paths, stderr). Several .cocci files are applied one after the other on a
-    scratch copy. mode "report" gives spatch's report lines instead of a diff."""
+    scratch copy. mode "report" gives spatch's report lines instead of a diff.
+    max_width: spatch's --max-width (default 80: changed lines are re-wrapped);
+    extra: more spatch options (--macro-file F for macros it cannot parse)."""
     exe = shutil.which("spatch")
     if exe is None:
         raise FileNotFoundError("spatch not found: apt-get install coccinelle")
@@ -256,13 +263,17 @@ def run_spatch(cocci_files: list[Path] | list[str], root: Path, files: list[str]
             base += ["--max-width", str(max_width)]
         if jobs > 1:
             base += ["-j", str(jobs)]
+        base += list(extra)
         if len(cocci_files) == 1 or mode != "patch":
             out, err, rc = [], [], 0
             for cocci in cocci_files:
                 proc = subprocess.run([*base, "--sp-file", str(Path(cocci).resolve()), "--patch", "."],
-                                      cwd=root, capture_output=True, text=True, timeout=timeout)
+                                      cwd=root, capture_output=True, text=True, errors="surrogateescape",
+                                      timeout=timeout)
                 rc = rc or proc.returncode
-                out.append(_sorted_diff(proc.stdout) if mode == "patch" else proc.stdout)
+                # deterministic whatever -j does to the order
+                out.append(_sorted_diff(proc.stdout) if mode == "patch"
+                           else "".join(sorted(proc.stdout.splitlines(keepends=True))))
                 err.append(proc.stderr)
             return rc, "".join(out), "".join(err)
         # several patches: each applies to the previous one's result
@@ -276,7 +287,7 @@ def run_spatch(cocci_files: list[Path] | list[str], root: Path, files: list[str]
         for cocci in cocci_files:
             proc = subprocess.run([*base, "--sp-file", str(Path(cocci).resolve()), "--in-place",
                                    "--no-show-diff"], cwd=scratch, capture_output=True, text=True,
-                                  timeout=timeout)
+                                  errors="surrogateescape", timeout=timeout)
             errs.append(proc.stderr)
             if proc.returncode:
                 return proc.returncode, "", "".join(errs)
