@@ -605,25 +605,6 @@ def _core_tag(p: PatchPlan, main: list[str]) -> str:
 # texts, diffs, messages
 # --------------------------------------------------------------------------
 
-def read_sources(plan: Plan, root: Path, digests: dict[str, str]) -> dict[str, bytes]:
-    """The original bytes of every file the plan names (as emit.new_texts reads them)."""
-    from .index import digest_of
-
-    paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
-    paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
-    paths |= {p for s in plan.slots for p, _ in s.decls}
-    sources: dict[str, bytes] = {}
-    for path in sorted(paths):
-        try:
-            data = (root / path).read_bytes()
-        except OSError as exc:
-            raise emitmod.EmitError(f"{root / path}: cannot read ({exc.strerror}); re-run analyze") from None
-        if digests.get(path) and digest_of(data) != digests[path]:
-            raise emitmod.EmitError(f"{root / path}: changed since analyze; re-run 'mappingpass analyze'")
-        sources[path] = data
-    return sources
-
-
 def _helper_edit(rules: Rules, source: bytes, uses: list[Rewrite]) -> emitmod.Edit | None:
     """The edit that adds the helper's definition to its header: where
     emit.new_texts puts it (before the include guard's #endif), unless the
@@ -1010,7 +991,7 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
     pr = rules.plan
     if pr is None:
         raise emitmod.EmitError(f"{rules.path}: no [plan] section; nothing to emit")
-    sources = read_sources(plan, root, digests)
+    sources = emitmod.read_sources(plan, root, digests)
     header = pr.helper_header
     helper = None
     if header and (plan.rewrites or plan.functions) and (root / header).is_file():
