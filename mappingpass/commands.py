@@ -283,7 +283,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
             raise InputError(f"{maintainers}: no such MAINTAINERS file")
         try:
             written = seriesmod.write_series(plan, facts, rules, root, {p: v[2] for p, v in rows.items()},
-                                             Path(args.series), maintainers if maintainers.is_file() else None)
+                                             Path(args.series), maintainers if maintainers.is_file() else None,
+                                             quiet=args.quiet)
         except emitmod.EmitError as exc:
             raise InputError(str(exc)) from None
         if not args.quiet:

@@ -137,6 +137,14 @@ def _helper_edit(rules: Rules, original: bytes, source: bytes) -> bytes:
     definition = pr.helper_definition.strip("\n") + "\n"
     m = list(re.finditer(rb"^#endif[^\n]*\n?\Z", source, re.M))
     at = m[-1].start() if m else len(source)
+    # the header's own rewritten reads call it (the kernel's pagemap.h does):
+    # define it before the first call, after the last #include above it
+    calls = [source.find(name.encode() + b"(") for name in (pr.helper_page, pr.helper_folio)]
+    first = min((c for c in calls if c >= 0), default=at)
+    if first < at:
+        includes = list(re.finditer(rb"^[ \t]*#[ \t]*include[^\n]*\n", source[:first], re.M))
+        at = includes[-1].end() if includes else source.rfind(b"\n", 0, first) + 1
+        return source[:at] + b"\n" + definition.encode() + source[at:]
     return source[:at] + b"\n" + definition.encode() + b"\n" + source[at:]
 
 

@@ -50,6 +50,7 @@ import functools
 import hashlib
 import os
 import re
+import sys
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
@@ -629,18 +630,21 @@ def _helper_edit(rules: Rules, source: bytes, uses: list[Rewrite]) -> emitmod.Ed
 
 def _compare_with_emit(final: dict, expected: dict, header: str, helper: emitmod.Edit | None) -> list[str]:
     """The last patch's tree must be emit --diff's; the one accepted difference is
-    the helper's definition in its header, when emit's text cannot have it right
-    (emit finds the helper "already there" once the header's own reads call it,
-    and puts it after those calls). Anything else is an error."""
+    where the helper's definition sits in its header when the header's own reads
+    call it (emit puts it before the include guard's #endif, after those calls,
+    which does not compile). Anything else is an error."""
     bad = sorted(p for p in set(final) | set(expected) if final.get(p) != expected.get(p))
     notes = []
     if bad == [header] and helper is not None:
-        text = helper.text.encode()
-        ours = final[header][1]
+        definition = helper.text.strip("\n").encode()
+
+        def without(text: bytes) -> list[bytes]:  # the header minus the definition and blank lines
+            return [line for line in text.replace(definition, b"", 1).splitlines() if line.strip()]
+
         theirs = expected.get(header, (final[header][0], final[header][0]))[1]
-        if ours.replace(text, b"", 1) == theirs.replace(text, b"", 1):
-            notes.append(f"{header}: the series defines the helper before its first use in the header "
-                         "(emit --diff's text lacks it or has it after its uses, which does not compile)")
+        if without(final[header][1]) == without(theirs):
+            notes.append(f"{header}: the helper is defined before its first use in the header, "
+                         "not before the include guard's #endif as in emit --diff (which does not compile)")
             bad = []
     if bad:
         raise emitmod.EmitError(f"series: the last patch differs from emit --diff in {', '.join(bad[:5])}")
@@ -1036,7 +1040,8 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
 
 def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
                  digests: dict[str, str], outdir: Path, maintainers: Path | None = None,
-                 *, author: str | None = None, date: datetime | None = None) -> list[Path]:
+                 *, author: str | None = None, date: datetime | None = None,
+                 quiet: bool = False) -> list[Path]:
     """Write the series as `git format-patch -o outdir --cover-letter` would:
     0000-cover-letter.patch, then 0001-<subject>.patch ... in order. Earlier
     `NNNN-*.patch` files in outdir are removed first (a shorter re-run must not
@@ -1044,8 +1049,15 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
 
     author: "Name <email>" (default: $GIT_AUTHOR_NAME/$GIT_AUTHOR_EMAIL, else
     mappingpass's); date: default $SOURCE_DATE_EPOCH, else now (one date for
-    the whole series)."""
+    the whole series). Where the series had to differ from emit --diff (the
+    helper's definition placed before its uses in its header) a note goes to
+    stderr unless quiet."""
+    if maintainers is not None and not maintainers.is_file():
+        raise emitmod.EmitError(f"{maintainers}: no such MAINTAINERS file")
     series = build_series(plan, facts, rules, root, digests, maintainers)
+    if not quiet:
+        for note in series.notes:
+            print(f"emit --series: note: {note}", file=sys.stderr)
     if author is None:
         name, addr = os.environ.get("GIT_AUTHOR_NAME"), os.environ.get("GIT_AUTHOR_EMAIL")
         author = f"{name} <{addr}>" if name and addr else DEFAULT_AUTHOR
