@@ -414,6 +414,9 @@ def changed_names(plan: Plan, analysis: Analysis) -> tuple[set[str], set[str]]:
     or parameter slot as an argument) and fixed strings (`->member`,
     `.member` of changed slot members)."""
     words = {f.name for f in plan.functions}
+    # "nobody calls it" holds only once the files that might call it are parsed
+    words |= {analysis.graph.nodes[u.function]["name"] for u in plan.unresolved
+              if u.reason == "no-callers" and u.function in analysis.graph}
     for s in plan.slots:  # implementations defined in files not parsed yet
         words.update(analysis.unbound.get(s.id, ()))
     fixed: set[str] = set()
