@@ -11,7 +11,6 @@ a one-line message.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 from pathlib import Path
@@ -94,39 +93,12 @@ def _indexed_root(db: str) -> str | None:
         store.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with only the review subcommand, as cli builds it (for main below)."""
-    p = argparse.ArgumentParser(prog="mappingpass")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--db", default=".mappingpass", help="results directory (default ./.mappingpass)")
-        sp.add_argument("--format", choices=("text", "json"), default="text")
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-
-    register(sub, common)
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`mappingpass review ...` on its own: argv without the program name,
-    starting with "review". Same exit codes and error handling as cli.main."""
-    from .cli import InputError
+    """`mappingpass review ...`: argv without the program name, starting with
+    "review"; the CLI's own entry point, so exit codes and errors are the same."""
+    from .cli import main as cli_main
 
-    args = build_parser().parse_args(argv)
-    gc.disable()
-    try:
-        return args.func(args)
-    except InputError as exc:
-        print(f"mappingpass: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mappingpass: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
-    finally:
-        gc.enable()
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
