@@ -26,14 +26,16 @@ import dataclasses
 import json
 import os
 import pickle
+import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from . import types
 from .cparse import split_cast_argument
-from .facts import Call, FileFacts, Function
+from .facts import FileFacts, Function
 from .rules import Rules
 from .types import TypeEnv
 
@@ -130,54 +132,125 @@ def missing_types(all_facts: list[FileFacts]) -> set[str]:
     return env.missing
 
 
-def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
-    env = type_env(all_facts)
-    g = nx.MultiDiGraph()
-    files = {f.path: (f.error_nodes, f.error_lines, f.recovered, len(f.calls)) for f in all_facts}
-    statics: dict[tuple[str, str], str] = {}  # (path, name) -> id
+def _tables(g) -> tuple[dict, set, dict, dict]:
+    """build()'s name tables, recovered from a built graph."""
+    statics: dict[tuple[str, str], str] = {}
     externs: set[str] = set()
-    header_statics: dict[str, list[str]] = defaultdict(list)  # name -> ids in headers
-    slot_owners: dict[str, list[str]] = defaultdict(list)  # member name -> slot ids
-
-    # 1. types, functions, slots
-    for ff in all_facts:
-        for s in ff.slots:
-            sid = f"member:{s.owner}.{s.name}" if s.kind == "member" else f"typedef:{s.name}"
-            if sid not in g:
-                g.add_node(sid, type="slot", slot_kind=s.kind, name=s.name, owner=s.owner,
-                           params=[(p.name, p.type) for p in s.params], decls=[])
-                if s.kind == "member":
-                    slot_owners[s.name].append(sid)
-            g.nodes[sid]["decls"].append((ff.path, s.line))
-        for fn in ff.functions:
-            if not fn.definition:
-                continue
-            fid = function_id(ff.path, fn)
-            if fid not in g:
-                g.add_node(fid, type="function", name=fn.name, static=fn.static, inline=fn.inline,
-                           params=[(p.name, p.type) for p in fn.params], bodies=[], protos=[],
-                           via_macro=fn.via_macro)
-            g.nodes[fid]["bodies"].append((ff.path, fn.line))
-            if fn.static:
-                statics[(ff.path, fn.name)] = fid
-                if ff.path.endswith(".h"):
-                    header_statics[fn.name].append(fid)
+    header_statics: dict[str, list[str]] = defaultdict(list)
+    slot_owners: dict[str, list[str]] = defaultdict(list)
+    for n, d in g.nodes(data=True):
+        if d["type"] == "function":
+            if d["static"]:
+                path = n[: -len(d["name"]) - 2]
+                statics[(path, d["name"])] = n
+                if path.endswith(".h"):
+                    header_statics[d["name"]].append(n)
             else:
-                externs.add(fid)
-    exported: set[str] = set()
-    for ff in all_facts:
-        exported.update(ff.exports)
-        for fn in ff.functions:
-            if not fn.definition:
-                fid = statics.get((ff.path, fn.name)) or (fn.name if fn.name in externs else None)
-                if fid is not None:
-                    g.nodes[fid]["protos"].append((ff.path, fn.line))
-        for fname, local in ff.locals_with_field_name:
-            fid = statics.get((ff.path, fname)) or (fname if fname in externs else None)
-            if fid is not None:
-                g.nodes[fid].setdefault("clashes", set()).add(local)
-    for fid in externs & exported:
-        g.nodes[fid]["exported"] = True
+                externs.add(n)
+        elif d["slot_kind"] == "member":
+            slot_owners[d["name"]].append(n)
+    return statics, externs, header_statics, slot_owners
+
+
+def slot_id(s) -> str:
+    return f"member:{s.owner}.{s.name}" if s.kind == "member" else f"typedef:{s.name}"
+
+
+def resolution_words(old: dict[str, FileFacts], new: dict[str, FileFacts],
+                     analysis: Analysis | None = None) -> set[str]:
+    """Names whose resolution in *other* files may differ when the old facts of
+    these files are replaced by the new ones: functions other files can call
+    (not statics of a .c file) defined, removed or re-typed, slots added,
+    removed or re-typed, struct members, typedefs, globals and return types
+    whose types change, and the tags of structs defined for the first time.
+    Given the analysis the old facts belong to, a definition that another file
+    still provides unchanged does not count. Files that mention one of these
+    names are re-resolved by the patch."""
+    g = analysis.graph if analysis is not None else None
+    paths = set(old) | set(new)
+
+    def defs(facts: dict[str, FileFacts]):
+        fns: dict[str, set] = defaultdict(set)
+        slots: dict[str, set] = defaultdict(set)
+        for path, ff in facts.items():
+            for fn in ff.functions:
+                if fn.definition and not (fn.static and not path.endswith(".h")):
+                    fns[function_id(path, fn)].add(
+                        (fn.name, tuple(p.type for p in fn.params), fn.return_type, fn.via_macro))
+            for s in ff.slots:
+                slots[slot_id(s)].add((s.name, tuple(p.type for p in s.params)))
+        return fns, slots
+
+    def kept_elsewhere(node: str, places: str) -> bool:
+        """node is defined by a file outside these paths (so it stays)."""
+        return g is not None and node in g and any(p[0] not in paths for p in g.nodes[node].get(places, ()))
+
+    words: set[str] = set()
+    (fo, so), (fn_, sn) = defs(old), defs(new)
+    for a, b, places in ((fo, fn_, "bodies"), (so, sn, "decls")):
+        for node in set(a) | set(b):
+            before, after = a.get(node), b.get(node)
+            if before == after:
+                continue
+            name = next(iter(after or before))[0]
+            if kept_elsewhere(node, places):
+                current = tuple(t for _, t in g.nodes[node]["params"])
+                if all(sig[1] == current for sig in (after or ())):
+                    continue  # another file defines it too, with the same parameters
+            words.add(name)
+    fresh = type_env(list(new.values()))
+    if analysis is None:
+        gone = type_env(list(old.values()))
+        for owner in set(gone.fields) | set(fresh.fields):
+            fa, fb = gone.fields.get(owner, {}), fresh.fields.get(owner, {})
+            words |= {m for m in set(fa) | set(fb) if fa.get(m) != fb.get(m)}
+        for ta, tb in ((gone.typedefs, fresh.typedefs), (gone.globals, fresh.globals),
+                       (gone.returns, fresh.returns)):
+            words |= {k for k in set(ta) | set(tb) if ta.get(k) != tb.get(k)}
+    else:
+        env = analysis.types
+        for owner, members in fresh.fields.items():
+            current = env.fields.get(owner)
+            if current is None:
+                # a struct seen for the first time: files that name it, or a typedef of it
+                words.add(owner.split(" ", 1)[-1])
+                words |= {k for k, t in {**env.typedefs, **fresh.typedefs}.items()
+                          if types.split(t)[0] == owner}
+            else:
+                words |= {m for m in set(current) | set(members) if current.get(m) != members.get(m)}
+        for ta, tb in ((env.typedefs, fresh.typedefs), (env.globals, fresh.globals),
+                       (env.returns, fresh.returns)):
+            words |= {k for k, v in tb.items() if ta.get(k) != v}
+    return {w for w in words if w and re.fullmatch(r"[A-Za-z_]\w*", w)}
+
+
+def empty_analysis() -> Analysis:
+    return Analysis(nx.MultiDiGraph(), TypeEnv(), {}, [], [], 0, {}, {})
+
+
+def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
+    """The analysis of these files (give them in path order: the first
+    definition of a struct or a function is the one whose types win)."""
+    return update(empty_analysis(), rules, {}, {ff.path: ff for ff in all_facts})
+
+
+def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dict[str, FileFacts],
+           load: Callable[[str], FileFacts | None] | None = None) -> Analysis:
+    """Turn the analysis of a set of files into the analysis of that set with
+    `old` (the facts it was built with, for some paths) replaced by `new` (a
+    path in old but not in new is removed). Mutates and returns `analysis`;
+    `build` is this from an empty analysis, so the two cannot drift apart.
+
+    The files' definitions, calls, bindings and reads are taken out and put
+    back, resolved with the graph's own name tables. Calls in *other* files to
+    a name whose definition changed are only re-resolved if those files are
+    passed too (with the same facts in old and new): see `resolution_words`.
+    `load(path)` gives the facts of an unchanged file when a node's first
+    definition must be re-read from it."""
+    g = analysis.graph
+    env = analysis.types
+    paths = set(old) | set(new)
+    statics, externs, header_statics, slot_owners = _tables(g)
 
     def resolve_function(path: str, name: str) -> str | None:
         fid = statics.get((path, name))
@@ -186,9 +259,7 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
         if name in externs:
             return name
         cands = header_statics.get(name)
-        if cands:
-            return sorted(cands)[0]
-        return None
+        return sorted(cands)[0] if cands else None
 
     def member_slot(owner_recipe: str, member: str, owner: str = "") -> str | None:
         if not owner and owner_recipe:
@@ -198,13 +269,197 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
             sid = f"member:{owner}.{member}"
             if sid in g:
                 return sid
-            # `bio_end_io_t *bi_end_io;`: a member typed by a function typedef is
-            # that typedef's slot
             mtype = env.fields.get(f"struct {owner}", {}).get(member)
             if mtype is not None and f"typedef:{types.split(mtype)[0]}" in g:
                 return f"typedef:{types.split(mtype)[0]}"
         owners = slot_owners.get(member, [])
         return owners[0] if len(owners) == 1 else None
+
+    # 1. take out what the old facts put in
+    touched: set[str] = set()
+    sources: set[str] = set()
+    for path, ff in old.items():
+        for fn in ff.functions:
+            fid = (function_id(path, fn) if fn.definition
+                   else _prototype_of(path, fn, statics, externs))
+            if fid is not None and fid in g:
+                touched.add(fid)
+        for s in ff.slots:
+            if slot_id(s) in g:
+                touched.add(slot_id(s))
+        for call in ff.calls:
+            if call.caller is not None:
+                src = resolve_function(path, call.caller)
+                if src is not None:
+                    sources.add(src)
+            if call.via == "direct":
+                for arg in call.args:
+                    fname, _ = function_argument(arg)
+                    bound = resolve_function(path, fname) if fname else None
+                    if bound is not None:
+                        sources.add(bound)
+        for b in ff.bindings:
+            bound = resolve_function(path, b.function)
+            if bound is not None:
+                sources.add(bound)
+    unbound = getattr(analysis, "unbound", None)
+    if unbound is not None:
+        for path, ff in old.items():
+            for b in ff.bindings:
+                if resolve_function(path, b.function) is not None:
+                    continue
+                sid = (member_slot("", b.member, b.owner) if b.kind == "init"
+                       else member_slot(b.receiver, b.member))
+                if sid in unbound and b.function in unbound[sid]:
+                    unbound[sid] = [n for n in unbound[sid] if n != b.function]
+                    if not unbound[sid]:
+                        del unbound[sid]
+    param_slots: set[str] = set()
+    for src in sources:
+        if src not in g:
+            continue
+        for _, dst, key, data in list(g.out_edges(src, keys=True, data=True)):
+            kept = [s for s in data["sites"] if s[0] not in paths]
+            if len(kept) == len(data["sites"]):
+                continue
+            if dst.startswith("param:"):
+                param_slots.add(dst)
+            if kept:
+                data["sites"] = kept
+            else:
+                g.remove_edge(src, dst, key)
+    # twin edges are recomputed for every function these files define
+    for n in touched:
+        if g.nodes[n]["type"] == "function":
+            for u, v, key in [*g.in_edges(n, keys=True), *g.out_edges(n, keys=True)]:
+                if key == "twin":
+                    g.remove_edge(u, v, key)
+    emptied: set[str] = set()
+    refresh: set[str] = set()
+    for n in touched:
+        d = g.nodes[n]
+        places = "bodies" if d["type"] == "function" else "decls"
+        before = d[places]
+        d[places] = [p for p in before if p[0] not in paths]
+        if d["type"] == "function":
+            d["protos"] = [p for p in d["protos"] if p[0] not in paths]
+        if not d[places]:
+            emptied.add(n)
+        elif min(before)[0] in paths:
+            refresh.add(n)  # its first definition (whose attributes it carries) changed
+    for n in emptied:
+        d = g.nodes[n]
+        if d["type"] == "function":
+            externs.discard(n)
+            if d["static"]:
+                path = n[: -len(d["name"]) - 2]
+                statics.pop((path, d["name"]), None)
+                if n in header_statics.get(d["name"], []):
+                    header_statics[d["name"]].remove(n)
+            d.pop("clashes", None)
+            d.pop("exported", None)
+        elif d["slot_kind"] == "member" and n in slot_owners.get(d["name"], []):
+            slot_owners[d["name"]].remove(n)
+    analysis.reads = [r for r in analysis.reads if r.file not in paths]
+    analysis.candidates = [r for r in analysis.candidates if r.file not in paths]
+    for path in paths:
+        analysis.files.pop(path, None)
+    still_exported = {name for ff in new.values() for name in ff.exports}
+    for ff in old.values():
+        for name in ff.exports:
+            if name in g and name not in still_exported:
+                g.nodes[name].pop("exported", None)
+
+    # 2. types: the new files' definitions replace what they defined before
+    order = sorted(new)
+    if new:
+        fresh = type_env([new[p] for p in order])
+        for owner, members in fresh.fields.items():
+            env.fields[owner] = dict(members)
+        env.typedefs.update(fresh.typedefs)
+        env.globals.update(fresh.globals)
+        env.returns.update(fresh.returns)
+
+    # 3. build()'s passes over the new files
+    for path in order:
+        ff = new[path]
+        for s in ff.slots:
+            sid = slot_id(s)
+            if sid not in g:
+                g.add_node(sid, type="slot", slot_kind=s.kind, name=s.name, owner=s.owner,
+                           params=[(p.name, p.type) for p in s.params], decls=[])
+                if s.kind == "member":
+                    slot_owners[s.name].append(sid)
+            elif not g.nodes[sid]["decls"]:
+                g.nodes[sid]["params"] = [(p.name, p.type) for p in s.params]
+                if s.kind == "member" and sid not in slot_owners[s.name]:
+                    slot_owners[s.name].append(sid)
+            g.nodes[sid]["decls"].append((path, s.line))
+            touched.add(sid)
+        for fn in ff.functions:
+            if not fn.definition:
+                continue
+            fid = function_id(path, fn)
+            if fid not in g:
+                g.add_node(fid, type="function", name=fn.name, static=fn.static, inline=fn.inline,
+                           params=[(p.name, p.type) for p in fn.params], bodies=[], protos=[],
+                           via_macro=fn.via_macro)
+            elif not g.nodes[fid]["bodies"]:
+                g.nodes[fid].update(name=fn.name, static=fn.static, inline=fn.inline,
+                                    params=[(p.name, p.type) for p in fn.params], via_macro=fn.via_macro)
+            g.nodes[fid]["bodies"].append((path, fn.line))
+            touched.add(fid)
+            if fn.static:
+                statics[(path, fn.name)] = fid
+                if path.endswith(".h") and fid not in header_statics[fn.name]:
+                    header_statics[fn.name].append(fid)
+            else:
+                externs.add(fid)
+    # `static inline` stubs in a header (the `#else` of a config option) twin the
+    # extern function of the same name: they change together or the stub's
+    # configuration no longer builds
+    for n in touched:
+        d = g.nodes[n]
+        if d["type"] != "function" or not d["bodies"]:
+            continue
+        if d["static"] and n in header_statics.get(d["name"], ()) and d["name"] in externs:
+            g.add_edge(n, d["name"], key="twin", kind="twin", sites=[min(d["bodies"])])
+        elif not d["static"]:
+            for stub in header_statics.get(d["name"], ()):
+                if g.nodes[stub]["bodies"]:
+                    g.add_edge(stub, n, key="twin", kind="twin", sites=[min(g.nodes[stub]["bodies"])])
+    for n in refresh:
+        d = g.nodes[n]
+        places = "bodies" if d["type"] == "function" else "decls"
+        first_path, first_line = min(d[places])
+        ff = new.get(first_path) or (load(first_path) if load else None)
+        if ff is None:
+            continue
+        if d["type"] == "function":
+            fn = next((f for f in ff.functions if f.definition and f.name == d["name"] and f.line == first_line),
+                      None)
+            if fn is not None:
+                d.update(static=fn.static, inline=fn.inline, params=[(p.name, p.type) for p in fn.params],
+                         via_macro=fn.via_macro)
+        else:
+            s = next((s for s in ff.slots if slot_id(s) == n and s.line == first_line), None)
+            if s is not None:
+                d["params"] = [(p.name, p.type) for p in s.params]
+    for path in order:
+        ff = new[path]
+        for name in ff.exports:
+            if name in externs:
+                g.nodes[name]["exported"] = True
+        for fn in ff.functions:
+            if not fn.definition:
+                fid = _prototype_of(path, fn, statics, externs)
+                if fid is not None:
+                    g.nodes[fid]["protos"].append((path, fn.line))
+                    touched.add(fid)
+        for fname, local in ff.locals_with_field_name:
+            fid = statics.get((path, fname)) or (fname if fname in externs else None)
+            if fid is not None:
+                g.nodes[fid].setdefault("clashes", set()).add(local)
 
     def param_slot(fid: str, index: int) -> str | None:
         params = g.nodes[fid]["params"]
@@ -228,105 +483,114 @@ def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
         else:
             g.add_edge(a, b, key=kind, kind=kind, sites=[site])
 
-    # 2. calls, bindings
-    unbound: dict[str, set[str]] = defaultdict(set)
-    defined = {d["name"] for _, d in g.nodes(data=True) if d["type"] == "function"}
-    unresolved_member = 0
-    for ff in all_facts:
+    defined = {name for _, name in statics} | externs
+    for path in order:
+        ff = new[path]
         for ci, call in enumerate(ff.calls):
             if call.caller is None:
                 continue
-            caller = resolve_function(ff.path, call.caller)
+            caller = resolve_function(path, call.caller)
             if caller is None:
                 continue
-            site = (ff.path, call.line, ci)
-            target = _call_target(call, caller, g, resolve_function, member_slot, param_slot, ff.path)
-            if target is None:
-                if call.via == "member":
-                    unresolved_member += 1
+            site = (path, call.line, ci)
+            if call.via == "direct":
+                target = resolve_function(path, call.callee)
+            elif call.via == "member":
+                target = member_slot(call.receiver, call.callee)
             else:
+                target = next((param_slot(caller, i) for i, (pname, _) in enumerate(g.nodes[caller]["params"])
+                               if pname == call.callee), None)
+            if target is not None:
                 add_edge(caller, target, "call" if g.nodes[target]["type"] == "function"
                          else "call-through-slot", site)
-            # functions passed as arguments bind to the callee's parameter slot
             if call.via == "direct" and target is not None:
-                callee = target
                 for ai, arg in enumerate(call.args):
                     if arg not in defined and arg[:1] not in "(&":
-                        continue  # cheap test first: most arguments name no function
-                    fname, cast = _function_argument(arg)
+                        continue
+                    fname, cast = function_argument(arg)
                     if fname is None or fname not in defined:
                         continue
-                    bound = resolve_function(ff.path, fname)
+                    bound = resolve_function(path, fname)
                     if bound is None:
                         continue
-                    sid = param_slot(callee, ai)
+                    sid = param_slot(target, ai)
                     if sid is not None:
-                        add_edge(bound, sid, "binds", (ff.path, call.line, "arg", cast))
+                        add_edge(bound, sid, "binds", (path, call.line, "arg", cast))
         for b in ff.bindings:
-            bound = resolve_function(ff.path, b.function)
-            if b.kind == "init":
-                sid = member_slot("", b.member, b.owner)
-            else:
-                sid = member_slot(b.receiver, b.member)
+            bound = resolve_function(path, b.function)
+            sid = member_slot("", b.member, b.owner) if b.kind == "init" else member_slot(b.receiver, b.member)
             if sid is None:
                 continue
             if bound is not None:
-                add_edge(bound, sid, "binds", (ff.path, b.line, b.kind, b.cast))
-            elif b.function not in env.globals:
-                # a function defined in a file not parsed yet: plan looks for it
-                # when the slot changes
-                unbound[sid].add(b.function)
+                add_edge(bound, sid, "binds", (path, b.line, b.kind, b.cast))
+            elif unbound is not None and b.function not in env.globals:
+                if b.function not in unbound.get(sid, []):
+                    unbound[sid] = sorted([*unbound.get(sid, []), b.function])
+        analysis.files[path] = (ff.error_nodes, ff.error_lines, ff.recovered, len(ff.calls))
 
-    # 3. reads
-    reads: list[ReadRecord] = []
-    candidates: list[ReadRecord] = []
     wanted = set(rules.receiver_types)
-    for ff in all_facts:
+    for path in order:
+        ff = new[path]
         for r in ff.reads:
-            fid = resolve_function(ff.path, r.function) if r.function else None
+            fid = resolve_function(path, r.function) if r.function else None
             if r.via == "accessor":
-                rtype = r.receiver
-                ok: bool | None = True
+                rtype, ok = r.receiver, True
             else:
                 resolved = env.resolve(r.receiver)
-                arrow = r.op == "->"
                 if resolved is None:
                     ok, rtype = None, "?"
                 else:
                     base, depth = resolved
                     rtype = types.normalise(base, depth)
-                    ok = base in wanted and depth == (1 if arrow else 0)
+                    ok = base in wanted and depth == (1 if r.op == "->" else 0)
             if ok is False:
                 continue
-            kind, why = rules.kind_of(ff.path, r.function)
-            rec = ReadRecord(ff.path, r.line, r.col, r.function, fid, r.expr, r.receiver_text,
-                             rtype, r.via, r.access, kind, why, r.start, r.end)
-            (reads if ok else candidates).append(rec)
-    stats = {
+            kind, why = rules.kind_of(path, r.function)
+            rec = ReadRecord(path, r.line, r.col, r.function, fid, r.expr, r.receiver_text, rtype, r.via,
+                             r.access, kind, why, r.start, r.end)
+            (analysis.reads if ok else analysis.candidates).append(rec)
+
+    # 4. what no file defines any more goes, with its edges
+    gone = {n for n in emptied if n in g and not g.nodes[n]["bodies" if g.nodes[n]["type"] == "function"
+                                                              else "decls"]}
+    if gone:
+        param_slots |= {m for m, d in g.nodes(data=True) if d["type"] == "slot" and d["slot_kind"] == "param"
+                        and d["owner"] in gone}
+        for n in gone:
+            param_slots |= {m for m in g.successors(n) if m.startswith("param:")}
+            g.remove_node(n)
+    for n in param_slots:
+        if n in g and (g.degree(n) == 0 or g.nodes[n]["owner"] not in g):
+            g.remove_node(n)
+    for n in touched:
+        if n in g:
+            d = g.nodes[n]
+            for places in ("bodies", "protos", "decls"):
+                if places in d:
+                    d[places].sort()
+    analysis.reads.sort(key=lambda r: (r.file, r.line, r.col, r.start))
+    analysis.stats = {
         "functions": sum(1 for _, d in g.nodes(data=True) if d["type"] == "function"),
         "slots": sum(1 for _, d in g.nodes(data=True) if d["type"] == "slot"),
         "call_edges": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "call"),
         "slot_call_edges": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "call-through-slot"),
         "bindings": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "binds"),
+        "twins": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "twin"),
     }
-    return Analysis(g, env, files, reads, candidates, unresolved_member, stats,
-                    {k: sorted(v) for k, v in sorted(unbound.items())})
+    analysis.candidates.sort(key=lambda r: (r.file, r.line, r.col, r.start))
+    return analysis
 
 
-def _call_target(call: Call, caller: str, g, resolve_function, member_slot, param_slot, path):
-    if call.via == "direct":
-        return resolve_function(path, call.callee)
-    if call.via == "member":
-        return member_slot(call.receiver, call.callee)
-    # through a parameter: its type is a typedef slot or a parameter slot
-    params = g.nodes[caller]["params"]
-    for i, (pname, _ptype) in enumerate(params):
-        if pname == call.callee:
-            return param_slot(caller, i)
-    return None
+
+def _prototype_of(path: str, fn: Function, statics: dict, externs: set) -> str | None:
+    """The node a prototype declares: an extern one declares the extern
+    function even in a header whose `#else` branch defines a stub of the name."""
+    if not fn.static and fn.name in externs:
+        return fn.name
+    return statics.get((path, fn.name)) or (fn.name if fn.name in externs else None)
 
 
-def _function_argument(arg: str) -> tuple[str | None, str]:
+def function_argument(arg: str) -> tuple[str | None, str]:
     text = arg.strip()
     if text.isidentifier():
         return text, ""
@@ -338,7 +602,7 @@ def _function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 5  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 6  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

@@ -195,29 +195,49 @@ class _Fixpoint:
         return min(places)
 
     # -- boundaries -------------------------------------------------------------
+    def twins(self, fid: str) -> list[str]:
+        """fid and the functions that must keep its signature: a header's
+        `static inline` stub and the extern function it stands in for."""
+        group, todo = {fid}, [fid]
+        while todo:
+            node = todo.pop()
+            for other in [a for a, _, _ in edges_in(self.g, node, "twin")] + \
+                         [b for b, _, _ in edges_out(self.g, node, "twin")]:
+                if other not in group:
+                    group.add(other)
+                    todo.append(other)
+        return sorted(group)
+
     def boundary(self, fid: str, why: Step) -> str | None:
+        """Why fid cannot gain the parameter, if it cannot. Twins are decided
+        together: a boundary of one holds for all."""
         d = self.g.nodes[fid]
-        name = d["name"]
-        bound = bool(edges_out(self.g, fid, "binds"))
-        if self.pr.boundary_functions is not None and self.pr.boundary_functions.search(name):
-            return "syscall"
-        if d.get("via_macro"):
-            # the signature is written by a macro: a human changes the macro
-            return "syscall" if "SYSCALL" in d["via_macro"] else "macro-definition"
+        if why.why == "twin-of":
+            return None  # decided with the twin that needed it
+        group = self.twins(fid)
+        for member in group:
+            md = self.g.nodes[member]
+            if self.pr.boundary_functions is not None and self.pr.boundary_functions.search(md["name"]):
+                return "syscall"
+            if md.get("via_macro"):
+                # the signature is written by a macro: a human changes the macro
+                return "syscall" if "SYSCALL" in md["via_macro"] else "macro-definition"
         if why.why == "implements":
             return None  # a slot's implementation must follow the slot's signature
         fixed = self.pr.changeable_slots
-        if fixed is not None:
-            for slot, _, _ in edges_out(self.g, fid, "binds"):
-                if not fixed.search(slot):
+        bound = False
+        for member in group:
+            for slot, _, _ in edges_out(self.g, member, "binds"):
+                bound = True
+                if fixed is not None and not fixed.search(slot):
                     return f"slot-boundary:{slot}"
-        if self.pr.exported_is_boundary and d.get("exported"):
-            return "exported"
+            if self.pr.exported_is_boundary and self.g.nodes[member].get("exported"):
+                return "exported"
         path = self.home(fid)[0]
-        kind, _ = self.rules.kind_of(path, name)
+        kind, _ = self.rules.kind_of(path, d["name"])
         if kind in (2, 3, 4, 5) and kind not in self.pr.scope_kinds:
             return f"kind-{kind}"
-        if not bound and not self._has_callers(fid):
+        if not bound and not any(self._has_callers(m) for m in group):
             return "no-callers"
         return None
 
@@ -245,6 +265,9 @@ class _Fixpoint:
             return
         self.gains[fid] = why
         file, line = self.home(fid)
+        for twin in self.twins(fid):
+            if twin != fid:
+                self.need(twin, Step(twin, "twin-of", file, line, fid))
         for succ, _, _ in edges_out(self.g, fid, "binds"):
             self.need(succ, Step(succ, "implemented-by", file, line, fid))
         for pred, _, edge in edges_in(self.g, fid, "call"):

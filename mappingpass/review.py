@@ -10,8 +10,8 @@ work tree, stat first and content digest second, as `index_tree` does). Only
 those files are read from git and parsed (or taken from the store when their
 digest matches, or from the review's own cache), and the cached graph is
 *patched*: their old contributions removed, the new ones resolved with the
-graph's own name tables and added (`patch_analysis`, kept equal to a full
-`graph.build` by the tests). Files that merely mention a name whose
+graph's own name tables and added (`graph.update`, the function `graph.build`
+itself is made of). Files that merely mention a name whose
 definition changed are re-resolved from their stored facts; deferred files
 that call or bind a changed function or slot are parsed on demand, as `plan`
 does. The review never writes the store (so the graph cache stays valid); it
@@ -69,7 +69,7 @@ from . import index as indexmod
 from . import plan as planmod
 from . import rules as rulesmod
 from . import types as ctypes
-from .cparse import Extractor, split_cast_argument
+from .cparse import Extractor
 from .facts import FACTS_VERSION, FileFacts
 from .graph import Analysis, ReadRecord, edges_in, edges_out
 from .plan import Plan, Step
@@ -78,10 +78,6 @@ from .rules import Rules
 REVIEW_SCHEMA = "mappingpass.review/1"
 LEVELS = ("none", "note", "warning", "error")
 MAX_SUBSET_GROUPS = 10  # edit groups tried in every combination when matching a hunk
-# The graph.build this module's patch_analysis mirrors: a newer graph makes the
-# review rebuild each state's graph in full (correct, slower) until the patch
-# learns the new build (tests/test_review.py compares the two).
-PATCHED_GRAPH_VERSION = 5
 PATCH_LIMIT = 200  # files a patch may touch before a full build is cheaper (or a quarter of the tree)
 MARKDOWN_LIMIT = 60000  # GitHub refuses comments over 65536 characters
 
@@ -396,431 +392,6 @@ def _extract_one(item: tuple[str, bytes, str]) -> FileFacts | None:
         return None
 
 
-# -- patching the cached graph ----------------------------------------------------------
-def _tables(g) -> tuple[dict, set, dict, dict]:
-    """build()'s name tables, recovered from a built graph."""
-    statics: dict[tuple[str, str], str] = {}
-    externs: set[str] = set()
-    header_statics: dict[str, list[str]] = defaultdict(list)
-    slot_owners: dict[str, list[str]] = defaultdict(list)
-    for n, d in g.nodes(data=True):
-        if d["type"] == "function":
-            if d["static"]:
-                path = n[: -len(d["name"]) - 2]
-                statics[(path, d["name"])] = n
-                if path.endswith(".h"):
-                    header_statics[d["name"]].append(n)
-            else:
-                externs.add(n)
-        elif d["slot_kind"] == "member":
-            slot_owners[d["name"]].append(n)
-    return statics, externs, header_statics, slot_owners
-
-
-def _function_argument(arg: str) -> tuple[str | None, str]:
-    """As graph._function_argument: `fn`, `&fn`, `(type *)fn` -> (fn, cast)."""
-    text = arg.strip()
-    if text.isidentifier():
-        return text, ""
-    if text.startswith("&") and text[1:].strip().isidentifier():
-        return text[1:].strip(), ""
-    split = split_cast_argument(text)
-    if split is not None:
-        return split[1], split[0]
-    return None, ""
-
-
-def _slot_id(s) -> str:
-    return f"member:{s.owner}.{s.name}" if s.kind == "member" else f"typedef:{s.name}"
-
-
-def resolution_words(old: dict[str, FileFacts], new: dict[str, FileFacts],
-                     analysis: Analysis | None = None) -> set[str]:
-    """Names whose resolution in *other* files may differ when the old facts of
-    these files are replaced by the new ones: functions other files can call
-    (not statics of a .c file) defined, removed or re-typed, slots added,
-    removed or re-typed, struct members, typedefs, globals and return types
-    whose types change, and the tags of structs defined for the first time.
-    Given the analysis the old facts belong to, a definition that another file
-    still provides unchanged does not count. Files that mention one of these
-    names are re-resolved by the patch."""
-    g = analysis.graph if analysis is not None else None
-    paths = set(old) | set(new)
-
-    def defs(facts: dict[str, FileFacts]):
-        fns: dict[str, set] = defaultdict(set)
-        slots: dict[str, set] = defaultdict(set)
-        for path, ff in facts.items():
-            for fn in ff.functions:
-                if fn.definition and not (fn.static and not path.endswith(".h")):
-                    fns[graphmod.function_id(path, fn)].add(
-                        (fn.name, tuple(p.type for p in fn.params), fn.return_type, fn.via_macro))
-            for s in ff.slots:
-                slots[_slot_id(s)].add((s.name, tuple(p.type for p in s.params)))
-        return fns, slots
-
-    def kept_elsewhere(node: str, places: str) -> bool:
-        """node is defined by a file outside these paths (so it stays)."""
-        return g is not None and node in g and any(p[0] not in paths for p in g.nodes[node].get(places, ()))
-
-    words: set[str] = set()
-    (fo, so), (fn_, sn) = defs(old), defs(new)
-    for a, b, places in ((fo, fn_, "bodies"), (so, sn, "decls")):
-        for node in set(a) | set(b):
-            before, after = a.get(node), b.get(node)
-            if before == after:
-                continue
-            name = next(iter(after or before))[0]
-            if kept_elsewhere(node, places):
-                current = tuple(t for _, t in g.nodes[node]["params"])
-                if all(sig[1] == current for sig in (after or ())):
-                    continue  # another file defines it too, with the same parameters
-            words.add(name)
-    fresh = graphmod.type_env(list(new.values()))
-    if analysis is None:
-        gone = graphmod.type_env(list(old.values()))
-        for owner in set(gone.fields) | set(fresh.fields):
-            fa, fb = gone.fields.get(owner, {}), fresh.fields.get(owner, {})
-            words |= {m for m in set(fa) | set(fb) if fa.get(m) != fb.get(m)}
-        for ta, tb in ((gone.typedefs, fresh.typedefs), (gone.globals, fresh.globals),
-                       (gone.returns, fresh.returns)):
-            words |= {k for k in set(ta) | set(tb) if ta.get(k) != tb.get(k)}
-    else:
-        env = analysis.types
-        for owner, members in fresh.fields.items():
-            current = env.fields.get(owner)
-            if current is None:
-                # a struct seen for the first time: files that name it, or a typedef of it
-                words.add(owner.split(" ", 1)[-1])
-                words |= {k for k, t in {**env.typedefs, **fresh.typedefs}.items()
-                          if ctypes.split(t)[0] == owner}
-            else:
-                words |= {m for m in set(current) | set(members) if current.get(m) != members.get(m)}
-        for ta, tb in ((env.typedefs, fresh.typedefs), (env.globals, fresh.globals),
-                       (env.returns, fresh.returns)):
-            words |= {k for k, v in tb.items() if ta.get(k) != v}
-    return {w for w in words if w and re.fullmatch(r"[A-Za-z_]\w*", w)}
-
-
-def patch_analysis(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dict[str, FileFacts],
-                   load: Callable[[str], FileFacts | None] | None = None) -> Analysis:
-    """Turn the analysis of a set of files into the analysis of that set with
-    `old` (the facts it was built with, for some paths) replaced by `new` (a
-    path in old but not in new is removed). Mutates and returns `analysis`.
-
-    Mirrors graph.build restricted to these files: their definitions, calls,
-    bindings and reads are taken out and put back, resolved with the graph's
-    own name tables. Calls in *other* files to a name whose definition changed
-    are only re-resolved if those files are passed too (with the same facts in
-    old and new): see `resolution_words`. `load(path)` gives the facts of an
-    unchanged file when a node's first definition must be re-read from it."""
-    g = analysis.graph
-    env = analysis.types
-    paths = set(old) | set(new)
-    statics, externs, header_statics, slot_owners = _tables(g)
-
-    def resolve_function(path: str, name: str) -> str | None:
-        fid = statics.get((path, name))
-        if fid is not None:
-            return fid
-        if name in externs:
-            return name
-        cands = header_statics.get(name)
-        return sorted(cands)[0] if cands else None
-
-    def member_slot(owner_recipe: str, member: str, owner: str = "") -> str | None:
-        if not owner and owner_recipe:
-            resolved = env.resolve(owner_recipe)
-            owner = resolved[0].removeprefix("struct ") if resolved is not None else ""
-        if owner:
-            sid = f"member:{owner}.{member}"
-            if sid in g:
-                return sid
-            mtype = env.fields.get(f"struct {owner}", {}).get(member)
-            if mtype is not None and f"typedef:{ctypes.split(mtype)[0]}" in g:
-                return f"typedef:{ctypes.split(mtype)[0]}"
-        owners = slot_owners.get(member, [])
-        return owners[0] if len(owners) == 1 else None
-
-    # 1. take out what the old facts put in
-    touched: set[str] = set()
-    sources: set[str] = set()
-    for path, ff in old.items():
-        for fn in ff.functions:
-            fid = (graphmod.function_id(path, fn) if fn.definition
-                   else statics.get((path, fn.name)) or (fn.name if fn.name in externs else None))
-            if fid is not None and fid in g:
-                touched.add(fid)
-        for s in ff.slots:
-            if _slot_id(s) in g:
-                touched.add(_slot_id(s))
-        for call in ff.calls:
-            if call.caller is not None:
-                src = resolve_function(path, call.caller)
-                if src is not None:
-                    sources.add(src)
-            if call.via == "direct":
-                for arg in call.args:
-                    fname, _ = _function_argument(arg)
-                    bound = resolve_function(path, fname) if fname else None
-                    if bound is not None:
-                        sources.add(bound)
-        for b in ff.bindings:
-            bound = resolve_function(path, b.function)
-            if bound is not None:
-                sources.add(bound)
-    unbound = getattr(analysis, "unbound", None)
-    if unbound is not None:
-        for path, ff in old.items():
-            for b in ff.bindings:
-                if resolve_function(path, b.function) is not None:
-                    continue
-                sid = (member_slot("", b.member, b.owner) if b.kind == "init"
-                       else member_slot(b.receiver, b.member))
-                if sid in unbound and b.function in unbound[sid]:
-                    unbound[sid] = [n for n in unbound[sid] if n != b.function]
-                    if not unbound[sid]:
-                        del unbound[sid]
-    param_slots: set[str] = set()
-    for src in sources:
-        if src not in g:
-            continue
-        for _, dst, key, data in list(g.out_edges(src, keys=True, data=True)):
-            kept = [s for s in data["sites"] if s[0] not in paths]
-            if len(kept) == len(data["sites"]):
-                continue
-            if dst.startswith("param:"):
-                param_slots.add(dst)
-            if kept:
-                data["sites"] = kept
-            else:
-                g.remove_edge(src, dst, key)
-    emptied: set[str] = set()
-    refresh: set[str] = set()
-    for n in touched:
-        d = g.nodes[n]
-        places = "bodies" if d["type"] == "function" else "decls"
-        before = d[places]
-        d[places] = [p for p in before if p[0] not in paths]
-        if d["type"] == "function":
-            d["protos"] = [p for p in d["protos"] if p[0] not in paths]
-        if not d[places]:
-            emptied.add(n)
-        elif min(before)[0] in paths:
-            refresh.add(n)  # its first definition (whose attributes it carries) changed
-    for n in emptied:
-        d = g.nodes[n]
-        if d["type"] == "function":
-            externs.discard(n)
-            if d["static"]:
-                path = n[: -len(d["name"]) - 2]
-                statics.pop((path, d["name"]), None)
-                if n in header_statics.get(d["name"], []):
-                    header_statics[d["name"]].remove(n)
-            d.pop("clashes", None)
-            d.pop("exported", None)
-        elif d["slot_kind"] == "member" and n in slot_owners.get(d["name"], []):
-            slot_owners[d["name"]].remove(n)
-    analysis.reads = [r for r in analysis.reads if r.file not in paths]
-    analysis.candidates = [r for r in analysis.candidates if r.file not in paths]
-    for path in paths:
-        analysis.files.pop(path, None)
-    still_exported = {name for ff in new.values() for name in ff.exports}
-    for ff in old.values():
-        for name in ff.exports:
-            if name in g and name not in still_exported:
-                g.nodes[name].pop("exported", None)
-
-    # 2. types: the new files' definitions replace what they defined before
-    order = sorted(new)
-    if new:
-        fresh = graphmod.type_env([new[p] for p in order])
-        for owner, members in fresh.fields.items():
-            env.fields[owner] = dict(members)
-        env.typedefs.update(fresh.typedefs)
-        env.globals.update(fresh.globals)
-        env.returns.update(fresh.returns)
-
-    # 3. build()'s passes over the new files
-    for path in order:
-        ff = new[path]
-        for s in ff.slots:
-            sid = _slot_id(s)
-            if sid not in g:
-                g.add_node(sid, type="slot", slot_kind=s.kind, name=s.name, owner=s.owner,
-                           params=[(p.name, p.type) for p in s.params], decls=[])
-                if s.kind == "member":
-                    slot_owners[s.name].append(sid)
-            elif not g.nodes[sid]["decls"]:
-                g.nodes[sid]["params"] = [(p.name, p.type) for p in s.params]
-                if s.kind == "member" and sid not in slot_owners[s.name]:
-                    slot_owners[s.name].append(sid)
-            g.nodes[sid]["decls"].append((path, s.line))
-            touched.add(sid)
-        for fn in ff.functions:
-            if not fn.definition:
-                continue
-            fid = graphmod.function_id(path, fn)
-            if fid not in g:
-                g.add_node(fid, type="function", name=fn.name, static=fn.static, inline=fn.inline,
-                           params=[(p.name, p.type) for p in fn.params], bodies=[], protos=[],
-                           via_macro=fn.via_macro)
-            elif not g.nodes[fid]["bodies"]:
-                g.nodes[fid].update(name=fn.name, static=fn.static, inline=fn.inline,
-                                    params=[(p.name, p.type) for p in fn.params], via_macro=fn.via_macro)
-            g.nodes[fid]["bodies"].append((path, fn.line))
-            touched.add(fid)
-            if fn.static:
-                statics[(path, fn.name)] = fid
-                if path.endswith(".h") and fid not in header_statics[fn.name]:
-                    header_statics[fn.name].append(fid)
-            else:
-                externs.add(fid)
-    for n in refresh:
-        d = g.nodes[n]
-        places = "bodies" if d["type"] == "function" else "decls"
-        first_path, first_line = min(d[places])
-        ff = new.get(first_path) or (load(first_path) if load else None)
-        if ff is None:
-            continue
-        if d["type"] == "function":
-            fn = next((f for f in ff.functions if f.definition and f.name == d["name"] and f.line == first_line),
-                      None)
-            if fn is not None:
-                d.update(static=fn.static, inline=fn.inline, params=[(p.name, p.type) for p in fn.params],
-                         via_macro=fn.via_macro)
-        else:
-            s = next((s for s in ff.slots if _slot_id(s) == n and s.line == first_line), None)
-            if s is not None:
-                d["params"] = [(p.name, p.type) for p in s.params]
-    for path in order:
-        ff = new[path]
-        for name in ff.exports:
-            if name in externs:
-                g.nodes[name]["exported"] = True
-        for fn in ff.functions:
-            if not fn.definition:
-                fid = statics.get((path, fn.name)) or (fn.name if fn.name in externs else None)
-                if fid is not None:
-                    g.nodes[fid]["protos"].append((path, fn.line))
-                    touched.add(fid)
-        for fname, local in ff.locals_with_field_name:
-            fid = statics.get((path, fname)) or (fname if fname in externs else None)
-            if fid is not None:
-                g.nodes[fid].setdefault("clashes", set()).add(local)
-
-    def param_slot(fid: str, index: int) -> str | None:
-        params = g.nodes[fid]["params"]
-        if index >= len(params):
-            return None
-        pname, ptype = params[index]
-        base, _ = ctypes.split(ptype)
-        if f"typedef:{base}" in g:
-            return f"typedef:{base}"
-        if "(*)" in ptype:
-            sid = f"param:{fid}#{index}"
-            if sid not in g:
-                g.add_node(sid, type="slot", slot_kind="param", name=f"{g.nodes[fid]['name']}#{index}",
-                           owner=fid, params=[], decls=[], param_name=pname)
-            return sid
-        return None
-
-    def add_edge(a: str, b: str, kind: str, site: tuple) -> None:
-        if g.has_edge(a, b, key=kind):
-            g.edges[a, b, kind]["sites"].append(site)
-        else:
-            g.add_edge(a, b, key=kind, kind=kind, sites=[site])
-
-    defined = {name for _, name in statics} | externs
-    for path in order:
-        ff = new[path]
-        for ci, call in enumerate(ff.calls):
-            if call.caller is None:
-                continue
-            caller = resolve_function(path, call.caller)
-            if caller is None:
-                continue
-            site = (path, call.line, ci)
-            if call.via == "direct":
-                target = resolve_function(path, call.callee)
-            elif call.via == "member":
-                target = member_slot(call.receiver, call.callee)
-            else:
-                target = next((param_slot(caller, i) for i, (pname, _) in enumerate(g.nodes[caller]["params"])
-                               if pname == call.callee), None)
-            if target is not None:
-                add_edge(caller, target, "call" if g.nodes[target]["type"] == "function"
-                         else "call-through-slot", site)
-            if call.via == "direct" and target is not None:
-                for ai, arg in enumerate(call.args):
-                    if arg not in defined and arg[:1] not in "(&":
-                        continue
-                    fname, cast = _function_argument(arg)
-                    if fname is None or fname not in defined:
-                        continue
-                    bound = resolve_function(path, fname)
-                    if bound is None:
-                        continue
-                    sid = param_slot(target, ai)
-                    if sid is not None:
-                        add_edge(bound, sid, "binds", (path, call.line, "arg", cast))
-        for b in ff.bindings:
-            bound = resolve_function(path, b.function)
-            sid = member_slot("", b.member, b.owner) if b.kind == "init" else member_slot(b.receiver, b.member)
-            if sid is None:
-                continue
-            if bound is not None:
-                add_edge(bound, sid, "binds", (path, b.line, b.kind, b.cast))
-            elif unbound is not None and b.function not in env.globals:
-                if b.function not in unbound.get(sid, []):
-                    unbound[sid] = sorted([*unbound.get(sid, []), b.function])
-        analysis.files[path] = (ff.error_nodes, ff.error_lines, ff.recovered, len(ff.calls))
-
-    wanted = set(rules.receiver_types)
-    for path in order:
-        ff = new[path]
-        for r in ff.reads:
-            fid = resolve_function(path, r.function) if r.function else None
-            if r.via == "accessor":
-                rtype, ok = r.receiver, True
-            else:
-                resolved = env.resolve(r.receiver)
-                if resolved is None:
-                    ok, rtype = None, "?"
-                else:
-                    base, depth = resolved
-                    rtype = ctypes.normalise(base, depth)
-                    ok = base in wanted and depth == (1 if r.op == "->" else 0)
-            if ok is False:
-                continue
-            kind, why = rules.kind_of(path, r.function)
-            rec = ReadRecord(path, r.line, r.col, r.function, fid, r.expr, r.receiver_text, rtype, r.via,
-                             r.access, kind, why, r.start, r.end)
-            (analysis.reads if ok else analysis.candidates).append(rec)
-
-    # 4. what no file defines any more goes, with its edges
-    gone = {n for n in emptied if n in g and not g.nodes[n]["bodies" if g.nodes[n]["type"] == "function"
-                                                              else "decls"]}
-    if gone:
-        param_slots |= {m for m, d in g.nodes(data=True) if d["type"] == "slot" and d["slot_kind"] == "param"
-                        and d["owner"] in gone}
-        for n in gone:
-            param_slots |= {m for m in g.successors(n) if m.startswith("param:")}
-            g.remove_node(n)
-    for n in param_slots:
-        if n in g and (g.degree(n) == 0 or g.nodes[n]["owner"] not in g):
-            g.remove_node(n)
-    for n in touched:
-        if n in g:
-            d = g.nodes[n]
-            for places in ("bodies", "protos", "decls"):
-                if places in d:
-                    d[places].sort()
-    analysis.reads.sort(key=lambda r: (r.file, r.line, r.col, r.start))
-    analysis.candidates.sort(key=lambda r: (r.file, r.line, r.col, r.start))
-    return analysis
-
-
 # -- states of the tree --------------------------------------------------------------
 def _is_source(rel: str, skip_dirs: frozenset[str]) -> bool:
     if not rel.endswith((".c", ".h")):
@@ -1062,9 +633,6 @@ class _Context:
 
     def build(self, st: _State) -> None:
         """The state's analysis: the cached graph of the store, patched."""
-        if graphmod.GRAPH_VERSION != PATCHED_GRAPH_VERSION:
-            self.rebuild(st)
-            return
         started = time.monotonic()
         analysis = graphmod.cached(self.store, self.rules)
         if analysis is None:
@@ -1080,17 +648,14 @@ class _Context:
             self.rebuild(st)
             return
         started = time.monotonic()
-        st.analysis = patch_analysis(analysis, self.rules, old, new, load=st.facts)
+        st.analysis = graphmod.update(analysis, self.rules, old, new, load=st.facts)
         self.stats[f"reresolved_{st.label}"] = len(set(old) & set(new) - set(st.files))
         self.timing[f"patch_{st.label}"] = time.monotonic() - started
 
     def rebuild(self, st: _State) -> None:
-        """The state's analysis built from all its facts (graph.build), when the
-        patch does not know this version of the graph."""
+        """The state's analysis built from all its facts (graph.build), when
+        the change is too big for a patch to pay."""
         started = time.monotonic()
-        if graphmod.GRAPH_VERSION != PATCHED_GRAPH_VERSION:
-            self.log(f"review: the graph (version {graphmod.GRAPH_VERSION}) is not the one the patch "
-                     f"mirrors ({PATCHED_GRAPH_VERSION}); building the {st.label} graph in full")
         if self._all_facts is None:
             self._all_facts = {ff.path: ff for ff in self.store.load_facts()}
         facts = dict(self._all_facts)
@@ -1113,7 +678,7 @@ class _Context:
         files that mention a name whose resolution the change affects."""
         changed_old = {p: f for p, f in old.items() if new.get(p) is not f}
         changed_new = {p: f for p, f in new.items() if old.get(p) is not f}
-        words = resolution_words(changed_old, changed_new, analysis)
+        words = graphmod.resolution_words(changed_old, changed_new, analysis)
         if not words:
             return old, new
         patching = set(old) | set(new)
@@ -1136,7 +701,7 @@ class _Context:
 
     def _base_key(self, st: _State) -> str:
         h = hashlib.blake2b(digest_size=16)
-        h.update(f"{self.key}|{self.rules.digest}|{graphmod.GRAPH_VERSION}|{PATCHED_GRAPH_VERSION}|"
+        h.update(f"{self.key}|{self.rules.digest}|{graphmod.GRAPH_VERSION}|"
                  f"{FACTS_VERSION}".encode())
         for p in sorted(st.files):
             data = st.data.get(p)
@@ -1201,14 +766,11 @@ class _Context:
         if not facts:
             return []
         st.extra.update(facts)
-        if graphmod.GRAPH_VERSION != PATCHED_GRAPH_VERSION:
+        old, new = self._with_reresolved(st, {}, dict(facts), st.analysis)
+        if self._too_big(old, new):
             self.rebuild(st)
         else:
-            old, new = self._with_reresolved(st, {}, dict(facts), st.analysis)
-            if self._too_big(old, new):
-                self.rebuild(st)
-            else:
-                patch_analysis(st.analysis, self.rules, old, new, load=st.facts)
+            graphmod.update(st.analysis, self.rules, old, new, load=st.facts)
         self.stats[f"on_demand_{st.label}"] += len(facts)
         return sorted(facts)
 
@@ -1244,7 +806,7 @@ def _signatures(facts: dict[str, FileFacts]) -> tuple[dict[str, tuple], dict[str
                 fns.setdefault(graphmod.function_id(path, fn),
                                tuple((p.name, ctypes.normalise(p.type)) for p in fn.params))
         for s in ff.slots:
-            slots.setdefault(_slot_id(s), tuple((p.name, ctypes.normalise(p.type)) for p in s.params))
+            slots.setdefault(graphmod.slot_id(s), tuple((p.name, ctypes.normalise(p.type)) for p in s.params))
     return fns, slots
 
 
@@ -1582,7 +1144,7 @@ class _Reviewer:
                 continue
             lines = self.added[p]
             names = {b.function for b in ff.bindings if b.line in lines}
-            names |= {_function_argument(a)[0] for c in ff.calls if c.line in lines for a in c.args}
+            names |= {graphmod.function_argument(a)[0] for c in ff.calls if c.line in lines for a in c.args}
             names |= {c.caller for c in ff.calls if c.line in lines and c.caller}
             for name in names - {None}:
                 for fid in (f"{p}::{name}", name):

@@ -21,6 +21,39 @@ LINUX_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 CACHE = Path(os.environ.get("MAPPINGPASS_CACHE", Path.home() / ".cache" / "mappingpass"))
 
 
+# How the fixture's Makefile checks it: every .c file, a file built only with
+# its config option, the other configuration of files that include a stub, and
+# every header on its own.
+CONFIG_ONLY = {"fs/tinyfs/xattr.c": ["-DCONFIG_TINYFS_XATTR"]}
+CONFIG_VARIANTS = [("fs/tinyfs/inode.c", ["-DCONFIG_TINYFS_DEBUG"]),
+                   ("fs/tinyfs/dir.c", ["-DCONFIG_TINYFS_XATTR"])]
+
+
+def compile_jobs(tree: Path, headers: bool = True) -> list[tuple[str, list[str]]]:
+    jobs = [(rel, CONFIG_ONLY.get(rel, [])) for rel in
+            sorted(str(p.relative_to(tree)) for p in tree.rglob("*.c"))]
+    jobs += CONFIG_VARIANTS
+    if headers:
+        jobs += [(str(p.relative_to(tree)), ["-x", "c"]) for p in sorted(tree.rglob("*.h"))]
+    return jobs
+
+
+def compile_errors(tree: Path, headers: bool = True) -> dict[str, str]:
+    """`cc -fsyntax-only -Wall -Werror -I include` over compile_jobs:
+    {"file [flags]": stderr} of those that fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(job):
+        path, extra = job
+        proc = subprocess.run(["cc", "-fsyntax-only", "-Wall", "-Werror", "-Iinclude", *extra, path],
+                              cwd=tree, capture_output=True, text=True, check=False)
+        key = " ".join([path, *[f for f in extra if f.startswith("-D")]])
+        return (key, proc.stderr) if proc.returncode else None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return dict(r for r in pool.map(one, compile_jobs(tree, headers)) if r)
+
+
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):

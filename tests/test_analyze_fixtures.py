@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import MINILINUX
 
 # Every read in the fixture: (file, line, expression, kind, access); a read wrapped in
 # READ_ONCE() is the whole call (it is rewritten as one). Checked by
@@ -30,6 +31,7 @@ EXPECTED_READS = {
     ("fs/tinyfs/file.c", 176, "page->mapping", 1, "use"),
     ("fs/tinyfs/inode.c", 40, "page->mapping", 1, "use"),
     ("fs/tinyfs/inode.c", 52, "page->mapping", 1, "use"),
+    ("fs/tinyfs/xattr.c", 8, "page->mapping", 1, "use"),
     ("include/linux/pagemap.h", 26, "folio->mapping", 2, "use"),
     ("include/linux/pagemap.h", 35, "READ_ONCE(page->mapping)", 2, "use"),
     ("include/linux/pagemap.h", 44, "folio->mapping", 2, "use"),
@@ -143,10 +145,32 @@ def test_bindings(fixture_analysis):
     assert "fs/buffer.c::end_buffer_async_write" in slots["member:buffer_head.b_end_io"]["bound"]
 
 
+def test_header_stub_twins_the_extern_function(tmp_path):
+    """A `static inline` stub under `#else` in a header and the extern function
+    it stands in for are two nodes joined by a twin edge; calls go to the extern."""
+    from mappingpass import graph as graphmod
+    from mappingpass import index as indexmod
+    from mappingpass import rules as rulesmod
+
+    rules = rulesmod.load()
+    store = indexmod.Store(tmp_path / "db")
+    indexmod.index_tree(MINILINUX, [""], rules, store, jobs=1, parse_all=True)
+    g = graphmod.build(store.load_facts(), rules).graph
+    stub = "fs/tinyfs/tinyfs.h::tinyfs_xattr_page"
+    assert g.nodes[stub]["static"] and not g.nodes["tinyfs_xattr_page"]["static"]
+    assert g.has_edge(stub, "tinyfs_xattr_page", "twin")
+    callers = [a for a, _, _ in graphmod.edges_in(g, "tinyfs_xattr_page", "call")]
+    assert callers == ["tinyfs_label_page"]
+    assert not graphmod.edges_in(g, stub, "call")
+    # the extern prototype beside the stub declares the extern function
+    assert g.nodes["tinyfs_xattr_page"]["protos"] == [("fs/tinyfs/tinyfs.h", 40)]
+    assert g.nodes[stub]["protos"] == []
+
+
 def test_summary_counts(fixture_analysis):
     a = fixture_analysis
     assert a["schema"] == "mappingpass.analyze/1"
-    assert a["files"]["total"] == 25
+    assert a["files"]["total"] == 26
     assert a["files"]["skipped"] == 0
-    assert a["reads_by_kind"] == {"1": 20, "2": 12, "3": 2, "4": 3, "5": 1}
+    assert a["reads_by_kind"] == {"1": 21, "2": 12, "3": 2, "4": 3, "5": 1}
     assert a["calls"]["slot_call_edges"] >= 10

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MINILINUX, analyze_json, run_cli
+from conftest import MINILINUX, analyze_json, compile_errors, run_cli
 
 GOLDEN = Path(__file__).parent / "golden" / "minilinux.plan.json"
 
@@ -132,16 +132,6 @@ def test_plan_without_analyze_is_an_input_error(tmp_path):
     assert code == 2 and "run 'mappingpass analyze" in err
 
 
-def _compile_errors(tree: Path) -> dict[str, str]:
-    errors = {}
-    for src in sorted(tree.rglob("*.c")):
-        proc = subprocess.run(["cc", "-fsyntax-only", "-Wall", "-Werror", "-I", str(tree / "include"), str(src)],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode:
-            errors[str(src.relative_to(tree))] = proc.stderr
-    return errors
-
-
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 def test_patched_fixture_compiles_and_reaches_the_fixpoint(minilinux_copy, tmp_path):
     db = tmp_path / "db"
@@ -156,7 +146,7 @@ def test_patched_fixture_compiles_and_reaches_the_fixpoint(minilinux_copy, tmp_p
     # the only file that does not compile is the one whose signature a macro
     # writes, and the plan says so
     macro_files = {u["file"] for u in plan["unresolved"] if u["reason"] == "macro-definition"}
-    errors = _compile_errors(minilinux_copy)
+    errors = compile_errors(minilinux_copy, headers=False)
     assert set(errors) == macro_files == {"mm/readahead.c"}
     assert "read_cache_page" in errors["mm/readahead.c"]
     # analyze + plan on the patched tree: nothing left to change
