@@ -47,7 +47,7 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
     quiet = not progress or args.quiet
     facts = _FactsCache(store)
     plan = planmod.make_plan(analysis, rules, facts, sites=False)
-    all_facts = None
+    patched = False
     for _ in range(12):
         words, fixed = planmod.changed_names(plan, analysis)
         words, fixed = words - searched, fixed - searched
@@ -65,18 +65,34 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
                   f"{len(words) + len(fixed)} changed names", file=sys.stderr)
         added = indexmod.parse_deferred(root, rules, store, hits,
                                         progress=None if quiet else _progress_bar("plan"))
-        all_facts = (store.load_facts() if all_facts is None
-                     else all_facts + store.load_facts(added))
-        analysis = graphmod.load_or_build(store, rules, all_facts, keep=False)
         facts = _FactsCache(store)
+        analysis = patch_in(analysis, rules, root, store, added, facts)
+        patched = True
         plan = planmod.make_plan(analysis, rules, facts, sites=False)
-    if all_facts is not None:
+    if patched:
         graphmod.save(store, rules, analysis)  # for the next command
     plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")))
     store.set_meta("plan_searched", json.dumps({"key": store.content_key(), "names": sorted(searched)}))
     store.commit()
     store.close()
     return plan, analysis
+
+
+def patch_in(analysis, rules, root: Path, store, added: list[str], facts) -> graphmod.Analysis:
+    """The analysis with the files just parsed added (graph.update), instead of
+    a build from every file's facts: files already in the graph that mention a
+    name the new files define or re-type (a callee, a slot, a struct) are
+    resolved again from their facts."""
+    new = {p: ff for p in added if (ff := facts(p)) is not None}
+    words = graphmod.resolution_words({}, new, analysis)
+    old: dict = {}
+    if words:
+        parsed = [p for p in store.paths_in_state("parsed") if p not in new]
+        for p in indexmod.grep_files(root, parsed, sorted(words)):
+            ff = facts(p)
+            if ff is not None:
+                old[p] = new[p] = ff
+    return graphmod.update(analysis, rules, old, new, load=facts)
 
 
 def _progress_bar(label: str):

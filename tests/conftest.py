@@ -54,6 +54,29 @@ def compile_errors(tree: Path, headers: bool = True) -> dict[str, str]:
         return dict(r for r in pool.map(one, compile_jobs(tree, headers)) if r)
 
 
+def canonical_analysis(a) -> tuple:
+    """An analysis as comparable values: two analyses of the same files are equal
+    whether built in one go or patched."""
+    g = a.graph
+    nodes = {}
+    for n, d in g.nodes(data=True):
+        d = dict(d)
+        for k in ("bodies", "protos", "decls"):
+            if k in d:
+                d[k] = sorted(d[k])
+        if "clashes" in d:
+            d["clashes"] = sorted(d["clashes"])
+        nodes[n] = d
+    # call sites by line and column: the index of a call in its file's facts is
+    # not stable between two extractions of the same bytes
+    edges = sorted((u, v, k, tuple(sorted((s[0], s[1]) + tuple(s[3:]) for s in d["sites"])))
+                   for u, v, k, d in g.edges(keys=True, data=True))
+    reads = sorted((r.file, r.start, r.end, r.function_id, r.kind, r.receiver_type) for r in a.reads)
+    cands = sorted((r.file, r.start) for r in a.candidates)
+    unbound = {k: sorted(v) for k, v in getattr(a, "unbound", {}).items()}
+    return nodes, edges, reads, cands, unbound
+
+
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):

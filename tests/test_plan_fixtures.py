@@ -9,7 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MINILINUX, analyze_json, compile_errors, run_cli
+from conftest import MINILINUX, analyze_json, canonical_analysis, compile_errors, run_cli
+
+from mappingpass import graph as graphmod
+from mappingpass import index as indexmod
+from mappingpass import rules as rulesmod
 
 GOLDEN = Path(__file__).parent / "golden" / "minilinux.plan.json"
 
@@ -25,6 +29,40 @@ def planned(tmp_path_factory):
     analyze_json(MINILINUX, db)
     code, plan, raw = plan_json(db)
     return db, code, plan, raw
+
+
+def test_on_demand_rounds_patch_the_graph_as_a_build_would(planned):
+    """plan adds the files it parses on demand to the cached graph (graph.update)
+    rather than rebuilding it: the result is the graph built from all facts."""
+    db, _, plan, _ = planned
+    assert plan["parsed_on_demand"]
+    store = indexmod.Store(db, create=False)
+    rules = rulesmod.load()
+    patched = graphmod.cached(store, rules)
+    assert patched is not None
+    full = graphmod.build(store.load_facts(), rules)
+    assert canonical_analysis(patched) == canonical_analysis(full)
+
+
+def test_on_demand_rounds_resolve_calls_into_the_new_files(minilinux_copy, tmp_path):
+    """A parsed file calls a function that only a file parsed on demand defines:
+    after the round the call is an edge, as in a full build."""
+    (minilinux_copy / "fs/tinyfs/namei.c").write_text(
+        '#include "tinyfs.h"\n\nint tinyfs_namei_count(void)\n{\n\treturn 1;\n}\n\n'
+        "int tinyfs_rmdir(struct inode *dir, struct page *page)\n{\n"
+        "\treturn tinyfs_delete_entry(page, 0) + dir->i_nlink;\n}\n")
+    with open(minilinux_copy / "fs/tinyfs/file.c", "a") as fh:
+        fh.write("\nint tinyfs_namei_count(void);\n\nint tinyfs_count_files(void)\n{\n"
+                 "\treturn tinyfs_namei_count();\n}\n")
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    _, plan, _ = plan_json(db)
+    assert "fs/tinyfs/namei.c" in plan["parsed_on_demand"]
+    store = indexmod.Store(db, create=False)
+    rules = rulesmod.load()
+    patched = graphmod.cached(store, rules)
+    assert "tinyfs_count_files" in [a for a, _, _ in graphmod.edges_in(patched.graph, "tinyfs_namei_count", "call")]
+    assert canonical_analysis(patched) == canonical_analysis(graphmod.build(store.load_facts(), rules))
 
 
 def test_plan_matches_golden(planned):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import MINILINUX, run_cli
+from conftest import MINILINUX, canonical_analysis, run_cli
 
 from mappingpass import cmd_review
 from mappingpass import emit as emitmod
@@ -358,28 +358,7 @@ def test_patched_graph_equals_full_build(repo, rev):
     tree, db = repo
     patched = reviewmod.analysis_at(tree, rev, db)
     full = reviewmod.analysis_at(tree, rev, db, full=True)
-    assert _canon(patched) == _canon(full)
-
-
-def _canon(a) -> tuple:
-    g = a.graph
-    nodes = {}
-    for n, d in g.nodes(data=True):
-        d = dict(d)
-        for k in ("bodies", "protos", "decls"):
-            if k in d:
-                d[k] = sorted(d[k])
-        if "clashes" in d:
-            d["clashes"] = sorted(d["clashes"])
-        nodes[n] = d
-    # call sites by line and column: the index of a call in its file's facts is
-    # not stable between two extractions of the same bytes
-    edges = sorted((u, v, k, tuple(sorted((s[0], s[1]) + tuple(s[3:]) for s in d["sites"])))
-                   for u, v, k, d in g.edges(keys=True, data=True))
-    reads = sorted((r.file, r.start, r.end, r.function_id, r.kind, r.receiver_type) for r in a.reads)
-    cands = sorted((r.file, r.start) for r in a.candidates)
-    unbound = {k: sorted(v) for k, v in getattr(a, "unbound", {}).items()}
-    return nodes, edges, reads, cands, unbound
+    assert canonical_analysis(patched) == canonical_analysis(full)
 
 
 def test_reanalysis_follows_the_change(repo):
