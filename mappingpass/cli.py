@@ -271,5 +271,18 @@ def _main(argv: list[str] | None) -> int:
         return 0
 
 
+def console_main() -> None:
+    """The `mappingpass` command: main, then exit without tearing down the
+    interpreter's objects one by one (a whole-tree graph takes seconds to
+    free, for nothing: the process ends). Output is flushed first."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -55,7 +55,7 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
             break
         searched |= words | fixed
         try:
-            hits = indexmod.grep_files(root, store.paths_in_state("deferred"), sorted(words), sorted(fixed))
+            hits = indexmod.grep_files(root, store.searchable_deferred(), sorted(words), sorted(fixed))
         except indexmod.StoreError as exc:
             raise InputError(str(exc)) from None
         if not hits:

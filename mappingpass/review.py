@@ -747,7 +747,7 @@ class _Context:
         hits: set[str] = {h for n in known for h in memo[n]}
         todo_w, todo_f = sorted(words - known), sorted(fixed - known)
         if todo_w or todo_f:
-            deferred = [p for p, r in self.rows.items() if r[3] == "deferred"]
+            deferred = self.store.searchable_deferred()
             started = time.monotonic()
             found = indexmod.grep_files(self.root, deferred, todo_w, todo_f) if deferred else []
             self.timing["grep"] = self.timing.get("grep", 0.0) + time.monotonic() - started

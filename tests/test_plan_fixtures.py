@@ -65,6 +65,22 @@ def test_on_demand_rounds_resolve_calls_into_the_new_files(minilinux_copy, tmp_p
     assert canonical_analysis(patched) == canonical_analysis(graphmod.build(store.load_facts(), rules))
 
 
+def test_files_that_declare_nothing_are_not_searched(minilinux_copy, tmp_path):
+    """A deferred file with neither `{` nor `;` (register headers: only
+    #defines) cannot call or define a function: the on-demand search skips it."""
+    (minilinux_copy / "fs/tinyfs/regs.h").write_text(
+        "#define TINYFS_REG_UNLINK 0x10 /* tinyfs_delete_entry */\n")
+    (minilinux_copy / "fs/tinyfs/proto.h").write_text(
+        "int tinyfs_delete_entry(struct page *page, unsigned int slot);\n")
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    _, plan, _ = plan_json(db)
+    assert "fs/tinyfs/proto.h" in plan["parsed_on_demand"]
+    assert "fs/tinyfs/regs.h" not in plan["parsed_on_demand"]
+    store = indexmod.Store(db, create=False)
+    assert store.paths_with_note(indexmod.NO_DECLARATIONS) == ["fs/tinyfs/regs.h"]
+
+
 def test_plan_matches_golden(planned):
     """The whole plan, reviewed by hand once; regenerate only on purpose with
     MAPPINGPASS_REGEN_GOLDEN=1."""
