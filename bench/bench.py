@@ -80,6 +80,31 @@ def ctags_functions(tree: Path, dirs: list[str]) -> tuple[float, int, dict]:
     return t, rss, funcs
 
 
+def emit_rows(tree: Path, db: Path, work: Path) -> list[tuple[str, str, str, str]]:
+    """emit of the whole plan (diff, semantic patch, series) beside real spatch
+    applying that semantic patch to the same files."""
+    from mappingpass import smpl
+    from mappingpass.commands import compute_plan
+    from mappingpass.rules import load as load_rules
+
+    base = [sys.executable, "-m", "mappingpass", "emit", "--db", str(db), "-q"]
+    dt, drss, _ = timed([*base, "--diff", str(work / "whole.diff")])
+    st, srss, _ = timed([*base, "--spatch", str(work / "smpl")])
+    wt, wrss, _ = timed([*base, "--series", str(work / "series")])
+    plan, _ = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
+    files = smpl.spatch_files(plan, load_rules())
+    cocci = sorted((work / "smpl").glob("*.cocci"))
+    started = time.monotonic()
+    rc, _, _ = smpl.run_spatch(cocci, tree, files, max_width=10_000, jobs=os.cpu_count() or 1)
+    sp = time.monotonic() - started
+    return [
+        ("emit --diff whole plan", f"{dt:.1f}", f"{drss}", f"{dt / sp:.3f} x spatch apply"),
+        ("emit --spatch whole plan", f"{st:.1f}", f"{srss}", ""),
+        ("emit --series whole plan", f"{wt:.1f}", f"{wrss}", ""),
+        (f"spatch applying the SmPL ({len(files)} files, -j{os.cpu_count()}, exit {rc})", f"{sp:.1f}", "-", "1.00"),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", type=Path, default=Path.home() / ".cache/mappingpass/linux-source-6.1")
@@ -147,6 +172,7 @@ def main() -> int:
             rows.append(("analyze whole tree warm", f"{t2:.1f}", f"{rss2}", ""))
             ct, crss, checked = mp("check", db)
             rows.append(("check whole tree", f"{ct:.1f}", f"{crss}", ""))
+            rows += emit_rows(tree, db, work)
             s = plan["summary"]
             notes.append(f"plan of the whole tree: {s['functions']} functions and {s['slots']} slots gain the "
                          f"parameter, {s['call_sites']} call sites, {s['rewrites']} reads rewritten "
