@@ -232,3 +232,19 @@ def test_spatch_applies_what_our_diff_applies(linux_tree, tmp_path):
             assert tokens(theirs[path]) == tokens(new), path
         else:
             assert theirs[path] == new, path
+
+    # the fixpoint is reached: on the patched tree (a hard-linked copy, the
+    # changed files replaced, the cached tree untouched) plan changes nothing
+    patched = tmp_path / "patched"
+    subprocess.run(["cp", "-al", str(linux_tree), str(patched)], check=True)
+    for path, (_old, new) in ours.items():
+        tmp = patched / (path + ".new")
+        tmp.write_bytes(new)
+        tmp.replace(patched / path)
+    assert (linux_tree / path).read_bytes() == _old
+    db2 = tmp_path / "db2"
+    code, _, err = run_cli("analyze", *[str(patched / d) for d in EQUIVALENCE_DIRS], "--db", str(db2), "-q")
+    assert code == 0, err
+    again, _ = compute_plan(argparse.Namespace(db=str(db2), rules=None, quiet=True), progress=False)
+    assert (again.functions, again.slots, again.call_sites, again.rewrites) == ((), (), (), ())
+    assert {(u.function, u.reason) for u in again.unresolved} <= {(u.function, u.reason) for u in plan.unresolved}
