@@ -184,18 +184,84 @@ def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
     return {p: v for p, v in result.items() if v[0] != v[1]}
 
 
+def _range(start: int, length: int) -> str:
+    """A hunk range as unified diffs write it (difflib's convention)."""
+    first = start + 1
+    if length == 1:
+        return f"{first}"
+    if not length:
+        first -= 1
+    return f"{first},{length}"
+
+
+def _grouped(ops: list[tuple], n: int) -> list[list[tuple]]:
+    """Opcodes cut into hunks with n lines of context (SequenceMatcher.get_grouped_opcodes)."""
+    if not ops:
+        ops = [("equal", 0, 1, 0, 1)]
+    if ops[0][0] == "equal":
+        tag, i1, i2, j1, j2 = ops[0]
+        ops[0] = tag, max(i1, i2 - n), i2, max(j1, j2 - n), j2
+    if ops[-1][0] == "equal":
+        tag, i1, i2, j1, j2 = ops[-1]
+        ops[-1] = tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)
+    nn = n + n
+    groups, group = [], []
+    for tag, i1, i2, j1, j2 in ops:
+        if tag == "equal" and i2 - i1 > nn:
+            group.append((tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)))
+            groups.append(group)
+            group = []
+            i1, j1 = max(i1, i2 - n), max(j1, j2 - n)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        groups.append(group)
+    return groups
+
+
+def file_diff(path: str, old: bytes, new: bytes) -> str:
+    """One file's unified diff, minimal: difflib's matcher without its
+    "popular line" heuristic (which treats `{` and blank lines of a long file
+    as junk and rewrites them needlessly)."""
+    a = old.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    b = new.decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    out = [f"--- a/{path}\n", f"+++ b/{path}\n"]
+
+    def line(prefix: str, text: str) -> None:
+        out.append(prefix + text if text.endswith("\n") else prefix + text + "\n\\ No newline at end of file\n")
+
+    if len(a) == len(b):
+        # the usual case: every edit stays inside its lines (parameters,
+        # arguments, reads); a line-by-line comparison is the minimal diff and
+        # is linear, where the matcher is slow on long files
+        ops, i = [], 0
+        while i < len(a):
+            j = i
+            same = a[i] == b[i]
+            while j < len(a) and (a[j] == b[j]) == same:
+                j += 1
+            ops.append(("equal" if same else "replace", i, j, i, j))
+            i = j
+    else:
+        ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    for group in _grouped(ops, 3):
+        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
+        out.append(f"@@ -{_range(i1, i2 - i1)} +{_range(j1, j2 - j1)} @@\n")
+        for tag, x1, x2, y1, y2 in group:
+            if tag == "equal":
+                for t in a[x1:x2]:
+                    line(" ", t)
+                continue
+            for t in a[x1:x2]:
+                line("-", t)
+            for t in b[y1:y2]:
+                line("+", t)
+    return "".join(out)
+
+
 def unified_diff(texts: dict[str, tuple[bytes, bytes]]) -> str:
-    chunks = []
-    for path in sorted(texts):
-        old, new = texts[path]
-        a = old.decode("utf-8", "surrogateescape").splitlines(keepends=True)
-        b = new.decode("utf-8", "surrogateescape").splitlines(keepends=True)
-        diff = list(difflib.unified_diff(a, b, f"a/{path}", f"b/{path}", n=3))
-        if diff:
-            chunks.append(f"diff --git a/{path} b/{path}\n")
-            for line in diff:
-                chunks.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(chunks)
+    """The changes as one `git apply`-able diff (`diff --git` headers, file_diff hunks)."""
+    return "".join(f"diff --git a/{path} b/{path}\n" + file_diff(path, old, new)
+                   for path, (old, new) in sorted(texts.items()) if old != new)
 
 
 def apply_atomically(root: Path, texts: dict[str, tuple[bytes, bytes]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -260,3 +261,25 @@ def test_emit_spatch_and_series_from_the_cli(planned, tmp_path):
     assert "Subject: [PATCH 1/" in patches[1].read_text()
     code, _, err = run_cli("emit", "--db", str(db), "-q")
     assert code == 2 and "say what to emit" in err
+
+
+def test_emit_diff_is_minimal(minilinux_copy, tmp_path):
+    """Every line the diff removes is a line the change rewrites: no `{` or blank
+    line re-written for a matcher's heuristic (the series uses the same diff)."""
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    diff = tmp_path / "p.diff"
+    code, _, err = run_cli("emit", "--db", str(db), "--diff", str(diff), "-q")
+    assert code == 0, err
+    text = diff.read_text()
+    subprocess.run(["git", "init", "-q", str(minilinux_copy)], check=True)
+    before = {p: (minilinux_copy / p).read_text().splitlines()
+              for p in re.findall(r"(?m)^diff --git a/(\S+)", text)}
+    subprocess.run(["git", "-C", str(minilinux_copy), "apply", str(diff)], check=True)
+    for path, old in before.items():
+        new = (minilinux_copy / path).read_text().splitlines()
+        part = text.split(f"diff --git a/{path} ", 1)[1].split("\ndiff --git ", 1)[0]
+        removed = [ln for ln in part.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+        if len(old) == len(new):
+            assert len(removed) == sum(a != b for a, b in zip(old, new, strict=True)), path
+        assert all(ln[1:].strip() not in ("", "{", "}") for ln in removed), path
