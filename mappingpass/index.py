@@ -248,6 +248,7 @@ class Store:
 
     def __init__(self, db_dir: Path, create: bool = True) -> None:
         self.db_dir = db_dir
+        self._content_key: str | None = None
         path = db_dir / "index.sqlite"
         if not create and not path.exists():
             raise StoreError(f"{path}: no index here; run 'mappingpass analyze PATH --db {db_dir}' first")
@@ -292,9 +293,15 @@ class Store:
         }
 
     def put(self, rows: list[tuple]) -> None:
+        self._content_key = None
         self.conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
+    def clear(self) -> None:
+        self._content_key = None
+        self.conn.execute("DELETE FROM files")
+
     def delete(self, paths: list[str]) -> None:
+        self._content_key = None
         self.conn.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
 
     def touch(self, updates: list[tuple[int, str]]) -> None:
@@ -337,13 +344,18 @@ class Store:
         return self.conn.execute("SELECT COUNT(*) FROM files WHERE note=?", (note,)).fetchone()[0]
 
     def content_key(self) -> str:
-        """Changes whenever any file's facts change: the key of cached analyses."""
+        """Changes whenever any file's facts change: the key of cached analyses.
+        Remembered until this store writes a file row (a quarter of a second
+        on the whole tree, asked for several times per command)."""
+        if self._content_key is not None:
+            return self._content_key
         h = hashlib.blake2b(digest_size=16)
         for path, digest, state in self.conn.execute(
             "SELECT path, digest, state FROM files ORDER BY path"
         ):
             h.update(f"{path}\0{digest}\0{state}\n".encode())
-        return h.hexdigest()
+        self._content_key = h.hexdigest()
+        return self._content_key
 
     def commit(self) -> None:
         self.conn.commit()
@@ -369,7 +381,7 @@ def index_tree(
     scope_key = json.dumps([str(root.resolve()), subpaths, rules.digest, parse_all])
     if store.get_meta("scope") != scope_key:
         # another tree, rules or scope: facts may differ (relevance, blanking)
-        store.conn.execute("DELETE FROM files")
+        store.clear()
         store.set_meta("scope", scope_key)
     known = store.rows()
     todo: list[tuple[str, str, int, int]] = []
