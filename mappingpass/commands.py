@@ -71,11 +71,36 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
         plan = planmod.make_plan(analysis, rules, facts, sites=False)
     if patched:
         graphmod.save(store, rules, analysis)  # for the next command
-    plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")))
+    unseen = planmod.unseen_mentions(plan, analysis, facts, _texts_mentioning(root, store, plan))
+    plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)
     store.set_meta("plan_searched", json.dumps({"key": store.content_key(), "names": sorted(searched)}))
     store.commit()
     store.close()
     return plan, analysis
+
+
+def _texts_mentioning(root: Path, store, plan: planmod.Plan) -> dict[str, bytes]:
+    """The bytes of the parsed files that mention a function of the plan."""
+    from .cli import InputError
+
+    names = sorted({f.name for f in plan.functions})
+    if not names:
+        return {}
+    digests = {p: r[2] for p, r in store.rows().items() if r[3] == "parsed"}
+    try:
+        hits = indexmod.grep_files(root, sorted(digests), names)
+    except indexmod.StoreError as exc:
+        raise InputError(str(exc)) from None
+    texts = {}
+    for path in hits:
+        try:
+            data = (root / path).read_bytes()
+        except OSError as exc:
+            raise InputError(f"{root / path}: cannot read ({exc.strerror}); re-run analyze") from None
+        if indexmod.digest_of(data) != digests[path]:
+            raise InputError(f"{root / path}: changed since analyze; re-run 'mappingpass analyze'")
+        texts[path] = data
+    return texts
 
 
 def patch_in(analysis, rules, root: Path, store, added: list[str], facts) -> graphmod.Analysis:

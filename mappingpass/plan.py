@@ -20,12 +20,13 @@ bytes.
 
 from __future__ import annotations
 
-from collections import deque
+import re
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 
 from . import types
-from .facts import Call
-from .graph import Analysis, ReadRecord, edges_in, edges_out
+from .facts import Call, FileFacts
+from .graph import Analysis, ReadRecord, edges_in, edges_out, function_argument
 from .rules import PlanRules, Rules
 
 PLAN_SCHEMA = "mappingpass.plan/1"
@@ -37,6 +38,7 @@ class Step:
 
     node: str
     why: str  # "reads" | "calls" | "calls-through" | "implements" | "implemented-by" | "bound-to"
+    #           | "twin-of" | "mentioned"
     file: str
     line: int
     detail: str  # the read expression ("reads"), else the next node of the chain
@@ -158,7 +160,8 @@ def _touched(plan: Plan) -> set[tuple[str, int]]:
 
 
 class _Fixpoint:
-    def __init__(self, analysis: Analysis, rules: Rules, facts) -> None:
+    def __init__(self, analysis: Analysis, rules: Rules, facts,
+                 unseen: dict[str, tuple[str, int, str]] | None = None) -> None:
         if rules.plan is None:
             raise ValueError(f"{rules.path}: no [plan] section; this rules file only analyzes")
         self.a = analysis
@@ -170,6 +173,9 @@ class _Fixpoint:
         self.stopped: dict[str, tuple[str, Step]] = {}  # boundary -> (reason, why it was needed)
         self.unresolved: list[Unresolved] = []
         self.queue: deque[tuple[str, Step]] = deque()
+        # function -> (file, line, text) of a mention of its name that no record
+        # explains (a macro body, code the parser could not read): see unseen_mentions
+        self.unseen = unseen or {}
 
     # -- what a function can supply ------------------------------------------
     def provider(self, fid: str) -> str | None:
@@ -216,6 +222,8 @@ class _Fixpoint:
             return None  # decided with the twin that needed it
         group = self.twins(fid)
         for member in group:
+            if member in self.unseen:
+                return "unseen-mention"
             md = self.g.nodes[member]
             if self.pr.boundary_functions is not None and self.pr.boundary_functions.search(md["name"]):
                 return "syscall"
@@ -405,6 +413,9 @@ class _Fixpoint:
                 # bound to an ops table the rules keep unchanged
                 reason, slot = reason.split(":", 1)
                 chain = (Step(node, "bound-to", file, line, slot), *chain)
+            elif reason == "unseen-mention":
+                at = next(self.unseen[m] for m in self.twins(node) if m in self.unseen)
+                chain = (Step(node, "mentioned", *at), *chain)
             unresolved.append(Unresolved(node, file, line, reason, chain))
         for node in sorted(self.gains):
             for pred, _, edge in edges_in(self.g, node, "binds"):
@@ -421,14 +432,120 @@ class _Fixpoint:
 
 
 def make_plan(analysis: Analysis, rules: Rules, facts,
-              parsed_on_demand: tuple[str, ...] = (), sites: bool = True) -> Plan:
+              parsed_on_demand: tuple[str, ...] = (), sites: bool = True,
+              unseen: dict[str, tuple[str, int, str]] | None = None) -> Plan:
     """facts: a mapping path -> FileFacts, or a function path -> FileFacts | None
     (the index's call records are read only for the call sites the plan changes).
-    sites=False leaves out call sites and rewrites: what the on-demand rounds need."""
-    fp = _Fixpoint(analysis, rules, facts)
+    sites=False leaves out call sites and rewrites: what the on-demand rounds need.
+    unseen: functions that must keep their signature (unseen_mentions)."""
+    fp = _Fixpoint(analysis, rules, facts, unseen)
     runtime = fp.seed()
     fp.run()
     return fp.finish(runtime, parsed_on_demand, sites)
+
+
+# comments and string or character literals: their words are not mentions
+_NOT_CODE = re.compile(rb'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+_IDENT = re.compile(rb"[A-Za-z_]\w*")
+
+
+def _blank(m: re.Match) -> bytes:
+    return b"\n" * m.group(0).count(b"\n")  # keep the line numbers
+
+
+def mentions(data: bytes, names: set[str]) -> dict[str, list[int]]:
+    """Lines where each of names is mentioned as an identifier in code (not
+    in a comment or string, not as a member after `.` or `->`)."""
+    code = _NOT_CODE.sub(lambda m: b" " + _blank(m), data)
+    want = {n.encode() for n in names}
+    found: dict[str, list[int]] = {}
+    line, at = 1, 0
+    for m in _IDENT.finditer(code):
+        word = m.group(0)
+        if word not in want:
+            continue
+        before = code[max(0, m.start() - 2):m.start()].rstrip()
+        if before.endswith((b".", b"->")):
+            continue
+        line += code.count(b"\n", at, m.start())
+        at = m.start()
+        found.setdefault(word.decode(), []).append(line)
+    return found
+
+
+def accounted(ff: FileFacts, names: set[str], functions: set[str]) -> Counter:
+    """How many mentions of each name the file's records explain: definitions
+    and prototypes, direct calls, the function named as an argument of a call
+    of one of `functions` (the graph binds it to that parameter; handed to a
+    macro or an unseen function it stays unexplained), bindings in
+    initializers and assignments, EXPORT_SYMBOL."""
+    out: Counter = Counter()
+    for fn in ff.functions:
+        if fn.name in names:
+            out[fn.name] += 1
+    for c in ff.calls:
+        if c.via == "direct" and c.callee in names:
+            out[c.callee] += 1
+        if c.via != "direct" or c.callee not in functions:
+            continue
+        for arg in c.args:
+            if arg[:1] in "(&" or arg in names:
+                fname = function_argument(arg)[0]
+                if fname in names:
+                    out[fname] += 1
+    for b in ff.bindings:
+        if b.function in names:
+            out[b.function] += 1
+    for name in ff.exports:
+        if name in names:
+            out[name] += 1
+    return out
+
+
+def unseen_mentions(plan: Plan, analysis: Analysis, facts, texts: dict[str, bytes]) -> dict[str, tuple[str, int, str]]:
+    """The functions of the plan whose name is mentioned where no record of
+    the index explains it: in a macro body (`#define for_each_x(...)
+    fn(...)`), as a value handed to a macro (`INIT_WORK(&w, fn)`), in a
+    positional initializer, in code the parser could not read. Changing the
+    signature would break that mention unseen, so the plan keeps such
+    functions as they are and reports them (reason `unseen-mention`).
+    texts: path -> bytes of every parsed file that mentions a changed name;
+    facts: path -> FileFacts (a mapping or a function)."""
+    g = analysis.graph
+    get = facts if callable(facts) else facts.get
+    by_name: dict[str, list[str]] = {}
+    for f in plan.functions:
+        by_name.setdefault(f.name, []).append(f.id)
+    names = set(by_name)
+    functions = {d["name"] for _, d in g.nodes(data=True) if d["type"] == "function"}
+    out: dict[str, tuple[str, int, str]] = {}
+    for path in sorted(texts):
+        ff = get(path)
+        if ff is None:
+            continue
+        seen = mentions(texts[path], names)
+        if not seen:
+            continue
+        known = accounted(ff, names, functions)
+        statics_here = {fn.name for fn in ff.functions if fn.static and fn.definition}
+        for name, lines in sorted(seen.items()):
+            if len(lines) <= known[name]:
+                continue
+            # whose name it is here: the file's own static, else the extern,
+            # else a header's static inline
+            fid = f"{path}::{name}" if name in statics_here else name
+            if fid not in by_name[name]:
+                in_headers = [i for i in by_name[name] if i.split("::")[0].endswith(".h")]
+                if fid in g or name in statics_here or len(in_headers) != 1:
+                    continue
+                fid = in_headers[0]
+            explained = {fn.line for fn in ff.functions if fn.name == name}
+            explained |= {c.line for c in ff.calls if c.callee == name}
+            explained |= {b.line for b in ff.bindings if b.function == name}
+            line = next((ln for ln in lines if ln not in explained), lines[-1])
+            text = texts[path].split(b"\n")[line - 1].decode("utf-8", "replace").strip()
+            out.setdefault(fid, (path, line, text[:120]))
+    return out
 
 
 def changed_names(plan: Plan, analysis: Analysis) -> tuple[set[str], set[str]]:

@@ -699,6 +699,25 @@ class _Context:
                 old[p] = new[p] = ff
         return old, new
 
+    def texts_mentioning(self, st: _State, names: set[str]) -> dict[str, bytes]:
+        """The bytes at the state's revision of its parsed files that mention
+        one of names (for plan.unseen_mentions)."""
+        if not names:
+            return {}
+        on_disk = {p for p, r in self.rows.items() if r[3] == "parsed" and p not in st.files}
+        on_disk |= {p for p in st.extra if p not in st.files}
+        texts: dict[str, bytes] = {}
+        for p in indexmod.grep_files(self.root, sorted(on_disk), sorted(names)) if on_disk else []:
+            try:
+                texts[p] = (self.root / p).read_bytes()
+            except OSError:
+                continue
+        pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in sorted(names)) + rb")\b")
+        for p, data in st.data.items():
+            if data is not None and st.files.get(p) is not None and pattern.search(data):
+                texts[p] = data
+        return texts
+
     def _base_key(self, st: _State) -> str:
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{self.key}|{self.rules.digest}|{graphmod.GRAPH_VERSION}|"
@@ -1296,7 +1315,9 @@ class _Reviewer:
                 if not ctx.on_demand(st, words, fixed, searched):
                     break
                 plan = planmod.make_plan(st.analysis, self.rules, st.facts, sites=False)
-            plan = planmod.make_plan(st.analysis, self.rules, st.facts)
+            names = {f.name for f in plan.functions}
+            unseen = planmod.unseen_mentions(plan, st.analysis, st.facts, ctx.texts_mentioning(st, names))
+            plan = planmod.make_plan(st.analysis, self.rules, st.facts, unseen=unseen)
             ctx.save_base(st, plan)
         expected = self._expected_edits(plan)
         plan_files = ({c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}

@@ -158,7 +158,15 @@ def test_unresolved_reasons(planned):
         ("macro-definition", "readahead_fill_zero"),
         ("no-callers", "tinyfs_debug_orphan"),
         ("syscall", "sys_smallfs_sync"),
+        ("unseen-mention", "fs/tinyfs/xattr.c::tinyfs_xattr_check"),
+        ("unseen-mention", "fs/tinyfs/xattr.c::tinyfs_xattr_sync"),
     }
+    # a macro body calls one, a macro is handed the other: both keep their signature
+    check = _by(plan, "unresolved", function="fs/tinyfs/xattr.c::tinyfs_xattr_check")[0]
+    assert check["chain"][0]["why"] == "mentioned" and check["chain"][0]["line"] == 12
+    assert "#define tinyfs_xattr_ok" in check["chain"][0]["detail"]
+    sync = _by(plan, "unresolved", function="fs/tinyfs/xattr.c::tinyfs_xattr_sync")[0]
+    assert sync["chain"][0]["detail"] == "TINYFS_DEFER(d, tinyfs_xattr_sync);"
     syscall = _by(plan, "unresolved", reason="syscall")[0]
     assert [s["node"] for s in syscall["chain"]] == ["sys_smallfs_sync", "smallfs_sync_page"]
     assert syscall["chain"][-1]["why"] == "reads"
@@ -211,7 +219,9 @@ def test_patched_fixture_compiles_and_reaches_the_fixpoint(minilinux_copy, tmp_p
     assert again["functions"] == [] and again["slots"] == [] and again["call_sites"] == []
     assert again["rewrites"] == []
     left = {(u["reason"], u["function"]) for u in again["unresolved"]}
-    assert left == {("no-callers", "tinyfs_debug_orphan")}
+    assert left == {("no-callers", "tinyfs_debug_orphan"),
+                    ("unseen-mention", "fs/tinyfs/xattr.c::tinyfs_xattr_check"),
+                    ("unseen-mention", "fs/tinyfs/xattr.c::tinyfs_xattr_sync")}
 
 
 def test_emit_apply_is_atomic_and_refuses_a_dirty_tree(minilinux_copy, tmp_path):
