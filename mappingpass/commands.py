@@ -313,7 +313,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     if args.spatch:
         from . import smpl
 
-        for path in smpl.write_spatch(plan, rules, Path(args.spatch)):
+        decls = emitmod.declarations(plan, facts, rules, root, {p: v[2] for p, v in rows.items()})
+        for path in smpl.write_spatch(plan, rules, Path(args.spatch), tuple(decls)):
             if not args.quiet:
                 print(f"emit: wrote {path}", file=sys.stderr)
     if args.series:

@@ -66,7 +66,10 @@ def _arg_edit(paren: int, nargs: int, end_paren: int | None, arg: str, position:
 
 
 def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
-              sources: dict[str, bytes]) -> dict[str, list[Edit]]:
+              sources: dict[str, bytes], root: Path | None = None) -> dict[str, list[Edit]]:
+    """The edits of every file the plan changes; given the tree's root, also the
+    declarations the new code needs where a file cannot see them (see
+    declarations_needed)."""
     pr = rules.plan
     assert pr is not None
     out: dict[str, list[Edit]] = {}
@@ -110,6 +113,116 @@ def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
     for r in plan.rewrites:
         add(r.file, Edit(r.start, r.end, r.to, f"read in {r.function}",
                          r.function if r.function in gains else ""))
+    if root is not None:
+        for d in declarations_needed(rules, root, sources, out):
+            add(d.path, Edit(d.offset, d.offset, d.line + "\n", d.why, d.owner))
+    return out
+
+
+def declarations(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
+                 digests: dict[str, str]) -> list[Declaration]:
+    """The declarations emit adds for this plan (for the semantic patch)."""
+    sources = read_sources(plan, root, digests)
+    return declarations_needed(rules, root, sources, edits_for(plan, facts, rules, sources))
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A line the new code of a file needs before it: `struct address_space;`
+    in a header whose prototypes gain the parameter but that sees no
+    declaration of the struct, or `#include <linux/pagemap.h>` in a file that
+    calls the helper but does not include its header. It goes right after
+    `anchor` (the last #include before the first edit, else the include
+    guard's #define), where the semantic patch puts it too."""
+
+    path: str
+    anchor: str
+    line: str
+    offset: int
+    why: str
+    owner: str
+
+
+_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*([<"])([^>"\n]+)[>"]', re.M)
+_ANCHOR = re.compile(rb'^(#include [<"][^>"\n]+[>"]|#define \w+)[ \t]*\n', re.M)
+
+
+class _Includes:
+    """What a file includes, transitively, resolved the way an x86 build
+    resolves it (include/, arch/x86/include/, their uapi/, and the file's own
+    directory for "..."); conditional includes count."""
+
+    def __init__(self, root: Path, sources: dict[str, bytes]) -> None:
+        self.root = root
+        self.sources = sources
+        self.direct: dict[str, list[str]] = {}
+        self.texts: dict[str, bytes] = {}
+
+    def text(self, path: str) -> bytes:
+        if path not in self.texts:
+            try:
+                self.texts[path] = self.sources.get(path) or (self.root / path).read_bytes()
+            except OSError:
+                self.texts[path] = b""
+        return self.texts[path]
+
+    def includes(self, path: str) -> list[str]:
+        if path not in self.direct:
+            out = []
+            here = os.path.dirname(path)
+            for kind, name in _INCLUDE.findall(self.text(path)):
+                name = name.decode("utf-8", "replace")
+                cands = ([os.path.normpath(os.path.join(here, name))] if kind == b'"' else [])
+                cands += [f"{d}/{name}" for d in ("include", "arch/x86/include", "include/uapi",
+                                                  "arch/x86/include/uapi")]
+                found = next((c for c in cands if (self.root / c).is_file()), None)
+                if found is not None:
+                    out.append(found)
+            self.direct[path] = out
+        return self.direct[path]
+
+    def closure(self, path: str) -> set[str]:
+        seen, todo = {path}, [path]
+        while todo:
+            for inc in self.includes(todo.pop()):
+                if inc not in seen:
+                    seen.add(inc)
+                    todo.append(inc)
+        return seen
+
+
+def declarations_needed(rules: Rules, root: Path, sources: dict[str, bytes],
+                        edits: dict[str, list[Edit]]) -> list[Declaration]:
+    pr = rules.plan
+    inc = _Includes(root, sources)
+    out: list[Declaration] = []
+    m = re.match(r"(struct|union)\s+(\w+)", pr.param_type)
+    declares = (re.compile(rb"\b" + m.group(1).encode() + rb"\s+" + m.group(2).encode()
+                           + rb"\s*(?:;|\{|\*\s*\w+\s*[;,=\[])") if m else None)
+    header = pr.helper_header
+    helper_users = {header} if header else set()
+    for path in sorted(edits):
+        source = sources[path]
+        params = [e for e in edits[path] if e.why.startswith("parameter of")]
+        reads = [e for e in edits[path] if e.why.startswith("read in")]
+        wanted = []
+        if declares is not None and path.endswith(".h") and params:
+            first = min(params, key=lambda e: e.start)
+            if not declares.search(source[:first.start]) and not any(
+                    declares.search(inc.text(h)) for h in inc.closure(path) - {path}):
+                wanted.append((first, f"{m.group(0)};", f"declare {m.group(0)} for {first.owner}"))
+        # (a file the helper's header itself includes cannot include it back)
+        if (header and reads and path not in helper_users and header not in inc.closure(path)
+                and path not in inc.closure(header)):
+            first = min(reads, key=lambda e: e.start)
+            name = header.removeprefix("include/")
+            wanted.append((first, f"#include <{name}>", f"the helper for {first.why.removeprefix('read in ')}"))
+        for first, line, why in wanted:
+            anchors = list(_ANCHOR.finditer(source[:first.start]))
+            includes = [a for a in anchors if a.group(1).startswith(b"#include")]
+            a = includes[-1] if includes else anchors[0] if anchors else None  # else the guard's #define
+            if a is not None:
+                out.append(Declaration(path, a.group(1).decode(), line, a.end(), why, first.owner))
     return out
 
 
@@ -173,7 +286,7 @@ def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
     """path -> (old bytes, new bytes) for every file the plan changes."""
     sources = read_sources(plan, root, digests)
     result: dict[str, tuple[bytes, bytes]] = {}
-    for path, edits in edits_for(plan, facts, rules, sources).items():
+    for path, edits in edits_for(plan, facts, rules, sources, root).items():
         new = apply_edits(sources[path], edits, path)
         result[path] = (sources[path], new)
     header = rules.plan.helper_header

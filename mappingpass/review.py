@@ -1370,7 +1370,7 @@ class _Reviewer:
                 plan, call_sites=tuple(c for c in plan.call_sites if c.file == p),
                 rewrites=tuple(r for r in plan.rewrites if r.file == p))
             try:
-                edits = emitmod.edits_for(sub, {p: ff}, self.rules, {p: data}).get(p, [])
+                edits = emitmod.edits_for(sub, {p: ff}, self.rules, {p: data}, self.ctx.root).get(p, [])
             except (KeyError, StopIteration, IndexError):
                 edits = []
             if p == self.pr.helper_header and (plan.rewrites or plan.functions):

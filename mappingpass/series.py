@@ -372,10 +372,12 @@ def _bindings(plan: Plan, facts: dict[str, FileFacts], uf: _UnionFind) -> None:
 
 
 def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
-          sources: dict[str, bytes], helper: tuple[str, emitmod.Edit] | None = None) -> list[PatchPlan]:
+          sources: dict[str, bytes], helper: tuple[str, emitmod.Edit] | None = None,
+          root: Path | None = None) -> list[PatchPlan]:
     """The series' patches in order, each with the edits it carries; helper:
-    (header, the edit that adds the helper's definition), patch 1 when given."""
-    edits = emitmod.edits_for(plan, facts, rules, sources)
+    (header, the edit that adds the helper's definition), patch 1 when given;
+    root: the tree, for the declarations the new code needs (emit.declarations_needed)."""
+    edits = emitmod.edits_for(plan, facts, rules, sources, root)
     entities = [f.id for f in plan.functions] + [s.id for s in plan.slots]
     uf = _UnionFind()
     for e in entities:
@@ -926,7 +928,7 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
     if header and (plan.rewrites or plan.functions) and (root / header).is_file():
         sources.setdefault(header, (root / header).read_bytes())
         helper = _helper_edit(rules, sources[header], [r for r in plan.rewrites if r.file == header])
-    patches = group(plan, facts, rules, sources, (header, helper) if helper else None)
+    patches = group(plan, facts, rules, sources, (header, helper) if helper else None, root)
     if maintainers is None and (root / "MAINTAINERS").is_file():
         maintainers = root / "MAINTAINERS"
     sections = parse_maintainers(maintainers) if maintainers is not None else []

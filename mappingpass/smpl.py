@@ -162,11 +162,13 @@ def _type_names(param_type: str) -> list[str]:
     return [w for w in words if w not in _C_BUILTIN]
 
 
-def render(plan: Plan, rules: Rules, data_file: str) -> tuple[str, str]:
+def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = ()) -> tuple[str, str]:
     """The semantic patch's text, and the text of its data file (the plan's
     tables, read by the patch from beside itself: spatch 1.1.1 spends time
     proportional to the size of @initialize:python@ on every script call, 30 s
-    on one btrfs file with the tables inline, 1 s with them in a file)."""
+    on one btrfs file with the tables inline, 1 s with them in a file).
+    declarations: emit.Declaration records, lines added after an anchor line
+    of one file (`struct address_space;`, `#include <linux/pagemap.h>`)."""
     pr = rules.plan
     if pr is None:
         raise ValueError(f"{rules.path}: no [plan] section; nothing to emit")
@@ -205,6 +207,7 @@ def render(plan: Plan, rules: Rules, data_file: str) -> tuple[str, str]:
         options=OPTIONS,
         data_file=data_file,
         helper=helper,
+        declarations=list(declarations),
         param_type=pr.param_type,
         sep="" if pr.param_type.endswith("*") else " ",
         position=pr.position,
@@ -220,14 +223,14 @@ def render(plan: Plan, rules: Rules, data_file: str) -> tuple[str, str]:
     return text, _dump(tables["data"])
 
 
-def write_spatch(plan: Plan, rules: Rules, outdir: Path) -> list[Path]:
+def write_spatch(plan: Plan, rules: Rules, outdir: Path, declarations: tuple = ()) -> list[Path]:
     """Write the plan's semantic patch into outdir: the .cocci file and the
     data file it reads from beside itself. Returns both (the .cocci first)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     cocci = outdir / f"{rules.name}_passdown.cocci"
     data = outdir / f"{rules.name}_passdown.json"
-    text, table = render(plan, rules, data.name)
+    text, table = render(plan, rules, data.name, declarations)
     cocci.write_text(text)
     data.write_text(table)
     return [cocci, data]

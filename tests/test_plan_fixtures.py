@@ -163,7 +163,7 @@ def test_unresolved_reasons(planned):
     }
     # a macro body calls one, a macro is handed the other: both keep their signature
     check = _by(plan, "unresolved", function="fs/tinyfs/xattr.c::tinyfs_xattr_check")[0]
-    assert check["chain"][0]["why"] == "mentioned" and check["chain"][0]["line"] == 12
+    assert check["chain"][0]["why"] == "mentioned" and check["chain"][0]["line"] == 14
     assert "#define tinyfs_xattr_ok" in check["chain"][0]["detail"]
     sync = _by(plan, "unresolved", function="fs/tinyfs/xattr.c::tinyfs_xattr_sync")[0]
     assert sync["chain"][0]["detail"] == "TINYFS_DEFER(d, tinyfs_xattr_sync);"

@@ -218,7 +218,9 @@ def test_spatch_applies_what_our_diff_applies(linux_tree, tmp_path):
     facts = {f.path: f for f in store.load_facts(sorted(p for p, v in rows.items() if v[3] == "parsed"))}
     store.close()
     ours = emit.new_texts(plan, facts, rules, linux_tree, {p: v[2] for p, v in rows.items()})
-    cocci = smpl.write_spatch(plan, rules, tmp_path / "smpl")
+    digests = {p: v[2] for p, v in rows.items()}
+    cocci = smpl.write_spatch(plan, rules, tmp_path / "smpl",
+                              tuple(emit.declarations(plan, facts, rules, linux_tree, digests)))
     files = smpl.spatch_files(plan, rules)
     assert {p.split("/")[1] for p in ours if p.startswith("fs/")} >= {"ext2", "minix", "nilfs2"}
     assert len(ours) >= 30 and any(p.startswith("mm/") for p in ours)

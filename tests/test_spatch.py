@@ -36,8 +36,9 @@ def pipeline(src: Path, base: Path, rules: Path | None = None) -> SimpleNamespac
     facts = {f.path: f for f in store.load_facts(sorted(p for p, v in rows.items() if v[3] == "parsed"))}
     store.close()
     ours = emit.new_texts(plan, facts, rules_, tree, {p: v[2] for p, v in rows.items()})
-    cocci = smpl.write_spatch(plan, rules_, base / "smpl")
-    return SimpleNamespace(base=base, tree=tree, plan=plan, rules=rules_, ours=ours, cocci=cocci,
+    decls = tuple(emit.declarations(plan, facts, rules_, tree, {p: v[2] for p, v in rows.items()}))
+    cocci = smpl.write_spatch(plan, rules_, base / "smpl", decls)
+    return SimpleNamespace(base=base, tree=tree, plan=plan, rules=rules_, ours=ours, cocci=cocci, decls=decls,
                            files=smpl.spatch_files(plan, rules_))
 
 
@@ -92,7 +93,7 @@ def test_every_file_parses(fx):
     for shape in ("virtual patch", "virtual report", "// Confidence:", "// Options:", "\n///"):
         assert shape in text
     # deterministic: the same plan gives the same bytes
-    again = smpl.write_spatch(fx.plan, fx.rules, fx.base / "again")
+    again = smpl.write_spatch(fx.plan, fx.rules, fx.base / "again", fx.decls)
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in fx.cocci]
 
 
