@@ -71,7 +71,7 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
         plan = planmod.make_plan(analysis, rules, facts, sites=False)
     if patched:
         graphmod.save(store, rules, analysis)  # for the next command
-    unseen = planmod.unseen_mentions(plan, analysis, facts, _texts_mentioning(root, store, plan))
+    unseen = planmod.unseen_mentions(plan, analysis, facts, _texts_mentioning(root, store, plan), rules)
     plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)
     store.set_meta("plan_searched", json.dumps({"key": store.content_key(), "names": sorted(searched)}))
     store.commit()

@@ -176,6 +176,13 @@ class _Fixpoint:
         # function -> (file, line, text) of a mention of its name that no record
         # explains (a macro body, code the parser could not read): see unseen_mentions
         self.unseen = unseen or {}
+        # slot -> an implementation that keeps its signature: the slot cannot change
+        self.frozen: dict[str, str] = {}
+        for fid in sorted(self.unseen):
+            if fid in self.g:
+                for member in self.twins(fid):
+                    for slot, _, _ in edges_out(self.g, member, "binds"):
+                        self.frozen.setdefault(slot, fid)
 
     # -- what a function can supply ------------------------------------------
     def provider(self, fid: str) -> str | None:
@@ -237,6 +244,8 @@ class _Fixpoint:
         for member in group:
             for slot, _, _ in edges_out(self.g, member, "binds"):
                 bound = True
+                if slot in self.frozen:
+                    return f"unseen-slot:{slot}"
                 if fixed is not None and not fixed.search(slot):
                     return f"slot-boundary:{slot}"
             if self.pr.exported_is_boundary and self.g.nodes[member].get("exported"):
@@ -284,6 +293,9 @@ class _Fixpoint:
                 self.need(pred, Step(pred, "calls", site[0], site[1], fid))
 
     def _slot(self, sid: str, why: Step) -> None:
+        if sid in self.frozen:
+            self.stopped[sid] = ("unseen-slot", why)
+            return
         self.gains[sid] = why
         for pred, kind, edge in edges_in(self.g, sid, "binds", "call-through-slot"):
             if kind == "binds":
@@ -416,6 +428,14 @@ class _Fixpoint:
             elif reason == "unseen-mention":
                 at = next(self.unseen[m] for m in self.twins(node) if m in self.unseen)
                 chain = (Step(node, "mentioned", *at), *chain)
+            elif reason.startswith("unseen-slot"):
+                # an implementation of the slot keeps its signature (unseen-mention)
+                slot = reason.split(":", 1)[1] if ":" in reason else node
+                impl = self.frozen[slot]
+                steps = (Step(node, "bound-to", file, line, slot),) if slot != node else ()
+                reason = "unseen-slot"
+                chain = (*steps, Step(slot, "implemented-by", *self.home(impl), impl),
+                         Step(impl, "mentioned", *self.unseen[impl]), *chain)
             unresolved.append(Unresolved(node, file, line, reason, chain))
         for node in sorted(self.gains):
             for pred, _, edge in edges_in(self.g, node, "binds"):
@@ -453,9 +473,28 @@ def _blank(m: re.Match) -> bytes:
     return b"\n" * m.group(0).count(b"\n")  # keep the line numbers
 
 
-def mentions(data: bytes, names: set[str]) -> dict[str, list[int]]:
+def _enclosing_call(code: bytes, at: int) -> bytes:
+    """The name before the innermost `(` open around offset at, within the
+    statement (b"" when there is none)."""
+    depth = 0
+    for i in range(at - 1, max(-1, at - 4000), -1):
+        ch = code[i:i + 1]
+        if ch == b")":
+            depth += 1
+        elif ch == b"(":
+            if depth == 0:
+                m = re.search(rb"([A-Za-z_]\w*)\s*$", code[max(0, i - 80):i])
+                return m.group(1) if m else b""
+            depth -= 1
+        elif ch in (b";", b"{", b"}") and depth == 0:
+            return b""
+    return b""
+
+
+def mentions(data: bytes, names: set[str], skip_macros: re.Pattern[str] | None = None) -> dict[str, list[int]]:
     """Lines where each of names is mentioned as an identifier in code (not
-    in a comment or string, not as a member after `.` or `->`)."""
+    in a comment or string, not as a member after `.` or `->`, not as an
+    argument of a macro skip_macros matches)."""
     code = _NOT_CODE.sub(lambda m: b" " + _blank(m), data)
     want = {n.encode() for n in names}
     found: dict[str, list[int]] = {}
@@ -467,6 +506,10 @@ def mentions(data: bytes, names: set[str]) -> dict[str, list[int]]:
         before = code[max(0, m.start() - 2):m.start()].rstrip()
         if before.endswith((b".", b"->")):
             continue
+        if skip_macros is not None:
+            macro = _enclosing_call(code, m.start())
+            if macro and skip_macros.search(macro.decode()):
+                continue
         line += code.count(b"\n", at, m.start())
         at = m.start()
         found.setdefault(word.decode(), []).append(line)
@@ -484,7 +527,9 @@ def accounted(ff: FileFacts, names: set[str], functions: set[str]) -> Counter:
         if fn.name in names:
             out[fn.name] += 1
     for c in ff.calls:
-        if c.via == "direct" and c.callee in names:
+        # a call outside any function is one in code the parser lost its way
+        # in (the graph has no edge for it)
+        if c.via == "direct" and c.callee in names and c.caller is not None:
             out[c.callee] += 1
         if c.via != "direct" or c.callee not in functions:
             continue
@@ -502,7 +547,8 @@ def accounted(ff: FileFacts, names: set[str], functions: set[str]) -> Counter:
     return out
 
 
-def unseen_mentions(plan: Plan, analysis: Analysis, facts, texts: dict[str, bytes]) -> dict[str, tuple[str, int, str]]:
+def unseen_mentions(plan: Plan, analysis: Analysis, facts, texts: dict[str, bytes],
+                    rules: Rules | None = None) -> dict[str, tuple[str, int, str]]:
     """The functions of the plan whose name is mentioned where no record of
     the index explains it: in a macro body (`#define for_each_x(...)
     fn(...)`), as a value handed to a macro (`INIT_WORK(&w, fn)`), in a
@@ -523,7 +569,7 @@ def unseen_mentions(plan: Plan, analysis: Analysis, facts, texts: dict[str, byte
         ff = get(path)
         if ff is None:
             continue
-        seen = mentions(texts[path], names)
+        seen = mentions(texts[path], names, rules.plan.mention_macros if rules and rules.plan else None)
         if not seen:
             continue
         known = accounted(ff, names, functions)

@@ -1316,7 +1316,8 @@ class _Reviewer:
                     break
                 plan = planmod.make_plan(st.analysis, self.rules, st.facts, sites=False)
             names = {f.name for f in plan.functions}
-            unseen = planmod.unseen_mentions(plan, st.analysis, st.facts, ctx.texts_mentioning(st, names))
+            unseen = planmod.unseen_mentions(plan, st.analysis, st.facts, ctx.texts_mentioning(st, names),
+                                             self.rules)
             plan = planmod.make_plan(st.analysis, self.rules, st.facts, unseen=unseen)
             ctx.save_base(st, plan)
         expected = self._expected_edits(plan)

@@ -75,6 +75,8 @@ class PlanRules:
     boundary_paths: tuple[str, ...]
     exported_is_boundary: bool
     changeable_slots: re.Pattern[str] | None  # None: every slot may change
+    # macros whose arguments name a function without using it (trace events)
+    mention_macros: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -226,4 +228,6 @@ def _plan(plan: dict) -> PlanRules:
         boundary_paths=tuple(boundary.get("paths", [])),
         exported_is_boundary=bool(boundary.get("exported", True)),
         changeable_slots=_regex(boundary["slots"], "[plan.boundary] slots") if "slots" in boundary else None,
+        mention_macros=(_regex(boundary["mention_macros"], "[plan.boundary] mention_macros")
+                        if "mention_macros" in boundary else None),
     )

@@ -293,3 +293,32 @@ def test_emit_diff_is_minimal(minilinux_copy, tmp_path):
         if len(old) == len(new):
             assert len(removed) == sum(a != b for a, b in zip(old, new, strict=True)), path
         assert all(ln[1:].strip() not in ("", "{", "}") for ln in removed), path
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_slot_with_an_unseen_implementation_keeps_its_signature(minilinux_copy, tmp_path):
+    """An aops implementation named where the index sees no binding (through a
+    macro) cannot change, so neither can its slot nor anything bound to it:
+    the patched tree still compiles."""
+    with open(minilinux_copy / "fs/tinyfs/file.c", "a") as fh:
+        fh.write("\n#define TINYFS_WRITEPAGE_FN\ttinyfs_writepage\n"
+                 "int (*tinyfs_default_writepage)(struct page *, struct writeback_control *) =\n"
+                 "\tTINYFS_WRITEPAGE_FN;\n")
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    code, plan, _ = plan_json(db)
+    slot = "member:address_space_operations.writepage"
+    assert slot not in {s["id"] for s in plan["slots"]}
+    assert _by(plan, "unresolved", function="tinyfs_writepage")[0]["reason"] == "unseen-mention"
+    other = _by(plan, "unresolved", function="fs/smallfs/inode.c::smallfs_writepage_nobh")[0]
+    assert other["reason"] == "unseen-slot"
+    assert [(s["why"], s["detail"]) for s in other["chain"][:2]] == [
+        ("bound-to", slot), ("implemented-by", "tinyfs_writepage")]
+    assert not {f["id"] for f in plan["functions"]} & {"tinyfs_writepage", "fs/smallfs/inode.c::smallfs_writepage_nobh",
+                                                        "drivers/blockdev/mydev.c::mydev_writepage"}
+    diff = tmp_path / "p.diff"
+    code, _, err = run_cli("emit", "--db", str(db), "--diff", str(diff), "-q")
+    assert code == 0, err
+    subprocess.run(["git", "init", "-q", str(minilinux_copy)], check=True)
+    subprocess.run(["git", "-C", str(minilinux_copy), "apply", str(diff)], check=True)
+    assert set(compile_errors(minilinux_copy)) <= {"mm/readahead.c"}
