@@ -202,26 +202,13 @@ def test_spatch_applies_what_our_diff_applies(linux_tree, tmp_path):
     adds itself (same tokens)."""
     import argparse
 
-    from test_spatch import WIDE, apply_diff, tokens
+    from test_spatch import WIDE, apply_diff, pipeline, tokens
 
-    from mappingpass import emit, smpl
-    from mappingpass.cli import _load_rules, _open_store
+    from mappingpass import smpl
     from mappingpass.commands import compute_plan
 
-    db = tmp_path / "db"
-    code, _, err = run_cli("analyze", *[str(linux_tree / d) for d in EQUIVALENCE_DIRS], "--db", str(db), "-q")
-    assert code == 0, err
-    plan, _ = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
-    store = _open_store(str(db), create=False)
-    rules = _load_rules(store.get_meta("rules_path"))
-    rows = store.rows()
-    facts = {f.path: f for f in store.load_facts(sorted(p for p, v in rows.items() if v[3] == "parsed"))}
-    store.close()
-    ours = emit.new_texts(plan, facts, rules, linux_tree, {p: v[2] for p, v in rows.items()})
-    digests = {p: v[2] for p, v in rows.items()}
-    cocci = smpl.write_spatch(plan, rules, tmp_path / "smpl",
-                              tuple(emit.declarations(plan, facts, rules, linux_tree, digests)))
-    files = smpl.spatch_files(plan, rules)
+    fx = pipeline(linux_tree, tmp_path, subpaths=EQUIVALENCE_DIRS, copy=False)
+    plan, rules, ours, cocci, files = fx.plan, fx.rules, fx.ours, fx.cocci, fx.files
     assert {p.split("/")[1] for p in ours if p.startswith("fs/")} >= {"ext2", "minix", "nilfs2"}
     assert len(ours) >= 30 and any(p.startswith("mm/") for p in ours)
     rc, diff, err = smpl.run_spatch(cocci, linux_tree, files, max_width=WIDE, jobs=2)

@@ -22,12 +22,16 @@ pytestmark = pytest.mark.skipif(shutil.which("spatch") is None,
 WIDE = 10_000  # --max-width: no re-wrapping, so that bytes can be compared
 
 
-def pipeline(src: Path, base: Path, rules: Path | None = None) -> SimpleNamespace:
-    """analyze a copy of src, plan, our own texts (emit) and the semantic patch."""
-    tree, db = base / "tree", base / "db"
-    shutil.copytree(src, tree)
+def pipeline(src: Path, base: Path, rules: Path | None = None, subpaths: tuple[str, ...] = (),
+             copy: bool = True) -> SimpleNamespace:
+    """analyze src (a copy of it unless copy=False; only these subpaths when
+    given), plan, our own texts (emit) and the semantic patch."""
+    tree, db = (base / "tree" if copy else src), base / "db"
+    if copy:
+        shutil.copytree(src, tree)
     extra = ["--rules", str(rules)] if rules else []
-    code, _, err = run_cli("analyze", str(tree), "--db", str(db), "-q", *extra)
+    paths = [str(tree / p) for p in subpaths] or [str(tree)]
+    code, _, err = run_cli("analyze", *paths, "--db", str(db), "-q", *extra)
     assert code == 0, err
     plan, _ = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
     store = _open_store(str(db), create=False)
@@ -35,8 +39,9 @@ def pipeline(src: Path, base: Path, rules: Path | None = None) -> SimpleNamespac
     rows = store.rows()
     facts = {f.path: f for f in store.load_facts(sorted(p for p, v in rows.items() if v[3] == "parsed"))}
     store.close()
-    ours = emit.new_texts(plan, facts, rules_, tree, {p: v[2] for p, v in rows.items()})
-    decls = tuple(emit.declarations(plan, facts, rules_, tree, {p: v[2] for p, v in rows.items()}))
+    digests = {p: v[2] for p, v in rows.items()}
+    ours = emit.new_texts(plan, facts, rules_, tree, digests)
+    decls = tuple(emit.declarations(plan, facts, rules_, tree, digests))
     cocci = smpl.write_spatch(plan, rules_, base / "smpl", decls)
     return SimpleNamespace(base=base, tree=tree, plan=plan, rules=rules_, ours=ours, cocci=cocci, decls=decls,
                            files=smpl.spatch_files(plan, rules_))
