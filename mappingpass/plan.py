@@ -176,13 +176,35 @@ class _Fixpoint:
         # function -> (file, line, text) of a mention of its name that no record
         # explains (a macro body, code the parser could not read): see unseen_mentions
         self.unseen = unseen or {}
-        # slot -> an implementation that keeps its signature: the slot cannot change
-        self.frozen: dict[str, str] = {}
+        self.frozen = self._frozen_slots()
+
+    def _frozen_slots(self) -> dict[str, tuple[str, str]]:
+        """slot -> (reason, cause) for the slots that cannot change: those the
+        rules keep ("slot-boundary", the slot), those with an implementation
+        that keeps its signature ("unseen-slot", the function), and every slot
+        that shares an implementation with one of them (a function bound to
+        two slots follows both or neither)."""
+        frozen: dict[str, tuple[str, str]] = {}
+        fixed = self.pr.changeable_slots
+        if fixed is not None:
+            for n, d in sorted(self.g.nodes(data=True)):
+                if d["type"] == "slot" and not fixed.search(n):
+                    frozen[n] = ("slot-boundary", n)
         for fid in sorted(self.unseen):
             if fid in self.g:
                 for member in self.twins(fid):
                     for slot, _, _ in edges_out(self.g, member, "binds"):
-                        self.frozen.setdefault(slot, fid)
+                        frozen.setdefault(slot, ("unseen-slot", fid))
+        todo = sorted(frozen)
+        while todo:
+            slot = todo.pop()
+            for impl, _, _ in edges_in(self.g, slot, "binds"):
+                for member in self.twins(impl):
+                    for other, _, _ in edges_out(self.g, member, "binds"):
+                        if other not in frozen:
+                            frozen[other] = frozen[slot]
+                            todo.append(other)
+        return frozen
 
     # -- what a function can supply ------------------------------------------
     def provider(self, fid: str) -> str | None:
@@ -239,15 +261,12 @@ class _Fixpoint:
                 return "syscall" if "SYSCALL" in md["via_macro"] else "macro-definition"
         if why.why == "implements":
             return None  # a slot's implementation must follow the slot's signature
-        fixed = self.pr.changeable_slots
         bound = False
         for member in group:
             for slot, _, _ in edges_out(self.g, member, "binds"):
                 bound = True
                 if slot in self.frozen:
-                    return f"unseen-slot:{slot}"
-                if fixed is not None and not fixed.search(slot):
-                    return f"slot-boundary:{slot}"
+                    return f"{self.frozen[slot][0]}:{slot}"
             if self.pr.exported_is_boundary and self.g.nodes[member].get("exported"):
                 return "exported"
         path = self.home(fid)[0]
@@ -294,7 +313,7 @@ class _Fixpoint:
 
     def _slot(self, sid: str, why: Step) -> None:
         if sid in self.frozen:
-            self.stopped[sid] = ("unseen-slot", why)
+            self.stopped[sid] = (self.frozen[sid][0], why)
             return
         self.gains[sid] = why
         for pred, kind, edge in edges_in(self.g, sid, "binds", "call-through-slot"):
@@ -422,16 +441,19 @@ class _Fixpoint:
             file, line = self.home(node)
             chain = (why, *self.chain(why.detail))
             if reason.startswith("slot-boundary:"):
-                # bound to an ops table the rules keep unchanged
+                # bound to an ops table the rules keep unchanged (or to a slot
+                # that shares an implementation with one)
                 reason, slot = reason.split(":", 1)
-                chain = (Step(node, "bound-to", file, line, slot), *chain)
+                cause = self.frozen[slot][1]
+                shared = (Step(slot, "shares-implementations-with", *self.home(slot), cause),) if cause != slot else ()
+                chain = (Step(node, "bound-to", file, line, slot), *shared, *chain)
             elif reason == "unseen-mention":
                 at = next(self.unseen[m] for m in self.twins(node) if m in self.unseen)
                 chain = (Step(node, "mentioned", *at), *chain)
             elif reason.startswith("unseen-slot"):
                 # an implementation of the slot keeps its signature (unseen-mention)
                 slot = reason.split(":", 1)[1] if ":" in reason else node
-                impl = self.frozen[slot]
+                impl = self.frozen[slot][1]
                 steps = (Step(node, "bound-to", file, line, slot),) if slot != node else ()
                 reason = "unseen-slot"
                 chain = (*steps, Step(slot, "implemented-by", *self.home(impl), impl),

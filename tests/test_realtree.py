@@ -171,6 +171,21 @@ def test_whole_tree_plan_covers_every_changed_slot(whole_tree_plan):
     assert not [c for c in plan.call_sites if c.argument.endswith("->mapping") and "_mapping" not in c.argument]
 
 
+def test_whole_tree_twins_change_together(whole_tree_plan):
+    """A header's static inline stub and its extern function: both in the plan
+    or neither (the stubs of dax_lock_page, swap_writepage... are the `#else`
+    of a config option the kernel build must still compile)."""
+    _, plan, analysis = whole_tree_plan
+    g = analysis.graph
+    gained = {f.id for f in plan.functions}
+    pairs = [(a, b) for a, b, k in g.edges(keys=True) if k == "twin"]
+    assert len(pairs) > 50
+    assert ("mm/swap.h::swap_writepage", "swap_writepage") in pairs
+    for stub, extern in pairs:
+        assert (stub in gained) == (extern in gained), (stub, extern)
+    assert any(stub in gained for stub, _ in pairs)
+
+
 def test_whole_tree_check_completes(whole_tree_plan):
     from mappingpass import check as checkmod
     from mappingpass import rules as rulesmod
