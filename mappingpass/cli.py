@@ -149,6 +149,7 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
     ]
     calls = sum(v[3] for v in analysis.files.values())
     summary = graphmod.summary(analysis)
+    counts = graphmod.graph_stats(analysis.graph)
     return {
         "schema": ANALYZE_SCHEMA,
         "root": str(root.resolve()),
@@ -171,12 +172,12 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
         "functions": functions,
         "calls": {
             "sites": calls,
-            "call_edges": analysis.stats["call_edges"],
-            "slot_call_edges": analysis.stats["slot_call_edges"],
+            "call_edges": counts["call_edges"],
+            "slot_call_edges": counts["slot_call_edges"],
             "unresolved_member_calls": analysis.unresolved_member_calls,
         },
         "slots": slots,
-        "bindings": analysis.stats["bindings"],
+        "bindings": counts["bindings"],
         "reads": [r.to_json() for r in analysis.reads],
         "candidates": [r.to_json() for r in analysis.candidates],
         "reads_by_kind": summary["reads_by_kind"],

@@ -113,7 +113,7 @@ def patch_in(analysis, rules, root: Path, store, added: list[str], facts) -> gra
     old: dict = {}
     if words:
         parsed = [p for p in store.paths_in_state("parsed") if p not in new]
-        for p in indexmod.grep_files(root, parsed, sorted(words)):
+        for p in indexmod.grep_files(root, parsed, *graphmod.split_words(words)):
             ff = facts(p)
             if ff is not None:
                 old[p] = new[p] = ff

@@ -27,7 +27,7 @@ import json
 import os
 import pickle
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -89,7 +89,6 @@ class Analysis:
     reads: list[ReadRecord]
     candidates: list[ReadRecord]  # receiver type unknown
     unresolved_member_calls: int
-    stats: dict[str, int] = field(default_factory=dict)
     # slot -> names bound to it (initializers, assignments) that no parsed file defines
     unbound: dict[str, list[str]] = field(default_factory=dict)
 
@@ -165,7 +164,10 @@ def resolution_words(old: dict[str, FileFacts], new: dict[str, FileFacts],
     whose types change, and the tags of structs defined for the first time.
     Given the analysis the old facts belong to, a definition that another file
     still provides unchanged does not count. Files that mention one of these
-    names are re-resolved by the patch."""
+    names are re-resolved by the patch. For files only added (old empty), a
+    member slot counts as `->member` and `.member(`, a new struct as `struct tag`
+    (split_words), and a .c file's own variables and static functions do not
+    count."""
     g = analysis.graph if analysis is not None else None
     paths = set(old) | set(new)
 
@@ -197,7 +199,13 @@ def resolution_words(old: dict[str, FileFacts], new: dict[str, FileFacts],
                 current = tuple(t for _, t in g.nodes[node]["params"])
                 if all(sig[1] == current for sig in (after or ())):
                     continue  # another file defines it too, with the same parameters
-            words.add(name)
+            if not old and node.startswith("member:"):
+                # a member slot added: what may resolve differently is a call
+                # through a member of that name (`x->release(`, `ops.sync(`),
+                # not every identifier `release`
+                words |= {"->" + name, f".{name}("}
+            else:
+                words.add(name)
     fresh = type_env(list(new.values()))
     if analysis is None:
         gone = type_env(list(old.values()))
@@ -213,25 +221,51 @@ def resolution_words(old: dict[str, FileFacts], new: dict[str, FileFacts],
             current = env.fields.get(owner)
             if current is None:
                 # a struct seen for the first time: files that name it, or a typedef of it
-                words.add(owner.split(" ", 1)[-1])
+                words.add(owner.split(" ", 1)[-1] if old else owner)
                 words |= {k for k, t in {**env.typedefs, **fresh.typedefs}.items()
                           if types.split(t)[0] == owner}
-            else:
+            elif old:
                 words |= {m for m in set(current) | set(members) if current.get(m) != members.get(m)}
-        for ta, tb in ((env.typedefs, fresh.typedefs), (env.globals, fresh.globals),
-                       (env.returns, fresh.returns)):
-            words |= {k for k, v in tb.items() if ta.get(k) != v}
-    return {w for w in words if w and re.fullmatch(r"[A-Za-z_]\w*", w)}
+            # (files only added keep the types already known: see update)
+        if old:
+            for ta, tb in ((env.typedefs, fresh.typedefs), (env.globals, fresh.globals),
+                           (env.returns, fresh.returns)):
+                words |= {k for k, v in tb.items() if ta.get(k) != v}
+        else:
+            # files only added: names other files can see that were not known
+            # (a .c file's variables and static functions are its own)
+            visible = {n for fid in fn_ for n, *_ in fn_[fid]}
+            shared = type_env([ff for p, ff in new.items() if p.endswith(".h")])
+            words |= {k for k in fresh.typedefs if k not in env.typedefs}
+            words |= {k for k in shared.globals if k not in env.globals}
+            words |= {k for k in fresh.returns if k in visible and k not in env.returns}
+    return {w for w in words if w and re.fullmatch(r"(->|struct |union )?[A-Za-z_]\w*|\.[A-Za-z_]\w*\(", w)}
+
+
+def split_words(words: set[str]) -> tuple[list[str], list[str]]:
+    """resolution_words as grep wants them: whole words, and fixed strings
+    (`->member`, `struct tag`)."""
+    fixed = sorted(w for w in words if not w.isidentifier())
+    return sorted(w for w in words if w.isidentifier()), fixed
 
 
 def empty_analysis() -> Analysis:
-    return Analysis(nx.MultiDiGraph(), TypeEnv(), {}, [], [], 0, {}, {})
+    return Analysis(nx.MultiDiGraph(), TypeEnv(), {}, [], [], 0, {})
 
 
 def build(all_facts: list[FileFacts], rules: Rules) -> Analysis:
     """The analysis of these files (give them in path order: the first
     definition of a struct or a function is the one whose types win)."""
     return update(empty_analysis(), rules, {}, {ff.path: ff for ff in all_facts})
+
+
+def graph_stats(g: nx.MultiDiGraph) -> dict[str, int]:
+    """Counts of nodes and edges by kind (one pass over each, when asked:
+    update, which plan calls per round, does not keep them)."""
+    nodes = Counter(d["type"] for _, d in g.nodes(data=True))
+    edges = Counter(k for _, _, k in g.edges(keys=True))
+    return {"functions": nodes["function"], "slots": nodes["slot"], "call_edges": edges["call"],
+            "slot_call_edges": edges["call-through-slot"], "bindings": edges["binds"], "twins": edges["twin"]}
 
 
 def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dict[str, FileFacts],
@@ -370,15 +404,25 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
             if name in g and name not in still_exported:
                 g.nodes[name].pop("exported", None)
 
-    # 2. types: the new files' definitions replace what they defined before
+    # 2. types: the new files' definitions replace what they defined before;
+    # files only added (plan's on-demand rounds) add the types not known yet,
+    # as the first definition wins in a build
     order = sorted(new)
     if new:
         fresh = type_env([new[p] for p in order])
-        for owner, members in fresh.fields.items():
-            env.fields[owner] = dict(members)
-        env.typedefs.update(fresh.typedefs)
-        env.globals.update(fresh.globals)
-        env.returns.update(fresh.returns)
+        if old:
+            for owner, members in fresh.fields.items():
+                env.fields[owner] = dict(members)
+            env.typedefs.update(fresh.typedefs)
+            env.globals.update(fresh.globals)
+            env.returns.update(fresh.returns)
+        else:
+            for owner, members in fresh.fields.items():
+                env.fields.setdefault(owner, dict(members))
+            for known, more in ((env.typedefs, fresh.typedefs), (env.globals, fresh.globals),
+                                (env.returns, fresh.returns)):
+                for k, v in more.items():
+                    known.setdefault(k, v)
 
     # 3. build()'s passes over the new files
     for path in order:
@@ -569,15 +613,6 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
                 if places in d:
                     d[places].sort()
     analysis.reads.sort(key=lambda r: (r.file, r.line, r.col, r.start))
-    analysis.stats = {
-        "functions": sum(1 for _, d in g.nodes(data=True) if d["type"] == "function"),
-        "slots": sum(1 for _, d in g.nodes(data=True) if d["type"] == "slot"),
-        "call_edges": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "call"),
-        "slot_call_edges": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "call-through-slot"),
-        "bindings": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "binds"),
-        "twins": sum(1 for *_, d in g.edges(data=True) if d["kind"] == "twin"),
-    }
-    analysis.candidates.sort(key=lambda r: (r.file, r.line, r.col, r.start))
     return analysis
 
 
@@ -602,7 +637,7 @@ def function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 6  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 7  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

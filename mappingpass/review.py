@@ -686,9 +686,11 @@ class _Context:
         on_disk = [p for p, r in self.rows.items()
                    if r[3] == "parsed" and p not in st.files and p not in st.extra and p not in patching]
         on_disk += [p for p in st.extra if p not in patching]
-        hits = set(indexmod.grep_files(self.root, sorted(on_disk), sorted(words))) if on_disk else set()
+        whole, fixed = graphmod.split_words(words)
+        hits = set(indexmod.grep_files(self.root, sorted(on_disk), whole, fixed)) if on_disk else set()
         # files the state took from git: searched in memory
-        pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(w.encode()) for w in sorted(words)) + rb")\b")
+        pattern = re.compile(b"|".join([rb"\b(?:" + b"|".join(re.escape(w.encode()) for w in whole) + rb")\b"]
+                                       * bool(whole) + [re.escape(f.encode()) for f in fixed]))
         hits |= {p for p, ff in st.files.items()
                  if ff is not None and p not in patching and pattern.search(st.data.get(p) or b"")}
         self.preload(hits)
