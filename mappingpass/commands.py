@@ -65,7 +65,7 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
                   f"{len(words) + len(fixed)} changed names", file=sys.stderr)
         added = indexmod.parse_deferred(root, rules, store, hits,
                                         progress=None if quiet else _progress_bar("plan"))
-        facts = _FactsCache(store)
+        facts.forget(added)  # parsed now: read their facts afresh
         analysis = patch_in(analysis, rules, root, store, added, facts)
         patched = True
         plan = planmod.make_plan(analysis, rules, facts, sites=False)
@@ -132,6 +132,10 @@ class _FactsCache:
     def __init__(self, store) -> None:
         self.store = store
         self.cache: dict = {}
+
+    def forget(self, paths) -> None:
+        for p in paths:
+            self.cache.pop(p, None)
 
     def __call__(self, path: str):
         if path not in self.cache:
