@@ -383,6 +383,11 @@ def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
     for e in entities:
         uf.add(e)
     _bindings(plan, facts, uf)
+    # a header's static inline stub and its extern function change together
+    for f in plan.functions:
+        twin = next((step.detail for step in f.reason[:1] if step.why == "twin-of"), None)
+        if twin is not None and twin in uf.parent:
+            uf.union(f.id, twin)
 
     rewrite_at = {(r.file, r.start, r.end): r for r in plan.rewrites}
     site_at = {(c.file, _arg_offset(c, facts, rules)): c for c in plan.call_sites}

@@ -386,3 +386,36 @@ def test_helper_definition_precedes_its_uses_in_its_header(made):
     assert plain.start == src.index(b"#endif /* _H */")  # where emit puts it
     done = src[:plain.start] + plain.text.encode() + src[plain.start:]
     assert series._helper_edit(rules, done, []) is None  # already defined
+
+
+def test_twins_in_two_subsystems_land_in_one_patch(tmp_path):
+    """The stub (in include/linux/) and its extern function (in fs/tinyfs/)
+    change in the same commit: every prefix of the series still compiles in
+    both configurations (as dax_lock_page in dax.h and fs/dax.c must)."""
+    tree = tmp_path / "minilinux"
+    shutil.copytree(MINILINUX, tree)
+    own = tree / "fs/tinyfs/tinyfs.h"
+    text = own.read_text()
+    start = text.index("/* xattr.c is built with CONFIG_TINYFS_XATTR only")
+    end = text.index("#endif", text.index("static inline int tinyfs_xattr_page")) + len("#endif\n")
+    block = text[start:end]
+    own.write_text(text[:start] + text[end:])
+    pagemap = tree / "include/linux/pagemap.h"
+    text = pagemap.read_text()
+    cut = text.rindex("#endif")
+    pagemap.write_text(text[:cut] + block + "\n" + text[cut:])
+    assert compile_failures(tree) == set()
+    git_repo(tree)
+    db = tmp_path / "db"
+    analyze_json(tree, db)
+    plan, facts, rules, root, digests = series.load_inputs(str(db))
+    stub = "include/linux/pagemap.h::tinyfs_xattr_page"
+    assert {stub, "tinyfs_xattr_page"} <= {f.id for f in plan.functions}
+    paths = series.write_series(plan, facts, rules, root, digests, tmp_path / "out", None,
+                                author=AUTHOR, date=DATE, quiet=True)
+    carrying = [p.name for p in paths[1:] if "tinyfs_xattr_page(struct address_space" in p.read_text()]
+    assert len(carrying) == 1, carrying
+    for patch in paths[1:]:
+        proc = git(tree, "am", "-q", str(patch), check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert compile_failures(tree) <= {"mm/readahead.c"}, patch.name
