@@ -383,11 +383,11 @@ def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
     for e in entities:
         uf.add(e)
     _bindings(plan, facts, uf)
-    # a header's static inline stub and its extern function change together
+    # a header's static inline stub and the extern function of its name (graph
+    # twins) change together, whichever of them the plan reached first
     for f in plan.functions:
-        twin = next((step.detail for step in f.reason[:1] if step.why == "twin-of"), None)
-        if twin is not None and twin in uf.parent:
-            uf.union(f.id, twin)
+        if "::" in f.id and f.id.split("::", 1)[0].endswith(".h") and f.name in uf.parent:
+            uf.union(f.id, f.name)
 
     rewrite_at = {(r.file, r.start, r.end): r for r in plan.rewrites}
     site_at = {(c.file, _arg_offset(c, facts, rules)): c for c in plan.call_sites}
