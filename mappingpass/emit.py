@@ -200,20 +200,22 @@ def declarations_needed(rules: Rules, root: Path, sources: dict[str, bytes],
     declares = (re.compile(rb"\b" + m.group(1).encode() + rb"\s+" + m.group(2).encode()
                            + rb"\s*(?:;|\{|\*\s*\w+\s*[;,=\[])") if m else None)
     header = pr.helper_header
-    helper_users = {header} if header else set()
+    # (a file the helper's header itself includes cannot include it back)
+    around_helper = inc.closure(header) if header else set()
     for path in sorted(edits):
         source = sources[path]
         params = [e for e in edits[path] if e.why.startswith("parameter of")]
         reads = [e for e in edits[path] if e.why.startswith("read in")]
+        if not (params or reads):
+            continue
+        sees = inc.closure(path)
         wanted = []
         if declares is not None and path.endswith(".h") and params:
             first = min(params, key=lambda e: e.start)
             if not declares.search(source[:first.start]) and not any(
-                    declares.search(inc.text(h)) for h in inc.closure(path) - {path}):
+                    declares.search(inc.text(h)) for h in sees - {path}):
                 wanted.append((first, f"{m.group(0)};", f"declare {m.group(0)} for {first.owner}"))
-        # (a file the helper's header itself includes cannot include it back)
-        if (header and reads and path not in helper_users and header not in inc.closure(path)
-                and path not in inc.closure(header)):
+        if header and reads and header not in sees and path not in around_helper:
             first = min(reads, key=lambda e: e.start)
             name = header.removeprefix("include/")
             wanted.append((first, f"#include <{name}>", f"the helper for {first.why.removeprefix('read in ')}"))

@@ -176,6 +176,7 @@ class _Fixpoint:
         # function -> (file, line, text) of a mention of its name that no record
         # explains (a macro body, code the parser could not read): see unseen_mentions
         self.unseen = unseen or {}
+        self._twins: dict[str, list[str]] = {}
         self.frozen = self._frozen_slots()
 
     def _frozen_slots(self) -> dict[str, tuple[str, str]]:
@@ -232,7 +233,10 @@ class _Fixpoint:
     # -- boundaries -------------------------------------------------------------
     def twins(self, fid: str) -> list[str]:
         """fid and the functions that must keep its signature: a header's
-        `static inline` stub and the extern function it stands in for."""
+        `static inline` stub and the extern function it stands in for.
+        (Asked for every function the fixpoint meets, several times: kept.)"""
+        if fid in self._twins:
+            return self._twins[fid]
         group, todo = {fid}, [fid]
         while todo:
             node = todo.pop()
@@ -241,7 +245,10 @@ class _Fixpoint:
                 if other not in group:
                     group.add(other)
                     todo.append(other)
-        return sorted(group)
+        members = sorted(group)
+        for member in members:
+            self._twins[member] = members
+        return members
 
     def boundary(self, fid: str, why: Step) -> str | None:
         """Why fid cannot gain the parameter, if it cannot. Twins are decided

@@ -689,8 +689,10 @@ class _Context:
         whole, fixed = graphmod.split_words(words)
         hits = set(indexmod.grep_files(self.root, sorted(on_disk), whole, fixed)) if on_disk else set()
         # files the state took from git: searched in memory
-        pattern = re.compile(b"|".join([rb"\b(?:" + b"|".join(re.escape(w.encode()) for w in whole) + rb")\b"]
-                                       * bool(whole) + [re.escape(f.encode()) for f in fixed]))
+        alternatives = [re.escape(f.encode()) for f in fixed]
+        if whole:
+            alternatives.append(rb"\b(?:" + b"|".join(re.escape(w.encode()) for w in whole) + rb")\b")
+        pattern = re.compile(b"|".join(alternatives))
         hits |= {p for p, ff in st.files.items()
                  if ff is not None and p not in patching and pattern.search(st.data.get(p) or b"")}
         self.preload(hits)
