@@ -1,35 +1,61 @@
 """The check stage: run the plan in the executable write-protect model.
 
-For each kind-1 read and each call path that reaches it (bounded; the bound
-is reported), a scenario is built in `mappingpass.model`: a page write
-protected and shared by two mappings, reached through one of them (the
-*owner*); the entry function's parameters bound to model objects of that
-owner; every argument expression the plan passes along the path evaluated in
-the model; and the helper asked for the page's mapping in the reader's
-context. The helper must return the owner. Scenarios come in variants that
-catch the known traps: a file whose `f_mapping` differs from its inode's
-`i_mapping` (block device files), and a NULL file where some caller of the
-entry passes NULL.
+A verdict is worth what it could have refuted, so nothing in a scenario is the
+page's owner because of its type:
 
-Verdicts per read: `resolvable`, `unresolvable` (with a witness: the path,
-the argument that went wrong, the scenario and the model's error) or
-`runtime` for kinds 2-5 (with the model operation that covers them).
+* **Adversarial bindings.** Every pointer parameter of the function a path
+  starts from is an object of its own: two inodes are two inodes, a file's
+  inode is another inode (and in the ``bdev-file`` variant its ``f_mapping``
+  is not that inode's ``i_mapping``), a dentry has a parent with an inode of
+  its own, a struct the model has no class for (`struct iomap_iter`) gets
+  fresh members on first use, typed from the tree's struct definitions.
+* **The owner comes from the code.** The interpreter runs, in the model, the
+  statements that give the path's functions their pointer locals (facts'
+  `values`), in source order: page-cache lookups (rules `[[plan.lookup]]`)
+  create a page of the mapping they are given, write protected and shared
+  with another file's page, and that mapping is the page's owner; calls of
+  functions of the tree are run the same way (their parameters bound to the
+  arguments) to their `return`; `d_inode()`, member loads and the model's
+  accessors are evaluated. A page handed to `M->a_ops->op(...)` belongs to M
+  (the ops contract: the only assumption about ownership). A page that comes
+  in as a parameter of the function the path starts from has no owner the
+  code shows.
+* **Paths follow the page**, not the plan: from the reader up through every
+  caller that hands it its page (Context.origin says which argument that is),
+  until the page's origin is inside the function (a lookup, a carrier, an ops
+  call's receiver) or nothing calls it. Along a path, every argument the plan
+  passes is evaluated in the caller's world and bound to the callee's new
+  parameter; the reader's helper call is then evaluated and compared with the
+  owner.
+
+Verdicts per read: ``resolvable`` (every path, every variant: the helper's
+answer is the page's owner), ``unresolvable`` (a witness: the path, the
+argument that went wrong, what it evaluated to and the owner), ``unproven``
+(the page's origin or an argument could not be interpreted: what is missing),
+``runtime`` for kinds 2-5 and for reads only a debug macro reports (the model
+operation that covers them), ``never-protected`` (the rule). Identity tests
+that became membership tests are checked with the membership helper's
+semantics; NULL tests with the record in the field; flag tests are
+``unproven``: the model has no flag bits.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 from . import model
 from . import types as ctypes
+from .context import Context, parse_call, root_of, strip
 from .graph import Analysis, ReadRecord, edges_in, edges_out
-from .plan import CallSite, Plan
+from .plan import CallSite, Plan, Rewrite
 from .rules import Rules
 
-CHECK_SCHEMA = "mappingpass.check/1"
+CHECK_SCHEMA = "mappingpass.check/2"
 MAX_PATHS = 64  # call paths checked per read
-MAX_DEPTH = 24  # call sites per path
+MAX_DEPTH = 24  # calls per path
+CALL_DEPTH = 3  # nested calls of tree functions interpreted for a local's value
 
 RUNTIME_COVER = {
     2: "reverse-map walk: World.reclaim reaches every owner through the record (rmap_walk_ksm)",
@@ -37,6 +63,21 @@ RUNTIME_COVER = {
     4: "debug output: reports page state only (no mapping needed)",
     5: "GUP break: World.gup(write=True) breaks protection before pinning",
 }
+_SUBSCRIPT = re.compile(r"\[[^\[\]]*\]")
+_CAST = re.compile(r"^\(\s*(?:const\s+)?(?:struct|union)?\s*[A-Za-z_]\w*\s*\**\s*\)\s*(?=[A-Za-z_&(])")
+
+
+def _clean(text: str) -> str:
+    """An expression without what the model's evaluator need not see: casts to a
+    pointer type and outer parentheses."""
+    e = text.strip()
+    while True:
+        before = e
+        e = _CAST.sub("", e, count=1).strip()
+        if e.startswith("(") and e.endswith(")") and parse_call("f" + e) is not None:
+            e = e[1:-1].strip()
+        if e == before:
+            return e
 
 
 @dataclass(frozen=True)
@@ -47,16 +88,18 @@ class Hop:
     line: int
     caller: str
     callee: str
-    argument: str | None  # None: the call passes no mapping (the plan missed it)
-    how: str = ""  # the plan's "parameter" | "provider" | "receiver" | "unresolved"
+    argument: str | None  # None: the call passes no mapping
+    how: str = ""  # the plan's "parameter" | "provider" | "lookup" | "receiver" | ...
 
 
 @dataclass(frozen=True)
 class Witness:
-    path: tuple[Hop, ...]  # from the entry down to the reader
+    path: tuple[Hop, ...]  # from the function the path starts at down to the reader
     argument: str  # the expression that went wrong
     scenario: str
     error: str
+    value: str = ""  # what the argument evaluated to
+    owner: str = ""  # the mapping the page belongs to
 
 
 @dataclass(frozen=True)
@@ -66,11 +109,12 @@ class Verdict:
     function: str | None
     expr: str
     kind: int | str
-    verdict: str  # "resolvable" | "unresolvable" | "runtime"
+    verdict: str  # "resolvable" | "unresolvable" | "unproven" | "runtime" | "never-protected"
     paths: int  # paths checked
     truncated: bool  # more paths than MAX_PATHS / deeper than MAX_DEPTH
     witness: Witness | None
-    covered_by: str = ""
+    covered_by: str = ""  # runtime / never-protected / resolvable: what covers it
+    missing: str = ""  # unproven: what the interpreter could not follow
 
 
 @dataclass(frozen=True)
@@ -90,77 +134,129 @@ class CheckResult:
                 "verdicts": [asdict(v) for v in self.verdicts]}
 
 
-class _Scenario:
-    """A protected page shared by `a` (the owner the path reached it through) and `b`."""
+class _Failure(Exception):
+    """The path is refuted (unresolvable) or cannot be followed (unproven)."""
 
-    def __init__(self, variant: str) -> None:
+    def __init__(self, verdict: str, argument: str, error: str, value: str = "", owner: str = "") -> None:
+        super().__init__(error)
+        self.verdict, self.argument, self.error, self.value, self.owner = verdict, argument, error, value, owner
+
+
+@dataclass(frozen=True)
+class _Path:
+    hops: tuple[Hop, ...]  # top-down
+    top: str  # the function the path starts at
+    sites: tuple[tuple, ...]  # graph site of each hop (path, line, call index)
+    contract: bool  # the first hop is `M->a_ops->op(page...)`: its page is M's
+
+
+class _World:
+    """One scenario: a model world, the owners of the pages it made, and the
+    fresh objects of every binding."""
+
+    def __init__(self, checker: _Checker, variant: str, nulls: set[str]) -> None:
+        self.c = checker
         self.variant = variant
-        w = model.World()
-        self.world = w
-        node = w.inode("a")
-        if variant == "bdev-file":
-            # the page lives in the block device's page cache; the file's own
-            # inode (the device node) has an empty i_mapping of its own
-            bdev = w.blockdev("sda")
-            self.file = w.open_blockdev(node, bdev)
-        else:
-            self.file = w.open(node)
-        self.owner = self.file.f_mapping
-        other = w.inode("b")
-        fa = w.add_to_page_cache(self.owner, 0, b"same")
-        fb = w.add_to_page_cache(other.i_mapping, 0, b"same")
-        w.write_protect([fa, fb])
-        self.folio = fa
-        self.page = fa.page
-        self.inode = self.owner.host if variant == "bdev-file" else node
-        disk = w.blockdev("disk")
-        self.bh = model.BufferHead("bh", self.folio, disk, 0, self.owner)
-        vma = w.mmap(self.file)
-        self.vmf = model.VmFault("vmf", vma, 0, self.page)
+        self.nulls = nulls
+        self.w = model.World()
+        self.owner: dict[int, model.AddressSpace] = {}  # id(folio) -> mapping it was reached through
+        self.param_pages: dict[int, str] = {}  # id(folio) -> the parameter it came in as
+        self.seq = 0
 
-    def bind(self, params: list[tuple[str | None, str]], null_params: set[str]) -> dict[str, object]:
-        """Model objects for a function's parameters, by type."""
+    def _name(self, hint: str) -> str:
+        self.seq += 1
+        return f"{hint}#{self.seq}"
+
+    # -- fresh objects ----------------------------------------------------------
+    def fresh(self, ctype: str, hint: str) -> object:
+        base, depth = self.c.env.canonical(*ctypes.split(ctypes.normalise(ctype)))
+        if depth != 1:
+            return model.Unknown(f"{hint}: {ctype}")
+        name = self._name(hint)
+        if base == "struct address_space":
+            return self.w.inode(f"{name}.host").i_mapping
+        if base == "struct inode":
+            return self.w.inode(name)
+        if base == "struct file":
+            return self.file(name)
+        if base == "struct kiocb":
+            return self.w.kiocb(self.file(f"{name}.ki_filp"), name)
+        if base == "struct dentry":
+            parent = model.Dentry(f"{name}.d_parent", self.w.inode(f"{name}.d_parent.d_inode"))
+            return model.Dentry(name, self.w.inode(f"{name}.d_inode"), parent)
+        if base == "struct readahead_control":
+            return model.ReadaheadControl(name, self.w.inode(f"{name}.mapping.host").i_mapping)
+        if base == "struct vm_fault":
+            vma = self.w.mmap(self.file(f"{name}.vma.vm_file"))
+            vmf = model.VmFault(name, vma, 0)
+            vmf.page = self.page_of(vma.vm_file.f_mapping, "page").page  # the fault's page is the file's
+            return vmf
+        if base in ("struct page", "struct folio"):
+            folio = self.w.add_to_page_cache(self.w.inode(f"{name}.unknown-owner").i_mapping, 0)
+            self.param_pages[id(folio)] = hint
+            return folio.page if base == "struct page" else folio
+        members = self.c.env.fields.get(base)
+        if members is None:
+            return model.Unknown(f"{hint}: {base} is not defined in the analysed files")
+        return model.Opaque(name, base, frozenset(members),
+                            lambda m: self.fresh(members[m], f"{name}->{m}"))
+
+    def file(self, name: str) -> model.File:
+        inode = self.w.inode(f"{name}.f_inode")
+        if self.variant == "bdev-file":
+            return self.w.open_blockdev(inode, self.w.blockdev(f"{name}.bdev"), name)
+        return self.w.open(inode, name)
+
+    def page_of(self, mapping: object, what: str) -> model.Folio:
+        """A page-cache page of mapping, write protected and shared with another
+        file's page: its owner is mapping."""
+        if not isinstance(mapping, model.AddressSpace):
+            raise _Failure("unproven", what, f"the lookup's mapping is {mapping!r}, not an address_space")
+        index = len(mapping.i_pages)
+        folio = self.w.add_to_page_cache(mapping, index, b"same")
+        other = self.w.add_to_page_cache(self.w.inode(self._name("other")).i_mapping, 0, b"same")
+        self.w.write_protect([folio, other])
+        self.owner[id(folio)] = mapping
+        return folio
+
+    def bind(self, fid: str, nulls: set[str] = frozenset()) -> dict[str, object]:
         env: dict[str, object] = {}
-        for name, ptype in params:
-            if not name:
-                continue
-            base, depth = ctypes.split(ctypes.normalise(ptype))
-            value: object = None
-            if depth == 1:
-                value = {
-                    "struct address_space": self.owner,
-                    "struct file": self.file,
-                    "struct inode": self.inode,
-                    "struct kiocb": self.world.kiocb(self.file),
-                    "struct vm_fault": self.vmf,
-                    "struct page": self.page,
-                    "struct folio": self.folio,
-                    "struct buffer_head": self.bh,
-                }.get(base)
-            if name in null_params:
-                value = None
-            if value is not None or name in null_params:
-                env[name] = value
+        for pname, ptype in self.c.g.nodes[fid]["params"]:
+            if pname:
+                env[pname] = None if pname in nulls else self.fresh(ptype, f"{self.c.short(fid)}:{pname}")
         return env
 
 
 class _Checker:
-    def __init__(self, plan: Plan, analysis: Analysis, rules: Rules) -> None:
+    def __init__(self, plan: Plan, analysis: Analysis, rules: Rules, facts: dict) -> None:
         self.plan = plan
         self.g = analysis.graph
+        self.env = analysis.types
         self.rules = rules
         self.pr = rules.plan
+        self.ctx = Context(self.g, analysis.types, self.pr, facts.get)
+        self.facts = facts
         self.gains = {f.id: f for f in plan.functions}
         self.slots = {s.id for s in plan.slots}
-        self.sites: dict[tuple[str, int, str], CallSite] = {
-            (c.file, c.line, c.callee): c for c in plan.call_sites
-        }
+        self.sites: dict[tuple[str, int, str], CallSite] = {(c.file, c.line, c.callee): c for c in plan.call_sites}
+        self.rewrites: dict[tuple[str, int], Rewrite] = {(w.file, w.start): w for w in plan.rewrites}
+        self.rewrites_by_line: dict[tuple[str, int], list[Rewrite]] = defaultdict(list)
+        self.rewrites_in: dict[str, list[Rewrite]] = defaultdict(list)
+        for w in plan.rewrites:
+            self.rewrites_by_line[(w.file, w.line)].append(w)
+            self.rewrites_in[w.file].append(w)
+        self.kept = {(k.file, k.line, k.expr): k for k in plan.kept}
         self.unresolved = {u.function: u for u in plan.unresolved}
-        # callers that pass NULL at a position: (callee id, parameter index)
+        self.lookups = {lk.function: lk for lk in self.pr.lookups}
         self.null_args: dict[tuple[str, int], tuple[str, int]] = {}
+        self.reads = sorted(analysis.reads, key=lambda r: (r.file, r.line, r.col))
 
-    def note_null_arguments(self, facts) -> None:
-        for ff in facts.values():
+    @staticmethod
+    def short(fid: str) -> str:
+        return fid.split("::")[-1]
+
+    def note_null_arguments(self) -> None:
+        for ff in self.facts.values():
             for call in ff.calls:
                 if call.via != "direct":
                     continue
@@ -171,163 +267,357 @@ class _Checker:
                                 self.null_args.setdefault((fid, i), (ff.path, call.line))
                                 break
 
-    # -- paths ------------------------------------------------------------------
-    def into(self, node: str) -> list[Hop]:
-        """Every call that reaches node: direct calls and calls through the slots it implements."""
-        targets = [node] + [s for s, _, _ in edges_out(self.g, node, "binds") if s in self.slots]
-        hops: list[Hop] = []
+    # -- paths: the page's way up -------------------------------------------------
+    def callers(self, fid: str):
+        """(caller, target, graph site, call) of every call that reaches fid."""
+        targets = [fid] + [s for s, _, _ in edges_out(self.g, fid, "binds")]
         for target in targets:
-            for pred, _kind, edge in edges_in(self.g, target, "call", "call-through-slot"):
-                for path, line, _ci in edge["sites"]:
-                    site = self.sites.get((path, line, target))
-                    hops.append(Hop(path, line, pred, target, site.argument if site else None,
-                                    site.how if site else ""))
-        return sorted(set(hops), key=lambda h: (h.file, h.line, h.caller))
+            for pred, _, edge in edges_in(self.g, target, "call", "call-through-slot"):
+                for site in sorted(edge["sites"]):
+                    ff = self.facts.get(site[0])
+                    if ff is not None and site[2] < len(ff.calls):
+                        yield pred, target, site, ff.calls[site[2]]
 
-    def paths(self, reader: str) -> tuple[list[list[Hop]], bool]:
-        """Paths from an entry (a caller that supplies the mapping itself) down
-        to reader, each as its list of hops; a reader with its own provider is
-        its own entry (the empty path)."""
-        if reader not in self.gains:
-            return [[]], False
-        out: list[list[Hop]] = []
+    def hop(self, pred: str, target: str, site: tuple, call) -> Hop:
+        cs = self.sites.get((site[0], call.line, target))
+        return Hop(site[0], call.line, pred, target, cs.argument if cs else None, cs.how if cs else "")
+
+    def paths(self, reader: str, page_expr: str) -> tuple[list[_Path], bool]:
+        out: list[_Path] = []
         truncated = False
-        stack: list[tuple[str, list[Hop]]] = [(reader, [])]
+        stack: list[tuple[str, str, tuple, tuple]] = [(reader, page_expr, (), ())]
         while stack:
-            node, below = stack.pop()
-            hops = self.into(node)
-            if not hops:
-                out.append(below)  # nobody calls it: the plan reported this chain
+            fid, expr, hops, sites = stack.pop()
+            origin = self.ctx.origin(fid, expr)
+            callers = list(self.callers(fid)) if origin.kind == "parameter" else []
+            if not callers:
+                out.append(_Path(hops, fid, sites, False))
                 continue
-            for hop in hops:
-                path = [hop, *below]
+            for pred, target, site, call in callers:
                 if len(out) >= MAX_PATHS:
-                    truncated = True
-                    break
-                if hop.caller in self.gains:  # it gets its own mapping from its callers
-                    if len(path) >= MAX_DEPTH or any(h.caller == hop.caller for h in below):
-                        truncated = truncated or len(path) >= MAX_DEPTH
-                        continue  # recursion: the cycle adds nothing new
-                    stack.append((hop.caller, path))
-                else:
-                    out.append(path)
+                    return out, True
+                hop = self.hop(pred, target, site, call)
+                if call.via == "member" and pred not in self.gains and self._receiver(pred, call) is not None:
+                    out.append(_Path((hop, *hops), pred, (site, *sites), True))
+                elif len(hops) >= MAX_DEPTH or any(h.caller == pred for h in hops) or pred == fid:
+                    truncated = truncated or len(hops) >= MAX_DEPTH
+                    if len(hops) >= MAX_DEPTH:
+                        continue
+                    out.append(_Path((hop, *hops), pred, (site, *sites), False))  # recursion: start here
+                elif origin.param < len(call.args):
+                    stack.append((pred, call.args[origin.param], (hop, *hops), (site, *sites)))
+                else:  # the call does not pass the page (a macro's call, varargs)
+                    out.append(_Path(hops, fid, sites, False))
         return out, truncated
 
-    # -- evaluation -------------------------------------------------------------
-    def run_path(self, path: list[Hop], reader: str, context_expr: str | None,
-                 variant: str, null_params: set[str]) -> Witness | None:
-        sc = _Scenario(variant)
-        entry = path[0].caller if path else reader
-        env = sc.bind(self.g.nodes[entry]["params"], null_params)
-        value: object = None
-        where = entry
-        for hop in path:
-            if hop.argument is None:
-                return Witness(tuple(path), "(no argument)", variant,
-                               f"{hop.file}:{hop.line}: {hop.caller} calls {hop.callee} "
-                               "without passing the mapping")
-            try:
-                value = model.evaluate(hop.argument, env)
-            except model.UnknownName:
-                if hop.how != "receiver":
-                    return Witness(tuple(path), hop.argument, variant,
-                                   f"{hop.file}:{hop.line}: {hop.argument} is not a parameter of {hop.caller}")
-                # `M->a_ops->op(M, ...)` through a local M: the ops called are the
-                # page's own mapping's (the receiver-provider rule's claim)
-                value = sc.owner
-            except model.ModelError as exc:
-                return Witness(tuple(path), hop.argument, variant, f"{hop.file}:{hop.line}: {exc}")
-            try:  # name the first argument that goes wrong, not only the read
-                if model.page_mapping_wp(sc.page, value) is not sc.owner:
-                    raise model.MappingMismatch(f"{value!r} is not {sc.owner!r}")
-            except model.ModelError as exc:
-                return Witness(tuple(path), hop.argument, variant, f"{hop.file}:{hop.line}: {exc}")
-            callee = hop.callee if self.g.nodes[hop.callee]["type"] == "function" else None
-            target = callee or self._implementation(path, hop)
-            env = sc.bind(self.g.nodes[target]["params"], set()) if target else {}
+    def _receiver(self, caller: str, call) -> str | None:
+        """M of `M->a_ops->op(...)` (or of `aops->op(...)` after `aops = M->a_ops`)."""
+        for rp in self.pr.receiver_providers:
+            owner = self.env.resolve(call.receiver) if call.receiver else None
+            if owner is None or owner[0] != f"struct {rp.struct}":
+                continue
+            receiver = call.fn_text[: call.fn_text.rfind(call.callee)].rstrip()
+            receiver = receiver.removesuffix("->").removesuffix(".").rstrip()
+            return self.ctx.receiver_mapping(caller, receiver, rp.strip)
+        return None
+
+    # -- the interpreter ------------------------------------------------------------
+    def evaluate(self, world: _World, fid: str, text: str, env: dict, depth: int = 0) -> object:
+        """text in fid's world; Unknown when it cannot be interpreted."""
+        e = _SUBSCRIPT.sub("[0]", _clean(text))
+        call = parse_call(e)
+        if call is not None and call[0] not in model.FUNCTIONS:
+            return self._call(world, fid, call, env, depth)
+        try:
+            return model.evaluate(e, env)
+        except model.NullDeref:
+            raise
+        except model.ModelError as exc:
+            return model.Unknown(f"{text}: {exc}")
+
+    def _call(self, world: _World, fid: str, call, env: dict, depth: int) -> object:
+        name, args = call
+        if name == "READ_ONCE" and args:
+            return self.evaluate(world, fid, args[0], env, depth)
+        lk = self.lookups.get(name)
+        if lk is not None and lk.fills < 0 and lk.arg < len(args):
+            arg = self.evaluate(world, fid, args[lk.arg], env, depth)
+            mapping = {"mapping": lambda a: a, "inode": lambda a: getattr(a, "i_mapping", a),
+                       "file": lambda a: getattr(a, "f_mapping", a),
+                       "rac": lambda a: getattr(a, "mapping", a)}[lk.of](arg)
+            if isinstance(mapping, model.Unknown):
+                return mapping
+            folio = world.page_of(mapping, f"{name}({', '.join(args)})")
+            return folio if "folio" in name else folio.page
+        callee = self.ctx.function_called(fid, name) if fid in self.g else None
+        if callee is None or depth >= CALL_DEPTH or not self.g.nodes[callee].get("bodies"):
+            return model.Unknown(f"{name}() is not interpreted")
+        inner = {}
+        for i, (pname, ptype) in enumerate(self.g.nodes[callee]["params"]):
+            if pname:
+                inner[pname] = (self._safe(world, fid, args[i], env, depth + 1) if i < len(args)
+                                else world.fresh(ptype, pname))
+        self.run_locals(world, callee, inner, depth + 1)
+        for i, a in enumerate(args):  # out-parameters: `f(..., &page)` with `*res_page = page` in f
+            pname = self.g.nodes[callee]["params"][i][0] if i < len(self.g.nodes[callee]["params"]) else None
+            if a.strip().startswith("&") and pname and f"*{pname}" in inner:
+                root = root_of(a.strip()[1:].strip())
+                if root:
+                    env[root] = inner[f"*{pname}"]
+        for v in self.ctx.values(callee):
+            if v.name == "return":
+                got = self._safe(world, callee, v.value, inner, depth + 1)
+                if isinstance(got, model.Page | model.Folio):
+                    return got
+        return model.Unknown(f"{name}() returns no page the interpreter could follow")
+
+    def _safe(self, world: _World, fid: str, text: str, env: dict, depth: int = 0) -> object:
+        try:
+            return self.evaluate(world, fid, text, env, depth)
+        except (model.ModelError, _Failure) as exc:
+            return model.Unknown(f"{text}: {exc}")
+
+    def run_locals(self, world: _World, fid: str, env: dict, depth: int = 0) -> None:
+        """Give fid's pointer locals their values, in source order (a loop's last
+        assignment wins); batches filled by a lookup hold one page of its mapping."""
+        fills = [(c.start, c) for c in self.ctx.calls(fid) if c.callee in self.lookups
+                 and 0 <= self.lookups[c.callee].fills < len(c.args)]
+        values = [(v.start, v) for v in self.ctx.values(fid) if v.name != "return"]
+        starts = {at for at, _ in values}
+        fills += [(c.start, c) for c in self.ctx.calls(fid) if c.start not in starts and self._stores_out(fid, c)]
+        pointer_locals = {v.name: v.type for _, v in values}
+        file = min(self.g.nodes[fid]["bodies"])[0] if self.g.nodes[fid].get("bodies") else ""
+        for _, item in sorted(fills + values, key=lambda x: (x[0], not hasattr(x[1], "value"))):
+            if not hasattr(item, "value"):
+                if item.callee in self.lookups:
+                    self._fill(world, fid, item, env, pointer_locals, depth)
+                elif depth < CALL_DEPTH:
+                    self._call(world, fid, (item.callee, list(item.args)), env, depth)
+                continue
+            v = item
+            text = v.value
+            for w in self.rewrites_by_line.get((file, v.line), ()):
+                if w.from_ in text and w.purpose != "identity":
+                    env["__mp_helper"] = self._helper(world, fid, w, env)  # the rewritten read's answer
+                    text = text.replace(w.from_, "__mp_helper")
+            env[v.name] = self._safe(world, fid, text, env, depth)  # (out-parameters land in env too)
+            env.pop("__mp_helper", None)
+
+    def _stores_out(self, fid: str, c) -> bool:
+        """A call of a tree function that stores a page through a `&local` argument."""
+        if c.via != "direct" or c.callee in self.lookups or not any(a.strip().startswith("&") for a in c.args):
+            return False
+        callee = self.ctx.function_called(fid, c.callee)
+        return callee is not None and any(v.name.startswith("*") for v in self.ctx.values(callee))
+
+    def _fill(self, world: _World, fid: str, c, env: dict, pointer_locals: dict, depth: int) -> None:
+        """A lookup that stores its pages in an argument: `&page` (one page), a
+        batch `&fbatch` (members holding pages) or an array `pages`."""
+        lk = self.lookups[c.callee]
+        if lk.arg >= len(c.args):
+            return
+        target = root_of(strip(c.args[lk.fills]))
+        value = self._safe(world, fid, c.args[lk.arg], env, depth)
+        member = {"inode": "i_mapping", "file": "f_mapping", "rac": "mapping"}.get(lk.of)
+        mapping = getattr(value, member, None) if member else value
+        if not target or not isinstance(mapping, model.AddressSpace):
+            return
+        folio = world.page_of(mapping, c.callee)
+        base = ctypes.split(pointer_locals.get(target, ""))[0]
+        item = folio if "folio" in (base or c.callee) else folio.page
+        if base in ("struct page", "struct folio"):
+            env[target] = item
+        elif c.args[lk.fills].strip().startswith("&"):
+            env[target] = model.Opaque(target, "batch", _ANY, lambda _m, i=item: [i] * 32)
+        else:
+            env[target] = [item] * 32
+
+    def _helper(self, world: _World, fid: str, w: Rewrite, env: dict) -> object:
+        """What a rewritten read in a local's initializer gives (the helper's answer)."""
+        read = next((r for r in self.reads if r.file == w.file and r.start == w.start), None)
+        try:
+            page = self.evaluate(world, fid, read.receiver_text, env) if read else None
+            return model.page_mapping_wp(page, self.evaluate(world, fid, w.context, env))
+        except (model.ModelError, _Failure, AttributeError) as exc:
+            return model.Unknown(f"{w.to}: {exc}")
+
+    # -- one path ---------------------------------------------------------------------
+    def run_path(self, path: _Path, read: ReadRecord, rewrite: Rewrite, variant: str, nulls: set[str]) -> None:
+        world = _World(self, variant, nulls)
+        env = world.bind(path.top, nulls)
+        self.run_locals(world, path.top, env)
+        fid = path.top
+        for i, (hop, site) in enumerate(zip(path.hops, path.sites, strict=True)):
+            call = self.facts[site[0]].calls[site[2]]
+            target = path.hops[i + 1].caller if i + 1 < len(path.hops) else read.function_id
+            inner = self._bind_call(world, fid, target, call, env, site[0], contract=path.contract and i == 0)
             if target in self.gains:
-                env[self.gains[target].param_name] = value
-                witness = self._clash_local(target, env, sc, path, variant)
-                if witness is not None:
-                    return witness
-            where = target or hop.callee
-        if context_expr is None:
-            return Witness(tuple(path), "(none)", variant, f"{where} has no mapping to pass to the helper")
+                inner[self.gains[target].param_name] = self._argument(world, fid, hop, env)
+            self.run_locals(world, target, inner)
+            fid, env = target, inner
+        self._judge(world, fid, read, rewrite, env, path)
+
+    def _bind_call(self, world: _World, caller: str, callee: str, call, env: dict, file: str,
+                   contract: bool) -> dict:
+        inner: dict[str, object] = {}
+        receiver = self._receiver(caller, call) if contract else None
+        owner = self._safe(world, caller, receiver, env) if receiver else None
+        for i, (pname, ptype) in enumerate(self.g.nodes[callee]["params"]):
+            if not pname:
+                continue
+            value = self._arg_value(world, caller, call, i, env, file) if i < len(call.args) \
+                else world.fresh(ptype, pname)
+            if isinstance(value, model.Page | model.Folio) and id(model.as_folio(value)) in world.param_pages \
+                    and isinstance(owner, model.AddressSpace):
+                # the ops contract: a page handed to M->a_ops->op() is a page of M
+                folio = world.page_of(owner, f"{receiver}->a_ops")
+                value = folio.page if isinstance(value, model.Page) else folio
+            inner[pname] = value
+        return inner
+
+    def _arg_value(self, world: _World, caller: str, call, i: int, env: dict, file: str) -> object:
+        """Argument i of a call as the plan leaves it: a read in it is the helper's answer."""
+        text = call.args[i]
+        start, end = call.arg_spans[i]
+        for w in self.rewrites_in.get(file, ()):
+            if start <= w.start and w.end <= end and w.purpose != "identity" and w.from_ in text:
+                env["__mp_helper"] = self._helper(world, caller, w, env)
+                text = text.replace(w.from_, "__mp_helper")
+        value = self._safe(world, caller, text, env)
+        env.pop("__mp_helper", None)
+        return value
+
+    def _argument(self, world: _World, caller: str, hop: Hop, env: dict) -> object:
+        if hop.argument is None:
+            raise _Failure("unresolvable", "(no argument)",
+                           f"{hop.file}:{hop.line}: {hop.caller} calls {hop.callee} without passing the mapping")
         try:
-            ctx = model.evaluate(context_expr, env)
-            got = model.page_mapping_wp(sc.page, ctx)
-        except model.ModelError as exc:
-            return Witness(tuple(path), context_expr, variant, str(exc))
-        if got is not sc.owner:
-            return Witness(tuple(path), context_expr, variant,
-                           f"the helper returned {got!r}, not {sc.owner!r} the page was reached through")
-        return None
+            return self.evaluate(world, caller, hop.argument, env)
+        except model.NullDeref as exc:
+            raise _Failure("unresolvable", hop.argument, f"{hop.file}:{hop.line}: {exc}") from None
 
-    def _clash_local(self, fid: str, env: dict, sc: _Scenario, path: list[Hop],
-                     variant: str) -> Witness | None:
-        """A function that took the clash name already had a local named like the
-        parameter, `struct address_space *mapping = page->mapping;`, which the plan
-        rewrote to the helper: the local holds the helper's answer."""
-        name = self.gains[fid].param_name
-        if name == self.pr.param_name:
-            return None
+    def _judge(self, world: _World, fid: str, read: ReadRecord, rewrite: Rewrite, env: dict, path: _Path) -> None:
+        page = self._safe(world, fid, read.receiver_text, env)
+        if not isinstance(page, model.Page | model.Folio):
+            raise _Failure("unproven", read.receiver_text, f"the page {read.receiver_text} is {page!r}")
+        folio = model.as_folio(page)
+        owner = world.owner.get(id(folio))
+        if owner is None:
+            param = world.param_pages.get(id(folio), "?")
+            raise _Failure("unproven", read.receiver_text,
+                           f"the page comes in as {param}, and nothing in the code says whose page it is"
+                           + (" (nothing calls it)" if not path.hops else ""))
         try:
-            env[self.pr.param_name] = model.page_mapping_wp(sc.page, env[name])
+            ctx = self.evaluate(world, fid, rewrite.context, env)
+        except model.NullDeref as exc:
+            raise _Failure("unresolvable", rewrite.context, str(exc), "NULL", repr(owner)) from None
+        if isinstance(ctx, model.Unknown):
+            raise _Failure("unproven", rewrite.context, f"{rewrite.context} is not known ({ctx.name})")
+        try:
+            got = model.page_mapping_wp(page, ctx)
         except model.ModelError as exc:
-            return Witness(tuple(path), name, variant, f"{fid}: local {self.pr.param_name}: {exc}")
-        return None
+            raise _Failure("unresolvable", rewrite.context, str(exc), repr(ctx), repr(owner)) from None
+        if got is not owner:
+            raise _Failure("unresolvable", rewrite.context,
+                           f"the helper returned {got!r}, not {owner!r} the page was reached through",
+                           repr(ctx), repr(owner))
 
-    def _implementation(self, path: list[Hop], hop: Hop) -> str | None:
-        i = path.index(hop)
-        if i + 1 < len(path):
-            return path[i + 1].caller
-        return self.reader
-
-    def variants(self, entry: str) -> list[tuple[str, set[str]]]:
-        params = self.g.nodes[entry]["params"]
+    def variants(self, top: str) -> list[tuple[str, set[str]]]:
+        params = self.g.nodes[top]["params"]
         out: list[tuple[str, set[str]]] = [("plain", set())]
-        if any(ctypes.split(ctypes.normalise(t))[0] == "struct file" for _, t in params):
+        if any(ctypes.split(ctypes.normalise(t))[0] == "struct file" for _, t in params) or \
+                any("f_mapping" in (c.argument or "") for c in self.plan.call_sites):
             out.append(("bdev-file", set()))
-        nullable = {p.type for p in self.pr.providers if p.nullable}
+        nullable = {ctypes.normalise(p.type) for p in self.pr.providers if p.nullable}
         for i, (name, ptype) in enumerate(params):
-            if name and ctypes.normalise(ptype) in nullable and (entry, i) in self.null_args:
-                path, line = self.null_args[(entry, i)]
+            if name and ctypes.normalise(ptype) in nullable and (top, i) in self.null_args:
+                path, line = self.null_args[(top, i)]
                 out.append((f"NULL {name} (as {path}:{line} passes)", {name}))
         return out
 
+    # -- verdicts -----------------------------------------------------------------------
     def verdict(self, r: ReadRecord) -> Verdict:
+        head = (r.file, r.line, r.function, r.expr, r.kind)
         if r.kind not in self.pr.scope_kinds:
-            return Verdict(r.file, r.line, r.function, r.expr, r.kind, "runtime", 0, False, None,
-                           RUNTIME_COVER.get(r.kind, "no model operation"))
-        fid = r.function_id
-        rewrite = next((w for w in self.plan.rewrites if w.file == r.file and w.start == r.start), None)
-        if fid is None or rewrite is None:
-            reason = self.unresolved.get(fid or "")
+            return Verdict(*head, "runtime", 0, False, None, RUNTIME_COVER.get(r.kind, "no model operation"))
+        kept = self.kept.get((r.file, r.line, r.expr))
+        if kept is not None and kept.reason != "needs-human":
+            return self._kept(head, kept)
+        rewrite = self.rewrites.get((r.file, r.cmp_start if r.purpose == "identity" else r.start))
+        if rewrite is not None and rewrite.purpose == "identity":
+            return Verdict(*head, "resolvable", 0, False, None, _MEMBERSHIP)
+        if r.function_id is None or rewrite is None:
+            reason = self.unresolved.get(r.function_id or "")
             why = f"not rewritten: {reason.reason}" if reason else "not rewritten"
-            return Verdict(r.file, r.line, r.function, r.expr, r.kind, "unresolvable", 0, False,
-                           Witness((), "(none)", "plain", f"{fid or r.function}: {why}"))
-        self.reader = fid
-        paths, truncated = self.paths(fid)
-        if fid in self.gains and paths == [[]]:
-            # it gains the parameter only to follow a slot nobody calls in the tree
-            return Verdict(r.file, r.line, r.function, r.expr, r.kind, "resolvable", 0, False, None,
-                           "no call path in the tree")
+            if kept is not None:
+                why = f"not rewritten: needs a human ({'; '.join(kept.candidates) or 'no candidate'})"
+            return Verdict(*head, "unresolvable", 0, False, Witness((), "(none)", "plain", f"{r.function}: {why}"))
+        paths, truncated = self.paths(r.function_id, r.receiver_text)
+        unproven: _Failure | None = None
         for path in paths:
-            entry = path[0].caller if path else fid
-            for variant, nulls in self.variants(entry):
-                witness = self.run_path(path, fid, rewrite.context, variant.split(" ")[0], nulls)
-                if witness is not None:
-                    witness = Witness(witness.path, witness.argument, variant, witness.error)
-                    return Verdict(r.file, r.line, r.function, r.expr, r.kind, "unresolvable",
-                                   len(paths), truncated, witness)
-        return Verdict(r.file, r.line, r.function, r.expr, r.kind, "resolvable", len(paths),
-                       truncated, None)
+            for variant, nulls in self.variants(path.top):
+                try:
+                    self.run_path(path, r, rewrite, variant.split(" ")[0], nulls)
+                except _Failure as f:
+                    if f.verdict == "unresolvable":
+                        return Verdict(*head, "unresolvable", len(paths), truncated,
+                                       Witness(path.hops, f.argument, variant, f.error, f.value, f.owner))
+                    unproven = unproven or f
+        if unproven is not None:
+            return Verdict(*head, "unproven", len(paths), truncated, None, missing=unproven.error)
+        return Verdict(*head, "resolvable", len(paths), truncated, None,
+                       "the helper returned the page's owner on every path and variant")
+
+    def _kept(self, head: tuple, kept) -> Verdict:
+        if kept.reason == "never-protected":
+            return Verdict(*head, "never-protected", 0, False, None, kept.evidence)
+        if kept.reason == "debug":
+            return Verdict(*head, "runtime", 0, False, None, f"{RUNTIME_COVER[4]}; {kept.evidence}")
+        if kept.reason == "null-test":
+            return Verdict(*head, "resolvable", 0, False, None, _NULL_TEST)
+        return Verdict(*head, "unproven", 0, False, None,
+                       missing="a flag test: the model has no flag bits, so that the record keeps "
+                               "PAGE_MAPPING_ANON/KSM/MOVABLE is an assumption")
+
+
+class _Everything(frozenset):
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ANY = _Everything()
+
+
+def _membership_holds() -> bool:
+    """The membership helper's contract in the model: a protected page belongs
+    to every owner of its record and to nothing else."""
+    w = model.World()
+    a, b, c = (w.inode(n).i_mapping for n in "abc")
+    fa, fb = w.add_to_page_cache(a, 0, b"x"), w.add_to_page_cache(b, 0, b"x")
+    plain = w.add_to_page_cache(c, 1, b"y")
+    w.write_protect([fa, fb])
+    return (model.folio_in_mapping(fa, a) and model.folio_in_mapping(fa, b) and not model.folio_in_mapping(fa, c)
+            and model.folio_in_mapping(plain, c) and not model.folio_in_mapping(plain, a))
+
+
+def _null_test_holds() -> bool:
+    """A NULL test on the field: a protected page's field is the record, never NULL."""
+    w = model.World()
+    fa = w.add_to_page_cache(w.inode("a").i_mapping, 0, b"x")
+    fb = w.add_to_page_cache(w.inode("b").i_mapping, 0, b"x")
+    w.write_protect([fa, fb])
+    return fa.mapping is not None
+
+
+_MEMBERSHIP = ("membership test: in the model a protected page belongs to every owner of its record"
+               if _membership_holds() else "MODEL REFUTES the membership helper")
+_NULL_TEST = ("NULL test kept: in the model a protected page's field is its record, never NULL"
+              if _null_test_holds() else "MODEL REFUTES the NULL test")
 
 
 def check(plan: Plan, analysis: Analysis, rules: Rules, facts: dict) -> CheckResult:
     if rules.plan is None:
         raise ValueError(f"{rules.path}: no [plan] section")
-    checker = _Checker(plan, analysis, rules)
-    checker.note_null_arguments(facts)
-    verdicts = [checker.verdict(r) for r in sorted(analysis.reads, key=lambda r: (r.file, r.line, r.col))]
-    return CheckResult(tuple(verdicts))
+    checker = _Checker(plan, analysis, rules, facts)
+    checker.note_null_arguments()
+    return CheckResult(tuple(checker.verdict(r) for r in checker.reads))

@@ -120,7 +120,7 @@ def _build_with_types(root: Path, rules, store, expand: bool):
     if expand:
         # struct definitions that type a receiver may live in deferred headers
         for _ in range(4):
-            tags = sorted(graphmod.missing_types(facts))
+            tags = sorted(graphmod.missing_types(facts, rules.plan.chain_from if rules.plan else None))
             added = indexmod.expand_types(root, rules, store, tags) if tags else []
             if not added:
                 break

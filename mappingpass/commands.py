@@ -151,7 +151,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_plan_text(plan)
-    return 1 if plan.unresolved else 0
+    return 1 if plan.unresolved or plan.summary()["needs_human"] else 0
 
 
 def _chain_text(chain) -> str:
@@ -170,7 +170,11 @@ def print_plan_text(plan: planmod.Plan) -> None:
     print(f"  functions gaining the parameter  {s['functions']}")
     print(f"  slots gaining it                 {s['slots']}")
     print(f"  call sites changed               {s['call_sites']}")
-    print(f"  reads rewritten to the helper    {s['rewrites']} ({s['identity_rewrites']} identity tests)")
+    print(f"  reads rewritten                  {s['rewrites']} ({s['identity_rewrites']} identity tests "
+          "become membership tests)")
+    kept = ", ".join(f"{n} {k}" for k, n in s["kept_reads"].items()) or "none"
+    print(f"  kind-1 reads left as they are    {sum(s['kept_reads'].values())} ({kept})")
+    print(f"  needs a human                    {s['needs_human']}")
     print(f"  kind 2-5 reads left to run time  {s['runtime_reads']}")
     print(f"  files touched                    {s['files']}")
     if plan.parsed_on_demand:
@@ -187,6 +191,16 @@ def print_plan_text(plan: planmod.Plan) -> None:
                 print(f"      {_chain_text(u.chain)}")
         if len(items) > 50:
             print(f"  ... {len(items) - 50} more (--format json lists all)")
+    human = [k for k in plan.kept if k.reason == "needs-human"] + list(plan.needs_human_sites)
+    if human:
+        print(f"\nneeds a human ({len(human)}): which mapping is the page's?")
+        for k in human[:50]:
+            print(f"  {k.file}:{k.line} {k.function}: {k.expr}")
+            print(f"      {k.evidence}")
+            for c in k.candidates[:6]:
+                print(f"      candidate: {c}")
+        if len(human) > 50:
+            print(f"  ... {len(human) - 50} more (--format json lists all)")
 
 
 def _find(plan: planmod.Plan, analysis, name: str) -> list[str]:
@@ -218,9 +232,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 entry["unresolved"] = stopped[fid].reason
                 entry["chain"] = [vars(s) for s in stopped[fid].chain]
         entry["callers"] = [
-            {"file": c.file, "line": c.line, "caller": c.caller, "argument": c.argument, "how": c.how}
+            {"file": c.file, "line": c.line, "caller": c.caller, "argument": c.argument, "how": c.how,
+             "evidence": c.evidence}
             for c in plan.call_sites if c.callee == fid
         ]
+        entry["reads"] = [{"file": r.file, "line": r.line, "from": r.from_, "to": r.to, "evidence": r.evidence}
+                          for r in plan.rewrites if r.function == fid]
+        entry["kept"] = [{"file": k.file, "line": k.line, "expr": k.expr, "reason": k.reason,
+                          "evidence": k.evidence, "candidates": list(k.candidates)}
+                         for k in (*plan.kept, *plan.needs_human_sites) if k.function == fid]
         out.append(entry)
     if args.format == "json":
         json.dump(out, sys.stdout, indent=1)
@@ -236,10 +256,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
             for s in e.get("chain", []):
                 what = f"reads {s['detail']}" if s["why"] == "reads" else f"{s['why']} {s['detail']}"
                 print(f"  {s['node']} {what}  ({s['file']}:{s['line']})")
+            for r in e["reads"]:
+                print(f"read {r['file']}:{r['line']}: {r['from']} -> {r['to']}")
+                print(f"  because {r['evidence']}")
+            for k in e["kept"]:
+                print(f"kept {k['file']}:{k['line']}: {k['expr']}  [{k['reason']}]")
+                print(f"  because {k['evidence']}")
+                for c in k["candidates"]:
+                    print(f"  candidate: {c}")
             if e["callers"]:
                 print("callers pass:")
                 for c in e["callers"]:
                     print(f"  {c['file']}:{c['line']} {c['caller']}: {c['argument']}  [{c['how']}]")
+                    if c["evidence"]:
+                        print(f"      because {c['evidence']}")
     if args.dot or args.svg:
         dot = to_dot(out)
         if args.dot:
@@ -389,17 +419,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         s = result.summary()
         print(f"check: {s['reads']} reads: {s.get('resolvable', 0)} resolvable, "
-              f"{s.get('unresolvable', 0)} unresolvable, {s.get('runtime', 0)} runtime "
+              f"{s.get('unresolvable', 0)} unresolvable, {s.get('unproven', 0)} unproven, "
+              f"{s.get('never-protected', 0)} never protected, {s.get('runtime', 0)} runtime "
               f"(paths bounded at {s['bounds']['paths_per_read']} per read, depth "
               f"{s['bounds']['depth']}; {s['truncated']} reads hit the bound)")
         for v in result.verdicts:
+            if v.verdict == "unproven":
+                print(f"\n{v.file}:{v.line} {v.function}: {v.expr}: unproven")
+                print(f"  {v.missing}")
             if v.verdict != "unresolvable":
                 continue
             w = v.witness
             print(f"\n{v.file}:{v.line} {v.function}: {v.expr}")
             print(f"  scenario {w.scenario}: {w.error}")
             if w.argument not in ("(none)",):
-                print(f"  argument {w.argument}")
+                print(f"  argument {w.argument}" + (f" = {w.value}" if w.value else "")
+                      + (f"; the page is {w.owner}'s" if w.owner else ""))
             for hop in w.path:
                 print(f"    {hop.file}:{hop.line} {hop.caller} -> {hop.callee} ({hop.argument})")
     return 1 if any(v.verdict == "unresolvable" for v in result.verdicts) else 0

@@ -21,7 +21,7 @@ import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
 from . import types
-from .facts import Binding, Call, FileFacts, Function, Param, Read, Slot, StructField
+from .facts import Binding, Call, FileFacts, Function, Param, Read, Slot, StructField, Value
 
 LANGUAGE = Language(tree_sitter_c.language())
 
@@ -37,6 +37,10 @@ _QUERY_TEXT = """
 (union_specifier name: (type_identifier) body: (field_declaration_list)) @struct
 (type_definition) @typedef
 (ERROR) @error
+(init_declarator value: (_)) @value
+(assignment_expression left: (identifier)) @value
+(assignment_expression left: (pointer_expression argument: (identifier))) @value
+(return_statement) @value
 """
 _LOCALS_QUERY_TEXT = "(declaration) @decl (parameter_declaration) @decl"
 
@@ -228,6 +232,7 @@ class _FileWalker:
         calls, reads = self._calls(sorted(caps.get("call", ()), key=lambda n: (n.start_byte, n.end_byte)))
         reads.extend(self._field_reads(caps.get("field", ())))
         bindings = self._bindings(caps.get("init", ()), caps.get("assign", ()))
+        values = self._values(sorted(caps.get("value", ()), key=lambda n: n.start_byte))
         errors = caps.get("error", ())
         missing = 0
         if self.root.has_error and not errors:
@@ -248,6 +253,7 @@ class _FileWalker:
             globals=tuple(sorted(self.globals.items())),
             locals_with_field_name=tuple(clashes),
             exports=tuple(sorted({m.decode() for m in _EXPORT.findall(self.text)})),
+            values=tuple(values),
             error_nodes=len(errors) + missing,
             error_lines=tuple(sorted({e.start_point[0] + 1 for e in errors})[:8]),
             recovered=self.recovered,
@@ -575,7 +581,7 @@ class _FileWalker:
                 reads.append(
                     Read(caller, line, fn.start_point[1] + 1, node.start_byte, node.end_byte,
                          _txt(node), "accessor", callee, _txt(args[0]) if args else "",
-                         _access(node))
+                         _access(node), "->", *_purpose(node))
                 )
         return calls, reads
 
@@ -597,9 +603,43 @@ class _FileWalker:
             reads.append(
                 Read(caller, node.start_point[0] + 1, node.start_point[1] + 1, outer.start_byte,
                      outer.end_byte, _txt(outer), "field", self.recipe_text(recv, idx), _txt(recv),
-                     _access(node), node.child_by_field_name("operator").type)
+                     _access(node), node.child_by_field_name("operator").type, *_purpose(node))
             )
         return reads
+
+    def _values(self, nodes: list[Node]) -> list[Value]:
+        """What pointer locals are given (initializers, `x = ...`), what
+        out-parameters are given (`*res = ...`, named "*res") and what functions
+        returning a pointer return, inside function bodies."""
+        out: list[Value] = []
+        for node in nodes:
+            where = self.enclosing(node.start_byte)
+            if where is None:
+                continue
+            fname, idx = where
+            if node.type == "return_statement":
+                name, ctype = "return", self.functions[idx].return_type
+                expr = node.named_children[0] if node.named_children else None
+            elif node.type == "init_declarator":
+                name, _, _ = _declarator_info(node.child_by_field_name("declarator"))
+                ctype = self.scope(idx).get(name or "", "")
+                expr = node.child_by_field_name("value")
+            else:
+                left = node.child_by_field_name("left")
+                if left.type == "pointer_expression":  # `*res_page = page`: an out-parameter
+                    if left.child_by_field_name("operator").type != "*":
+                        continue
+                    inner = _txt(left.child_by_field_name("argument"))
+                    base, depth = types.split(self.scope(idx).get(inner, ""))
+                    name, ctype = f"*{inner}", types.normalise(base, depth - 1) if depth > 1 else ""
+                else:
+                    name = _txt(left)
+                    ctype = self.scope(idx).get(name, "")
+                expr = node.child_by_field_name("right")
+            if expr is None or not name or not _struct_pointer(ctype):
+                continue
+            out.append(Value(fname, name, ctype, _txt(expr)[:240], node.start_point[0] + 1, expr.start_byte))
+        return out
 
     def _bindings(self, inits: list[Node], assigns: list[Node]) -> list[Binding]:
         out: list[Binding] = []
@@ -724,6 +764,59 @@ def _transparent_wrapper(node: Node) -> Node | None:
     call = parent.parent
     fn = call.child_by_field_name("function") if call is not None else None
     return call if fn is not None and _txt(fn) in _TRANSPARENT else None
+
+
+def _struct_pointer(ctype: str) -> bool:
+    base, depth = types.split(ctype) if ctype else ("", 0)
+    return depth >= 1 and base.startswith(("struct ", "union "))
+
+
+_NULLS = ("0", "NULL", "(void *)0")
+
+
+def _purpose(node: Node) -> tuple[str, str, int, int, str, str, str, int]:
+    """What the code does with a read's value: (purpose, member, cmp_start,
+    cmp_end, cmp_op, cmp_other, cmp_text, cmp_line); see facts.Read."""
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "parenthesized_expression":
+            node, parent = parent, parent.parent
+        elif parent.type == "argument_list" and parent.parent is not None and \
+                _txt(parent.parent.child_by_field_name("function")) in _TRANSPARENT:
+            node, parent = parent.parent, parent.parent.parent
+        else:
+            break
+    none = ("use", "", -1, -1, "", "", "", 0)
+    if parent is None:
+        return none
+    t = parent.type
+    if t == "binary_expression":
+        op = parent.child_by_field_name("operator").type
+        left = parent.child_by_field_name("left")
+        other = parent.child_by_field_name("right" if left == node else "left")
+        if op in ("==", "!="):
+            if other is None or other.type == "null" or _txt(other) in _NULLS:
+                return ("null-test", *none[1:])
+            return ("identity", "", parent.start_byte, parent.end_byte, op, _txt(other), _txt(parent),
+                    parent.start_point[0] + 1)
+        if op in ("&&", "||"):
+            return ("null-test", *none[1:])
+        if op in ("&", "|", "^"):
+            return ("flag-test", *none[1:])
+    if t == "unary_expression" and parent.child_by_field_name("operator").type == "!":
+        return ("null-test", *none[1:])
+    if t == "cast_expression":
+        target = _txt(parent.child_by_field_name("type"))
+        if "*" not in target and target != "void":
+            return ("flag-test", *none[1:])  # (unsigned long)page->mapping & PAGE_MAPPING_ANON
+    if t in ("if_statement", "while_statement", "conditional_expression") and \
+            parent.child_by_field_name("condition") in (node, node.parent):
+        return ("null-test", *none[1:])
+    if t == "parenthesized_expression" or (t == "condition_clause"):
+        return ("null-test", *none[1:])
+    if t == "field_expression" and parent.child_by_field_name("argument") == node:
+        return ("derive", _txt(parent.child_by_field_name("field")), -1, -1, "", "", "", 0)
+    return none
 
 
 def _access(node: Node) -> str:

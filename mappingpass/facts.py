@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 7
+FACTS_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,32 @@ class Read:
     receiver_text: str  # source text of the receiver (the page expression)
     access: str  # "compare" (identity test), "deref" (->member of it), "use"
     op: str = "->"  # "->" or "." for field reads
+    # what the code does with the value (see plan): "identity" (== / != another
+    # mapping), "null-test", "flag-test" (the low bits: anon, KSM, movable),
+    # "derive" (only ->host, ->a_ops ... of it), "use"
+    purpose: str = "use"
+    member: str = ""  # for "derive": the member read from the mapping
+    # for "identity": the comparison's byte span, its operator and the other side
+    cmp_start: int = -1
+    cmp_end: int = -1
+    cmp_op: str = ""
+    cmp_other: str = ""
+    cmp_text: str = ""
+    cmp_line: int = 0
+
+
+@dataclass(frozen=True)
+class Value:
+    """A value a function gives a pointer local (its initializer or an
+    assignment `x = ...`) or returns (name "return"): what the plan follows to
+    find where a page, or a mapping, came from."""
+
+    function: str
+    name: str  # the local or parameter, "*param" for an out-parameter (`*res = ...`), or "return"
+    type: str  # its declared type, normalised
+    value: str  # the expression's text
+    line: int
+    start: int  # byte offset of the expression
 
 
 @dataclass(frozen=True)
@@ -122,6 +148,7 @@ class FileFacts:
     locals_with_field_name: tuple[tuple[str, str], ...] = field(default=())
     # (function, name) of locals/params named like the field: name clashes for the plan
     exports: tuple[str, ...] = ()  # EXPORT_SYMBOL*(name) at file scope
+    values: tuple[Value, ...] = ()  # values of pointer locals and returns, in source order
     error_nodes: int = 0  # ERROR/MISSING nodes tree-sitter reported
     error_lines: tuple[int, ...] = ()  # first lines of the first few errors
     recovered: int = 0  # functions recovered from inside error nodes
@@ -162,6 +189,7 @@ class FileFacts:
             globals=tuple(tuple(g) for g in data["globals"]),
             locals_with_field_name=tuple(tuple(x) for x in data["locals_with_field_name"]),
             exports=tuple(data["exports"]),
+            values=tuple(Value(**v) for v in data.get("values", ())),
             error_nodes=data["error_nodes"],
             error_lines=tuple(data["error_lines"]),
             recovered=data["recovered"],

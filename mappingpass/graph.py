@@ -58,13 +58,21 @@ class ReadRecord:
     why: str
     start: int
     end: int
+    purpose: str = "use"  # facts.Read.purpose
+    member: str = ""
+    cmp_start: int = -1
+    cmp_end: int = -1
+    cmp_op: str = ""
+    cmp_other: str = ""
+    cmp_text: str = ""
+    cmp_line: int = 0
 
     def to_json(self) -> dict:
         return {
             "file": self.file, "line": self.line, "col": self.col, "function": self.function,
             "function_id": self.function_id, "expr": self.expr, "receiver": self.receiver_text,
             "receiver_type": self.receiver_type, "via": self.via, "access": self.access,
-            "kind": self.kind, "why": self.why,
+            "kind": self.kind, "why": self.why, "purpose": self.purpose,
         }
 
 
@@ -112,10 +120,21 @@ def type_env(all_facts: list[FileFacts]) -> TypeEnv:
     return env
 
 
-def missing_types(all_facts: list[FileFacts]) -> set[str]:
+def missing_types(all_facts: list[FileFacts], chain_from: re.Pattern[str] | None = None) -> set[str]:
     """Struct tags needed to type a read's, a member call's or a binding's
-    receiver whose definitions none of these files holds."""
+    receiver whose definitions none of these files holds; with chain_from,
+    also the structs of those tags that a reader's parameters and locals point
+    at (the plan follows their members to a mapping)."""
     env = type_env(all_facts)
+    if chain_from is not None:
+        for ff in all_facts:
+            readers = {r.function for r in ff.reads}
+            typed = [p.type for fn in ff.functions if fn.definition and fn.name in readers for p in fn.params]
+            typed += [v.type for v in ff.values if v.function in readers]
+            for t in typed:
+                base, depth = types.split(t)
+                if depth == 1 and base.startswith("struct ") and chain_from.search(base[7:]):
+                    env.resolve(["f", ["t", base, 1], ""])
     for ff in all_facts:
         for r in ff.reads:
             if r.via == "field":
@@ -528,6 +547,7 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
             g.add_edge(a, b, key=kind, kind=kind, sites=[site])
 
     defined = {name for _, name in statics} | externs
+    registrations = {r.name: r for r in (rules.plan.registrations if rules.plan else ())}
     for path in order:
         ff = new[path]
         for ci, call in enumerate(ff.calls):
@@ -560,6 +580,17 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
                     sid = param_slot(target, ai)
                     if sid is not None:
                         add_edge(bound, sid, "binds", (path, call.line, "arg", cast))
+        for call in ff.calls:
+            reg = registrations.get(call.callee) if call.via == "direct" and call.caller else None
+            if reg is None or reg.arg >= len(call.args):
+                continue
+            fname, cast = function_argument(call.args[reg.arg])
+            bound = resolve_function(path, fname) if fname else None
+            if bound is not None:
+                if reg.slot not in g:
+                    g.add_node(reg.slot, type="slot", slot_kind="registration", name=reg.slot.split(":", 1)[-1],
+                               owner="", params=[], decls=[], why=reg.why)
+                add_edge(bound, reg.slot, "binds", (path, call.line, "register", cast))
         for b in ff.bindings:
             bound = resolve_function(path, b.function)
             sid = member_slot("", b.member, b.owner) if b.kind == "init" else member_slot(b.receiver, b.member)
@@ -591,7 +622,8 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
                 continue
             kind, why = rules.kind_of(path, r.function)
             rec = ReadRecord(path, r.line, r.col, r.function, fid, r.expr, r.receiver_text, rtype, r.via,
-                             r.access, kind, why, r.start, r.end)
+                             r.access, kind, why, r.start, r.end, r.purpose, r.member, r.cmp_start,
+                             r.cmp_end, r.cmp_op, r.cmp_other, r.cmp_text, r.cmp_line)
             (analysis.reads if ok else analysis.candidates).append(rec)
 
     # 4. what no file defines any more goes, with its edges
@@ -613,7 +645,17 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
                 if places in d:
                     d[places].sort()
     analysis.reads.sort(key=lambda r: (r.file, r.line, r.col, r.start))
+    if any(k.bound_to is not None for k in rules.kinds):
+        analysis.reads = [_classify(r, g, rules) for r in analysis.reads]
     return analysis
+
+
+def _classify(r: ReadRecord, g, rules: Rules) -> ReadRecord:
+    """The read's kind with what its function is registered as (bound to):
+    a completion handler is kind 3 because of where it is registered."""
+    bound = tuple(s for s, _, _ in edges_out(g, r.function_id, "binds")) if r.function_id in g else ()
+    kind, why = rules.kind_of(r.file, r.function, bound)
+    return r if (kind, why) == (r.kind, r.why) else dataclasses.replace(r, kind=kind, why=why)
 
 
 
@@ -637,7 +679,7 @@ def function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 7  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 8  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

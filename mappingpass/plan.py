@@ -25,11 +25,14 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 
 from . import types
+from .context import Context, Decision, Origin
 from .facts import Call, FileFacts
 from .graph import Analysis, ReadRecord, edges_in, edges_out, function_argument
 from .rules import PlanRules, Rules
 
 PLAN_SCHEMA = "mappingpass.plan/1"
+# a mapping expression that is itself a read of the field (never passed as context)
+_READ_TEXT = re.compile(r"(->|\.)\s*mapping\s*$|\b(page|folio)_\w*mapping\w*\s*\(")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class PlanFunction:
     prototypes: tuple[tuple[str, int], ...]
     param_name: str
     reason: tuple[Step, ...]  # the chain from this function to a read
+    exported: bool = False  # EXPORT_SYMBOL: the cover letter lists the interface change
+    page_param: int = -1  # the parameter the page comes through (-1: not known)
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,12 @@ class CallSite:
     via: str  # "direct" | "member" | "pointer"
     call: str  # the called expression as written
     argument: str
-    how: str  # "parameter" | "provider" | "receiver" | "unresolved"
+    how: str  # "parameter" | "provider" | "lookup" | "carrier" | "receiver" | "never-protected"
+    #           | "needs-human" | "unresolved"
     paren: int  # byte offset of the argument list's "(" (for emit)
     nargs: int
     first_arg: int  # byte offset of the first argument, -1 if none
+    evidence: str = ""  # where the page passed here comes from, and why this argument
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,24 @@ class Rewrite:
     from_: str
     to: str
     access: str  # "compare" keeps identity tests apart from ordinary reads
-    context: str  # the mapping expression passed to the helper
+    context: str  # the mapping expression passed to the helper ("" for a membership test)
+    purpose: str = "use"  # "identity" (a membership test) | "derive" | "use"
+    evidence: str = ""  # where the page comes from, and why this mapping
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A kind-1 read the plan leaves as it is, and why: a NULL or flag test
+    (the record keeps the low bits and is never NULL), a page that is never
+    write protected, or a case that needs a human."""
+
+    file: str
+    line: int
+    function: str
+    expr: str
+    reason: str  # "null-test" | "flag-test" | "never-protected" | "needs-human"
+    evidence: str
+    candidates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +139,8 @@ class Plan:
     unresolved: tuple[Unresolved, ...]
     runtime_reads: int  # kind 2-5 reads: handled at run time, not passed down
     parsed_on_demand: tuple[str, ...] = field(default=())
+    kept: tuple[Kept, ...] = field(default=())  # kind-1 reads left as they are
+    needs_human_sites: tuple[Kept, ...] = field(default=())  # call sites whose page's mapping is unclear
 
     def to_json(self) -> dict:
         def plain(obj):
@@ -132,6 +158,8 @@ class Plan:
             "call_sites": [plain(c) for c in self.call_sites],
             "rewrites": [plain(r) for r in self.rewrites],
             "unresolved": [plain(u) for u in self.unresolved],
+            "kept": [plain(k) for k in self.kept],
+            "needs_human_sites": [plain(k) for k in self.needs_human_sites],
             "parsed_on_demand": list(self.parsed_on_demand),
         }
 
@@ -144,7 +172,9 @@ class Plan:
             "slots": len(self.slots),
             "call_sites": len(self.call_sites),
             "rewrites": len(self.rewrites),
-            "identity_rewrites": sum(1 for r in self.rewrites if r.access == "compare"),
+            "identity_rewrites": sum(1 for r in self.rewrites if r.purpose == "identity"),
+            "kept_reads": dict(sorted(Counter(k.reason for k in self.kept).items())),
+            "needs_human": sum(1 for k in self.kept if k.reason == "needs-human") + len(self.needs_human_sites),
             "unresolved": len(self.unresolved),
             "unresolved_by_reason": dict(sorted(reasons.items())),
             "runtime_reads": self.runtime_reads,
@@ -178,6 +208,12 @@ class _Fixpoint:
         self.unseen = unseen or {}
         self._twins: dict[str, list[str]] = {}
         self.frozen = self._frozen_slots()
+        get = facts if callable(facts) else facts.get
+        self.ctx = Context(self.g, analysis.types, self.pr, get)
+        self.page_param: dict[str, int] = {}  # node -> parameter its page comes through
+        self.decisions: dict[tuple[str, int], Decision] = {}  # read (file, start) -> decision
+        self._sites: dict[tuple, Decision] = {}
+        self.kept: list[Kept] = []
 
     def _frozen_slots(self) -> dict[str, tuple[str, str]]:
         """slot -> (reason, cause) for the slots that cannot change: those the
@@ -209,21 +245,40 @@ class _Fixpoint:
 
     # -- what a function can supply ------------------------------------------
     def provider(self, fid: str) -> str | None:
-        params = self.g.nodes[fid]["params"]
-        for prov in self.pr.providers:
-            for pname, ptype in params:
-                if pname and types.normalise(ptype) == prov.type:
-                    return prov.expr.format(p=pname)
+        """The best expression in fid's scope for a page whose origin is not
+        known (one candidate of the best rank), if any."""
+        cands = self.ctx.candidates(fid)
+        if cands and (len(cands) == 1 or cands[1].rank != cands[0].rank):
+            return cands[0].expr
         return None
 
     def param_name(self, fid: str) -> str:
         clashes = self.g.nodes[fid].get("clashes", set())
         return self.pr.clash_name if self.pr.param_name in clashes else self.pr.param_name
 
-    def context(self, fid: str) -> str | None:
-        if fid in self.gains:
-            return self.param_name(fid)
-        return self.provider(fid)
+    def site_decision(self, pred: str, site: tuple, target: str) -> Decision:
+        """What the call at site (in pred) passes for target's page: the
+        mapping of the page it passes, followed in pred."""
+        key = (site, target)
+        if key in self._sites:
+            return self._sites[key]
+        call = self._call(site)
+        k = self.page_param.get(target, -1)
+        debug = self.ctx.in_debug(pred, site[0], call.start) if call is not None else ""
+        if debug:
+            d = Decision("debug", evidence=f"inside {debug}(): only reported, the page's own field will do")
+            self._sites[key] = d
+            return d
+        if call is None or k < 0 or k >= len(call.args):
+            # which argument is the page is not known: the caller's providers
+            # decide, and without one the caller passes its own down
+            origin = Origin("parameter" if not self.ctx.candidates(pred) else "unknown",
+                            evidence="the callee's page argument is not known")
+        else:
+            origin = self.ctx.origin(pred, call.args[k])
+        d = self.ctx.decide(pred, origin)
+        self._sites[key] = d
+        return d
 
     def home(self, node: str) -> tuple[str, int]:
         d = self.g.nodes[node]
@@ -288,52 +343,63 @@ class _Fixpoint:
         return bool(edges_in(self.g, fid, "call"))
 
     # -- the worklist -------------------------------------------------------
-    def need(self, node: str, why: Step) -> None:
-        self.queue.append((node, why))
+    def need(self, node: str, why: Step, param: int = -1) -> None:
+        self.queue.append((node, why, param))
 
     def run(self) -> None:
         while self.queue:
-            node, why = self.queue.popleft()
+            node, why, param = self.queue.popleft()
             if node in self.gains or node in self.stopped:
                 continue
             if self.g.nodes[node]["type"] == "function":
-                self._function(node, why)
+                self._function(node, why, param)
             else:
-                self._slot(node, why)
+                self._slot(node, why, param)
 
-    def _function(self, fid: str, why: Step) -> None:
+    def _function(self, fid: str, why: Step, param: int) -> None:
         reason = self.boundary(fid, why)
         if reason is not None:
             self.stopped[fid] = (reason, why)
             return
         self.gains[fid] = why
+        self.page_param[fid] = param
         file, line = self.home(fid)
         for twin in self.twins(fid):
             if twin != fid:
-                self.need(twin, Step(twin, "twin-of", file, line, fid))
+                self.need(twin, Step(twin, "twin-of", file, line, fid), param)
         for succ, _, _ in edges_out(self.g, fid, "binds"):
-            self.need(succ, Step(succ, "implemented-by", file, line, fid))
+            self.need(succ, Step(succ, "implemented-by", file, line, fid), param)
         for pred, _, edge in edges_in(self.g, fid, "call"):
-            if self.provider(pred) is None:
-                site = min(edge["sites"])
-                self.need(pred, Step(pred, "calls", site[0], site[1], fid))
+            for site in sorted(edge["sites"]):
+                d = self.site_decision(pred, site, fid)
+                if d.kind == "pass-down":
+                    self.need(pred, Step(pred, "calls", site[0], site[1], fid), d.param)
 
-    def _slot(self, sid: str, why: Step) -> None:
+    def _slot(self, sid: str, why: Step, param: int) -> None:
         if sid in self.frozen:
             self.stopped[sid] = (self.frozen[sid][0], why)
             return
         self.gains[sid] = why
+        self.page_param[sid] = param
+        for group in self.pr.slot_groups:
+            if sid in group:
+                for other in group:
+                    if other != sid and other in self.g:
+                        self.need(other, Step(other, "same-type-as", *self.home(sid), sid), param)
         for pred, kind, edge in edges_in(self.g, sid, "binds", "call-through-slot"):
             if kind == "binds":
                 site = min(edge["sites"])
-                self.need(pred, Step(pred, "implements", site[0], site[1], sid))
-            elif self.provider(pred) is None:
-                if all(self._receiver_argument(s) is not None for s in edge["sites"]):
-                    continue  # every call names its mapping: M->a_ops->x(M, ...)
-                site = min(edge["sites"])
-                self.need(pred, Step(pred, "calls-through", site[0], site[1], sid))
+                self.need(pred, Step(pred, "implements", site[0], site[1], sid), param)
+                continue
+            for site in sorted(edge["sites"]):
+                if self._receiver_argument(site, pred) is not None:
+                    continue  # the call names its mapping: M->a_ops->x(M, ...)
+                d = self.site_decision(pred, site, sid)
+                if d.kind == "pass-down":
+                    self.need(pred, Step(pred, "calls-through", site[0], site[1], sid), d.param)
 
-    def _receiver_argument(self, site: tuple) -> str | None:
+    def _receiver_argument(self, site: tuple, caller: str) -> str | None:
+        """`M->a_ops->op(...)` passes M; so does `aops->op(...)` after `aops = M->a_ops`."""
         call = self._call(site)
         if call is None or call.via != "member":
             return None
@@ -343,8 +409,9 @@ class _Fixpoint:
                 continue
             receiver = call.fn_text[: call.fn_text.rfind(call.callee)].rstrip()
             receiver = receiver.removesuffix("->").removesuffix(".").rstrip()
-            if receiver.endswith(rp.strip):
-                return receiver[: -len(rp.strip)].strip()
+            found = self.ctx.receiver_mapping(caller, receiver, rp.strip)
+            if found is not None and not _READ_TEXT.search(found):
+                return found  # (`folio->mapping->a_ops->x(...)` is a read: not a context)
         return None
 
     def _call(self, site: tuple) -> Call | None:
@@ -360,11 +427,29 @@ class _Fixpoint:
             if r.kind not in self.pr.scope_kinds:
                 runtime += 1
                 continue
-            if r.function_id is None:
+            fid = r.function_id
+            if fid is None:
                 self.unresolved.append(Unresolved(r.function or "", r.file, r.line, "no-function", ()))
                 continue
-            if self.provider(r.function_id) is None:
-                self.need(r.function_id, Step(r.function_id, "reads", r.file, r.line, r.expr))
+            if r.purpose in ("null-test", "flag-test"):
+                why = ("a NULL test: a protected page's field points at the record, never NULL"
+                       if r.purpose == "null-test" else
+                       "a flag test: the record keeps the low bits (anon, KSM, movable) of the word")
+                self.kept.append(Kept(r.file, r.line, fid, r.expr, r.purpose, why))
+                continue
+            if r.purpose == "identity" and self.pr.membership_page:
+                continue  # a membership test needs no context (rewrites)
+            debug = self.ctx.in_debug(fid, r.file, r.start)
+            if debug:
+                self.kept.append(Kept(r.file, r.line, fid, r.expr, "debug",
+                                      f"inside {debug}(): only reported, the page's own field will do"))
+                continue
+            d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text))
+            self.decisions[(r.file, r.start)] = d
+            if d.kind == "pass-down":
+                self.need(fid, Step(fid, "reads", r.file, r.line, r.expr), d.param)
+            elif d.kind in ("needs-human", "never-protected"):
+                self.kept.append(Kept(r.file, r.line, fid, r.expr, d.kind, d.evidence, d.candidates))
         return runtime
 
     def chain(self, node: str) -> tuple[Step, ...]:
@@ -379,31 +464,49 @@ class _Fixpoint:
             node = step.detail  # the callee, slot or implementation that needed it
         return tuple(out)
 
+    def site_argument(self, pred: str, kind: str, site: tuple, target: str) -> tuple[str, str, str]:
+        """(argument, how, evidence) of one call the plan changes."""
+        if kind == "call-through-slot":
+            arg = self._receiver_argument(site, pred)
+            if arg is not None:
+                return arg, "receiver", f"the mapping whose operations are called ({arg})"
+        d = self.site_decision(pred, site, target)
+        if d.kind == "context":
+            how = "lookup" if "lookup" in d.evidence.split(";")[0] or ")" in d.evidence.split(":")[0] \
+                else "provider"
+            return d.expr, self._how(d, how), d.evidence
+        if d.kind == "never-protected":
+            return d.expr or self.pr.unresolved_argument, "never-protected", d.evidence
+        if d.kind == "pass-down" and pred in self.gains:
+            return self.param_name(pred), "parameter", f"{d.evidence}; passed down by the callers of {pred}"
+        if d.kind == "needs-human":
+            return self.pr.unresolved_argument, "needs-human", d.evidence
+        if d.kind == "debug":
+            return self.pr.unresolved_argument, "debug", d.evidence
+        return self.pr.unresolved_argument, "unresolved", d.evidence
+
+    @staticmethod
+    def _how(d: Decision, default: str) -> str:
+        head = d.evidence.split(";")[0]
+        if "provider:" in d.evidence or "the only provider" in d.evidence:
+            return "provider"
+        if "pages of " in head:
+            return "carrier"
+        return "lookup" if default == "lookup" else default
+
     def call_sites(self) -> list[CallSite]:
         out: list[CallSite] = []
-        unres = self.pr.unresolved_argument
         for target in self.gains:
             for pred, kind, edge in edges_in(self.g, target, "call", "call-through-slot"):
                 for site in edge["sites"]:
                     call = self._call(site)
                     if call is None:
                         continue
-                    arg, how = None, ""
-                    if kind == "call-through-slot":
-                        arg = self._receiver_argument(site)
-                        how = "receiver" if arg is not None else ""
-                    if arg is None and pred in self.gains:
-                        arg, how = self.param_name(pred), "parameter"
-                    if arg is None:
-                        prov = self.provider(pred)
-                        if prov is not None:
-                            arg, how = prov, "provider"
-                    if arg is None:
-                        arg, how = unres, "unresolved"
+                    arg, how, evidence = self.site_argument(pred, kind, site, target)
                     first = call.arg_spans[0][0] if call.arg_spans else -1
                     out.append(CallSite(site[0], call.line, call.col, pred, target, call.via,
                                         call.fn_text or call.callee, arg, how, call.paren,
-                                        len(call.args), first))
+                                        len(call.args), first, evidence))
         out.sort(key=lambda c: (c.file, c.line, c.col, c.callee))
         return out
 
@@ -412,20 +515,40 @@ class _Fixpoint:
         for r in self.a.reads:
             if r.kind not in self.pr.scope_kinds or r.function_id is None:
                 continue
-            ctx = self.context(r.function_id)
-            if ctx is None:
+            if r.purpose == "identity" and self.pr.membership_page and r.cmp_start >= 0:
+                out.append(self.membership(r))
+                continue
+            d = self.decisions.get((r.file, r.start))
+            if d is None:
+                continue
+            if d.kind == "context":
+                ctx, evidence = d.expr, d.evidence
+            elif d.kind == "pass-down" and r.function_id in self.gains:
+                ctx = self.param_name(r.function_id)
+                evidence = f"{d.evidence}; passed down by the callers of {r.function_id}"
+            else:
                 continue
             out.append(Rewrite(r.file, r.line, r.col, r.start, r.end, r.function_id, r.expr,
-                               self.helper_call(r, ctx), r.access, ctx))
+                               self.helper_call(r, ctx), r.access, ctx, r.purpose, evidence))
         out.sort(key=lambda w: (w.file, w.start))
         return out
 
-    def helper_call(self, r: ReadRecord, ctx: str) -> str:
+    def membership(self, r: ReadRecord) -> Rewrite:
+        """`page->mapping != M` -> `!page_in_mapping(page, M)`: an identity test
+        asks whether the page belongs to M, protected or not."""
+        call = self.helper_call(r, r.cmp_other, self.pr.membership_page, self.pr.membership_folio)
+        to = call if r.cmp_op == "==" else f"!{call}"
+        return Rewrite(r.file, r.cmp_line or r.line, r.col, r.cmp_start, r.cmp_end, r.function_id or "", r.cmp_text, to,
+                       r.access, "", "identity", f"identity test against {r.cmp_other}: membership, no context")
+
+    def helper_call(self, r: ReadRecord, ctx: str, page_helper: str = "", folio_helper: str = "") -> str:
+        page_helper = page_helper or self.pr.helper_page
+        folio_helper = folio_helper or self.pr.helper_folio
         if r.via == "accessor":
-            helper = self.pr.helper_folio if r.receiver_type.startswith("folio") else self.pr.helper_page
+            helper = folio_helper if r.receiver_type.startswith("folio") else page_helper
             return f"{helper}({r.receiver_text}, {ctx})"
         base = r.receiver_type.rstrip("* ")
-        helper = self.pr.helper_folio if base == "struct folio" else self.pr.helper_page
+        helper = folio_helper if base == "struct folio" else page_helper
         receiver = r.receiver_text
         if r.receiver_type.endswith("*"):
             return f"{helper}({receiver}, {ctx})"
@@ -439,7 +562,8 @@ class _Fixpoint:
                 file, line = self.home(node)
                 functions.append(PlanFunction(node, d["name"], file, line, tuple(sorted(d["bodies"])),
                                               tuple(sorted(d["protos"])), self.param_name(node),
-                                              self.chain(node)))
+                                              self.chain(node), bool(d.get("exported")),
+                                              self.page_param.get(node, -1)))
             else:
                 slots.append(PlanSlot(node, d["slot_kind"], d["name"], d["owner"],
                                       tuple(sorted(d["decls"])), self.chain(node)))
@@ -475,9 +599,15 @@ class _Fixpoint:
                             (Step(pred, "implements", site[0], site[1], f"({site[3]}) cast to {node}"),
                              *self.chain(node))))
         unresolved.sort(key=lambda u: (u.reason, u.file, u.line, u.function))
-        return Plan(self.rules.name, tuple(functions), tuple(slots),
-                    tuple(self.call_sites()) if sites else (),
-                    tuple(self.rewrites()) if sites else (), tuple(unresolved), runtime, parsed)
+        call_sites = tuple(self.call_sites()) if sites else ()
+        human = tuple(Kept(c.file, c.line, c.caller, c.call, "needs-human", c.evidence,
+                           self._site_candidates(c)) for c in call_sites if c.how == "needs-human")
+        kept = tuple(sorted(self.kept, key=lambda k: (k.file, k.line, k.expr)))
+        return Plan(self.rules.name, tuple(functions), tuple(slots), call_sites,
+                    tuple(self.rewrites()) if sites else (), tuple(unresolved), runtime, parsed, kept, human)
+
+    def _site_candidates(self, c: CallSite) -> tuple[str, ...]:
+        return tuple(f"{x.expr} ({x.evidence})" for x in self.ctx.candidates(c.caller))
 
 
 def make_plan(analysis: Analysis, rules: Rules, facts,
@@ -545,13 +675,15 @@ def mentions(data: bytes, names: set[str], skip_macros: re.Pattern[str] | None =
     return found
 
 
-def accounted(ff: FileFacts, names: set[str], functions: set[str]) -> Counter:
+def accounted(ff: FileFacts, names: set[str], functions: set[str],
+              registrations: dict[str, int] | None = None) -> Counter:
     """How many mentions of each name the file's records explain: definitions
     and prototypes, direct calls, the function named as an argument of a call
     of one of `functions` (the graph binds it to that parameter; handed to a
     macro or an unseen function it stays unexplained), bindings in
     initializers and assignments, EXPORT_SYMBOL."""
     out: Counter = Counter()
+    registrations = registrations or {}
     for fn in ff.functions:
         if fn.name in names:
             out[fn.name] += 1
@@ -570,6 +702,10 @@ def accounted(ff: FileFacts, names: set[str], functions: set[str]) -> Counter:
     for b in ff.bindings:
         if b.function in names:
             out[b.function] += 1
+    for c in ff.calls:  # INIT_WORK(&w, fn): a registration (graph binds it)
+        arg = registrations.get(c.callee, -1) if c.via == "direct" and c.caller is not None else -1
+        if 0 <= arg < len(c.args) and function_argument(c.args[arg])[0] in names:
+            out[function_argument(c.args[arg])[0]] += 1
     for name in ff.exports:
         if name in names:
             out[name] += 1
@@ -593,6 +729,7 @@ def unseen_mentions(plan: Plan, analysis: Analysis, facts, texts: dict[str, byte
         by_name.setdefault(f.name, []).append(f.id)
     names = set(by_name)
     functions = {d["name"] for _, d in g.nodes(data=True) if d["type"] == "function"}
+    registrations = {r.name: r.arg for r in (rules.plan.registrations if rules and rules.plan else ())}
     out: dict[str, tuple[str, int, str]] = {}
     for path in sorted(texts):
         ff = get(path)
@@ -601,7 +738,7 @@ def unseen_mentions(plan: Plan, analysis: Analysis, facts, texts: dict[str, byte
         seen = mentions(texts[path], names, rules.plan.mention_macros if rules and rules.plan else None)
         if not seen:
             continue
-        known = accounted(ff, names, functions)
+        known = accounted(ff, names, functions, registrations)
         statics_here = {fn.name for fn in ff.functions if fn.static and fn.definition}
         for name, lines in sorted(seen.items()):
             if len(lines) <= known[name]:

@@ -935,7 +935,7 @@ def _open_index(db: Path, root: Path, rules_path: str | None, jobs: int,
         store.commit()
         facts = store.load_facts()
         for _ in range(4):  # struct definitions that type a receiver, from deferred headers
-            tags = sorted(graphmod.missing_types(facts))
+            tags = sorted(graphmod.missing_types(facts, rules.plan.chain_from if rules.plan else None))
             added = indexmod.expand_types(root, rules, store, tags) if tags else []
             if not added:
                 break

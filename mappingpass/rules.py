@@ -12,7 +12,7 @@ import fnmatch
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cparse import ParseConfig
@@ -30,13 +30,59 @@ class KindRule:
     why: str
     paths: tuple[str, ...]
     functions: re.Pattern[str] | None
+    # slot ids the read's function is bound to (registered as): completion
+    # handlers are kind 3 because of where they are registered, not their name
+    bound_to: re.Pattern[str] | None = None
 
-    def matches(self, path: str, function: str | None) -> bool:
+    def matches(self, path: str, function: str | None, bound: tuple[str, ...] = ()) -> bool:
         if self.paths and not any(_glob(path, g) for g in self.paths):
             return False
         if self.functions is not None and not (function and self.functions.match(function)):
             return False
+        if self.bound_to is not None and not any(self.bound_to.search(s) for s in bound):
+            return False
         return True
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A function whose result (or the batch it fills) holds pages of a mapping
+    given as one of its arguments."""
+
+    function: str
+    arg: int  # the argument that names the mapping
+    of: str  # "mapping" (the argument is one), "inode" (->i_mapping), "file" (->f_mapping),
+    #          "rac" (a readahead_control: ->mapping)
+    fills: int  # the argument (a batch, an array) the pages are stored in; -1: the result
+    why: str
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """A structure that records the mapping of the pages it holds."""
+
+    type: str  # "struct vm_fault *"
+    mapping: str  # template with {p}: "{p}->vma->vm_file->f_mapping"
+    never_protected: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class NeverProtected:
+    """A mapping whose pages user space can never map (so never write protected)."""
+
+    pattern: re.Pattern[str]  # matched against the mapping expression
+    why: str
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A macro or function that stores a function as a callback."""
+
+    name: str
+    arg: int
+    slot: str  # slot id the function is bound to
+    why: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +93,10 @@ class Provider:
     expr: str  # template with {p} for the parameter name: "{p}->f_mapping"
     why: str
     nullable: bool  # callers are known to pass NULL for this parameter sometimes
+    # a page parameter beside it is not evidence that the page is its (an inode
+    # beside a page may be the inode a directory entry points to): the plan
+    # passes the mapping down instead, and callers decide from where the page came
+    weak: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +127,20 @@ class PlanRules:
     changeable_slots: re.Pattern[str] | None  # None: every slot may change
     # macros whose arguments name a function without using it (trace events)
     mention_macros: re.Pattern[str] | None = None
+    membership_page: str = ""  # identity tests: page_in_mapping(page, M)
+    membership_folio: str = ""
+    lookups: tuple[Lookup, ...] = ()
+    carriers: tuple[Carrier, ...] = ()
+    never_protected: tuple[NeverProtected, ...] = ()
+    registrations: tuple[Registration, ...] = ()
+    page_converters: frozenset[str] = frozenset()  # page_folio(p), folio_page(f, n): the same page
+    chain_depth: int = 2  # member chains to a provider: struct hops before the provider's own member
+    chain_skip: frozenset[str] = frozenset()  # members never followed (b_assoc_map: another mapping)
+    chain_from: re.Pattern[str] | None = None  # struct tags member chains start from
+    # macro -> indexes of its arguments that only report (-1: all): f2fs_bug_on's sbi
+    debug_macros: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    nullable_slots: frozenset[str] = frozenset()  # "slot#index": callers hand that argument NULL
+    slot_groups: tuple[tuple[str, ...], ...] = ()  # slots of one type: they change together
 
 
 @dataclass(frozen=True)
@@ -94,9 +158,9 @@ class Rules:
     kinds: tuple[KindRule, ...]
     plan: PlanRules | None
 
-    def kind_of(self, path: str, function: str | None) -> tuple[int | str, str]:
+    def kind_of(self, path: str, function: str | None, bound: tuple[str, ...] = ()) -> tuple[int | str, str]:
         for rule in self.kinds:
-            if rule.matches(path, function):
+            if rule.matches(path, function, bound):
                 return rule.kind, rule.why
         return "other", "no kind rule matched"
 
@@ -168,9 +232,10 @@ def _build(rules_path: Path, raw: bytes, data: dict) -> Rules:
         if kind not in (1, 2, 3, 4, 5):
             raise RulesError(f"{where}: kind must be 1..5")
         funcs = entry.get("functions")
+        bound = entry.get("bound_to")
         kinds.append(
             KindRule(kind, _need(entry, "why", str, where), tuple(entry.get("paths", [])),
-                     _regex(funcs, where) if funcs else None)
+                     _regex(funcs, where) if funcs else None, _regex(bound, where) if bound else None)
         )
     return Rules(
         path=str(rules_path),
@@ -199,7 +264,7 @@ def _plan(plan: dict) -> PlanRules:
             raise RulesError(f"{where}: expr must use {{p}} for the parameter")
         providers.append(
             Provider(_need(entry, "type", str, where), expr, _need(entry, "why", str, where),
-                     bool(entry.get("nullable", False)))
+                     bool(entry.get("nullable", False)), bool(entry.get("weak", False)))
         )
     boundary = plan.get("boundary", {})
     position = param.get("position", "first")
@@ -211,7 +276,9 @@ def _plan(plan: dict) -> PlanRules:
                          _need(e, "strip", str, "plan.receiver_provider"))
         for e in plan.get("receiver_provider", [])
     )
+    ctx = _context_rules(plan)
     return PlanRules(
+        **ctx,
         param_type=_need(param, "type", str, "plan.parameter"),
         param_name=_need(param, "name", str, "plan.parameter"),
         clash_name=param.get("clash_name", "ctx_" + param["name"]),
@@ -231,3 +298,55 @@ def _plan(plan: dict) -> PlanRules:
         mention_macros=(_regex(boundary["mention_macros"], "[plan.boundary] mention_macros")
                         if "mention_macros" in boundary else None),
     )
+
+
+def _context_rules(plan: dict) -> dict:
+    """[plan.membership], [[plan.lookup]], [[plan.carrier]], [[plan.never_protected]],
+    [[plan.registration]] and [plan.context]: where pages come from."""
+    member = plan.get("membership", {})
+    lookups = []
+    for i, e in enumerate(plan.get("lookup", [])):
+        where = f"plan.lookup #{i + 1}"
+        of = e.get("of", "mapping")
+        if of not in ("mapping", "inode", "file", "rac"):
+            raise RulesError(f"{where}: of must be mapping, inode, file or rac")
+        lookups.append(Lookup(_need(e, "function", str, where), _need(e, "arg", int, where), of,
+                              int(e.get("fills", -1)), _need(e, "why", str, where)))
+    carriers = []
+    for i, e in enumerate(plan.get("carrier", [])):
+        where = f"plan.carrier #{i + 1}"
+        mapping = _need(e, "mapping", str, where)
+        if "{p}" not in mapping:
+            raise RulesError(f"{where}: mapping must use {{p}}")
+        carriers.append(Carrier(_need(e, "type", str, where), mapping, bool(e.get("never_protected", False)),
+                                _need(e, "why", str, where)))
+    never = tuple(
+        NeverProtected(_regex(_need(e, "mapping", str, f"plan.never_protected #{i + 1}"),
+                              f"plan.never_protected #{i + 1}"),
+                       _need(e, "why", str, f"plan.never_protected #{i + 1}"))
+        for i, e in enumerate(plan.get("never_protected", [])))
+    regs = tuple(
+        Registration(_need(e, "name", str, f"plan.registration #{i + 1}"),
+                     _need(e, "arg", int, f"plan.registration #{i + 1}"),
+                     _need(e, "slot", str, f"plan.registration #{i + 1}"),
+                     _need(e, "why", str, f"plan.registration #{i + 1}"))
+        for i, e in enumerate(plan.get("registration", [])))
+    context = plan.get("context", {})
+    return dict(
+        membership_page=member.get("page", ""), membership_folio=member.get("folio", ""),
+        lookups=tuple(lookups), carriers=tuple(carriers), never_protected=never, registrations=regs,
+        page_converters=frozenset(context.get("page_converters", [])),
+        chain_depth=int(context.get("chain_depth", 2)),
+        chain_skip=frozenset(context.get("chain_skip", [])),
+        chain_from=_regex(context["chain_from"], "[plan.context] chain_from") if "chain_from" in context else None,
+        nullable_slots=frozenset(context.get("nullable_slots", [])),
+        debug_macros=_debug_macros(context.get("debug_macros", {})),
+        slot_groups=tuple(tuple(g) for g in context.get("slot_groups", [])),
+    )
+
+
+def _debug_macros(table) -> dict[str, tuple[int, ...]]:
+    if not isinstance(table, dict) or not all(
+            isinstance(v, list) and all(isinstance(i, int) for i in v) for v in table.values()):
+        raise RulesError("[plan.context] debug_macros must map a macro to a list of argument indexes")
+    return {k: tuple(v) for k, v in table.items()}

@@ -116,10 +116,11 @@ def _tables(plan: Plan, rules: Rules) -> tuple[dict, list[str]]:
             typedefs.add(s.name)
         # kind "param": the parameter's type follows its typedef (as in emit.py)
 
-    reads: dict[tuple[str, str, str], str] = {}
+    reads: dict[tuple[str, str, int, str], str] = {}
     for r in plan.rewrites:
         for name in _spatch_names(_name(r.function), rules):
-            key = (r.file, name, _norm(r.from_))
+            # by line too: the same text may be a read the plan keeps (a NULL test)
+            key = (r.file, name, r.line, _norm(r.from_))
             if reads.setdefault(key, r.to) != r.to:
                 gaps.append(f"{r.file}:{r.line}: {r.from_} has two rewrites in {name}")
     calls: dict[tuple[str, str, str, int], str] = {}
@@ -191,9 +192,9 @@ def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = ()) -
     helper = None
     if pr.helper_header and pr.helper_definition.strip() and (plan.rewrites or plan.functions):
         # SmPL must be told which names in the added code are types: the
-        # parameter's, and the kernel's `_t` typedefs (pgoff_t, gfp_t)
+        # parameter's, and the kernel's `_t` typedefs (pgoff_t, gfp_t) and bool
         types = set(_type_names(pr.param_type))
-        types |= set(re.findall(r"\b[A-Za-z_]\w*_t\b", pr.helper_definition))
+        types |= set(re.findall(r"\b(?:[A-Za-z_]\w*_t|bool)\b", pr.helper_definition))
         helper = {"page": pr.helper_page, "folio": pr.helper_folio, "header": pr.helper_header,
                   "lines": pr.helper_definition.strip("\n").split("\n"), "types": sorted(types)}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,

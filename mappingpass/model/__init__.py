@@ -7,11 +7,13 @@ instead of an address_space, so every reader must get its mapping from context.
 This package models just enough of the kernel to check that claim:
 
 * :mod:`.objects` -- address_space, inode, file, block device, kiocb, folio/page,
-  buffer_head, VMA, vm_fault and the protection record;
+  buffer_head, VMA, vm_fault, dentry, readahead_control, the protection record,
+  and for the ``check`` interpreter an opaque struct and an unknown value;
 * :mod:`.world` -- :class:`World`: creates objects and runs the operations (page
   cache, write protection, break, truncation, reclaim, splice steal, writeback and
   I/O errors), each named after the kernel code it stands for;
-* :mod:`.helper` -- ``page_mapping_wp()``/``folio_mapping_wp()`` and their contract;
+* :mod:`.helper` -- ``page_mapping_wp()``/``folio_mapping_wp()`` and their contract,
+  and the membership tests ``page_in_mapping()``/``folio_in_mapping()``;
 * :mod:`.expr` -- :func:`evaluate`, C access paths (``iocb->ki_filp->f_mapping``)
   over model objects, for the ``check`` stage.
 """
@@ -23,6 +25,7 @@ from .errors import (
     HelperError,
     MappingMismatch,
     ModelError,
+    NotInterpreted,
     NullDeref,
     OperationRefused,
     ProtectionViolation,
@@ -30,19 +33,31 @@ from .errors import (
     UnknownName,
 )
 from .expr import FUNCTIONS, evaluate, parse, unparse
-from .helper import folio_mapping_wp, folio_owners, is_write_protected, page_gone, page_mapping_wp
+from .helper import (
+    folio_in_mapping,
+    folio_mapping_wp,
+    folio_owners,
+    is_write_protected,
+    page_gone,
+    page_in_mapping,
+    page_mapping_wp,
+)
 from .objects import (
     PG,
     VMA,
     AddressSpace,
     BlockDevice,
     BufferHead,
+    Dentry,
     File,
     Folio,
     Inode,
     Kiocb,
+    Opaque,
     Page,
+    ReadaheadControl,
     Struct,
+    Unknown,
     VmFault,
     WriteProtectRecord,
     as_folio,
@@ -58,6 +73,7 @@ __all__ = [
     "BadContext",
     "BlockDevice",
     "BufferHead",
+    "Dentry",
     "EvalError",
     "EvalSyntaxError",
     "File",
@@ -67,23 +83,29 @@ __all__ = [
     "Kiocb",
     "MappingMismatch",
     "ModelError",
+    "NotInterpreted",
     "NullDeref",
+    "Opaque",
     "OperationRefused",
     "Page",
     "ProtectionViolation",
+    "ReadaheadControl",
     "Struct",
     "UnknownField",
     "UnknownName",
+    "Unknown",
     "VmFault",
     "World",
     "WriteProtectRecord",
     "as_folio",
     "evaluate",
+    "folio_in_mapping",
     "folio_mapping_wp",
     "folio_owners",
     "is_write_protected",
     "mapping_set_error",
     "page_gone",
+    "page_in_mapping",
     "page_mapping_wp",
     "parse",
     "unparse",

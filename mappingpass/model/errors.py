@@ -10,7 +10,8 @@ Three families, so callers (tests, the ``check`` stage) can tell them apart:
 * :class:`HelperError` -- ``page_mapping_wp()`` was given a context mapping that
   cannot be right for the page: the witness the ``check`` stage reports.
 * :class:`EvalError` -- an access path could not be evaluated (NULL dereference,
-  unknown field, syntax).
+  unknown field, syntax); :class:`NotInterpreted` when it touched a value the
+  interpreter could not compute (an :class:`~.objects.Unknown`).
 """
 
 from __future__ import annotations
@@ -78,3 +79,9 @@ class NullDeref(EvalError):
         super().__init__(f"NULL pointer dereference: {pointer!r} is NULL in {expr!r}")
         self.expr = expr
         self.pointer = pointer
+
+
+class NotInterpreted(EvalError):
+    """An access path used a value the interpreter could not compute (an
+    :class:`~mappingpass.model.objects.Unknown`): the result is not known, which
+    is neither right nor wrong (``check`` says "unproven")."""

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .errors import EvalError, EvalSyntaxError, NullDeref, UnknownField, UnknownName
-from .objects import File, Folio, Page, Struct
+from .errors import EvalError, EvalSyntaxError, NotInterpreted, NullDeref, UnknownField, UnknownName
+from .objects import Dentry, File, Folio, Page, Struct, Unknown
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,8 @@ def parse(expr: str) -> Node:
 def _deref(value: object, node: Node, pointer: Node) -> Struct:
     if value is None:
         raise NullDeref(unparse(node), unparse(pointer))
+    if isinstance(value, Unknown):
+        raise NotInterpreted(f"{unparse(pointer)!r} is not known ({value.name}) in {unparse(node)!r}")
     if not isinstance(value, Struct):
         raise EvalError(f"{unparse(pointer)!r} is {value!r}, not a struct, in {unparse(node)!r}")
     return value
@@ -198,6 +200,13 @@ def _folio_page(node: Call, folio: object, n: object) -> object:
     return obj.page
 
 
+def _d_inode(node: Call, dentry: object) -> object:
+    obj = _deref(dentry, node, node.args[0])
+    if not isinstance(obj, Dentry):
+        raise EvalError(f"{unparse(node.args[0])!r} is {obj!r}, not a dentry")
+    return obj.d_inode
+
+
 def _raw_mapping(node: Call, page: object) -> object:
     obj = _deref(page, node, node.args[0])
     if not isinstance(obj, Page | Folio):
@@ -207,6 +216,7 @@ def _raw_mapping(node: Call, page: object) -> object:
 
 FUNCTIONS: dict[str, Callable[..., object]] = {
     "file_inode": _file_inode,
+    "d_inode": _d_inode,
     "page_folio": _page_folio,
     "folio_page": _folio_page,
     "page_mapping": _raw_mapping,
@@ -219,8 +229,8 @@ FUNCTIONS: dict[str, Callable[..., object]] = {
 
 def _member(node: Member, env: Mapping[str, object]) -> tuple[Struct, object]:
     base = _deref(_eval(node.base, env), node, node.base)
-    if node.field not in type(base).C_FIELDS:
-        known = ", ".join(sorted(type(base).C_FIELDS)) or "none"
+    if node.field not in base.C_FIELDS:  # per object for Opaque structs
+        known = ", ".join(sorted(base.C_FIELDS)) or "none"
         raise UnknownField(
             f"{base.KIND} {base!r} has no field {node.field!r} in {unparse(node)!r} "
             f"(model fields: {known})"

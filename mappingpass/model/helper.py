@@ -80,6 +80,24 @@ def page_mapping_wp(
     return folio_mapping_wp(as_folio(page), context, index)
 
 
+def folio_in_mapping(folio: Folio | Page, mapping: object) -> bool:
+    """``folio_in_mapping()``, the identity test's replacement (the truncation check
+    ``if (!folio_in_mapping(folio, mapping))``): does the folio belong to ``mapping``?
+    For an unprotected folio, its own field is ``mapping``; for a protected one,
+    ``mapping`` is one of the record's owners. It needs no context: a page is in
+    every page cache that owns its record."""
+    folio = as_folio(folio)
+    own = folio.mapping
+    if isinstance(own, WriteProtectRecord):
+        return isinstance(mapping, AddressSpace) and own.owns(mapping)
+    return own is mapping
+
+
+def page_in_mapping(page: Page | Folio, mapping: object) -> bool:
+    """``page_in_mapping()``: :func:`folio_in_mapping` of the page's folio."""
+    return folio_in_mapping(as_folio(page), mapping)
+
+
 def page_gone(page: Page | Folio, mapping: AddressSpace, index: int | None = None) -> bool:
     """The truncation check ``page_mapping_wp(page, mapping) != mapping``, done after
     ``lock_page()`` by readers that looked the page up earlier (filemap_fault,

@@ -13,6 +13,7 @@ consistent; constructing them directly is fine for small unit tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar
@@ -316,3 +317,68 @@ class VmFault(Struct):
     vma: VMA
     pgoff: int
     page: Page | None = None
+
+
+@dataclass(eq=False, repr=False)
+class Dentry(Struct):
+    """``struct dentry``: a name in a directory. ``d_parent`` is the directory's own
+    dentry (itself for a root), ``d_inode`` the inode the name refers to: a
+    directory entry's inode and its parent directory's are different inodes, with
+    different page caches."""
+
+    KIND: ClassVar[str] = "dentry"
+    C_FIELDS: ClassVar[frozenset[str]] = frozenset({"d_inode", "d_parent"})
+    name: str
+    d_inode: Inode | None
+    d_parent: Dentry | None = None
+
+
+@dataclass(eq=False, repr=False)
+class ReadaheadControl(Struct):
+    """``struct readahead_control``: a readahead request carries the mapping it reads
+    into (and the file, NULL for in-kernel readers such as verity)."""
+
+    KIND: ClassVar[str] = "readahead_control"
+    C_FIELDS: ClassVar[frozenset[str]] = frozenset({"mapping", "file"})
+    name: str
+    mapping: AddressSpace
+    file: File | None = None
+
+
+class Unknown(Struct):
+    """A value the ``check`` interpreter could not compute (an unknown function's
+    result, an expression outside the evaluator's subset). Using it raises
+    :class:`~.errors.NotInterpreted`: unknown is neither right nor wrong."""
+
+    KIND: ClassVar[str] = "unknown"
+
+    def __init__(self, why: str) -> None:
+        self.name = why
+
+
+class Opaque(Struct):
+    """A struct the model has no class for (``struct iomap_iter``, a filesystem's
+    private info): its members are created on first use by ``make(member)``,
+    one fresh object each, so two members are never the same object by accident.
+    ``C_FIELDS`` is per object: the members its C type has."""
+
+    KIND: ClassVar[str] = "struct"
+
+    def __init__(self, name: str, tag: str, members: frozenset[str],
+                 make: Callable[[str], object]) -> None:
+        self.name = name
+        self.tag = tag
+        self.C_FIELDS = members  # type: ignore[misc]
+        self._make = make
+        self._values: dict[str, object] = {}
+
+    def __getattr__(self, member: str) -> object:
+        if member.startswith("_") or member not in self.__dict__.get("C_FIELDS", ()):
+            raise AttributeError(member)
+        values = self.__dict__["_values"]
+        if member not in values:
+            values[member] = self._make(member)
+        return values[member]
+
+    def __repr__(self) -> str:
+        return f"{self.tag}({self.name})"

@@ -1,0 +1,599 @@
+"""The plan stage's question: through which mapping was this page reached,
+and which expression in scope denotes it?
+
+For a function and a page expression in it, `Context.origin` says where the
+page comes from inside the function:
+
+* ``parameter``: one of the function's parameters (directly, or through
+  locals: `page = bh->b_page`) -- the mapping must come from the caller;
+* ``lookup``: a page-cache lookup on a mapping (`filemap_get_folio(M, ...)`,
+  a batch filled by `filemap_get_folios(M, ..., &fbatch)`, or a function of
+  the tree that returns such a page: its *summary*), with the expression M;
+* ``carrier``: a structure that records the mapping of the pages it holds
+  (`vmf->page`: the VMA's file; an extent buffer's pages: the btree inode);
+* ``unknown``: anything else (a page allocated here, a global, an unknown
+  function), with what was seen.
+
+`Context.candidates` lists the expressions in scope that can supply a
+mapping: parameters and locals of provider types (rules `[[plan.provider]]`,
+in the rules' order of preference), carriers, and member chains of
+parameters and locals (`rac->mapping`, `iter->inode->i_mapping`).
+`Context.decide` joins the two: a lookup or a carrier names the mapping; a
+page from a parameter takes the best candidate when exactly one expression
+has the best rank, asks a human when several do, and needs the mapping
+passed down when there is none. Kernel knowledge (lookups, carriers,
+never-protected mappings) is rules data; this module only follows the code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from . import types
+from .facts import Call, Value
+from .graph import edges_in, edges_out
+from .rules import PlanRules
+
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+_LOCAL_WORD = re.compile(r"(?<!->)(?<!\.)(?<![\w])[A-Za-z_]\w*")  # not a member after -> or .
+_PATH = re.compile(r"^[A-Za-z_]\w*(?:\s*(?:->|\.)\s*[A-Za-z_]\w*|\s*\[[^\[\]]*\])*$")
+_CAST = re.compile(r"^\(\s*(?:const\s+)?(?:struct|union)?\s*[A-Za-z_]\w*\s*\**\s*\)\s*")
+_NOT_PAGES = {"NULL", "0", "ERR_PTR", "ERR_CAST", "PTR_ERR"}
+MAX_DEPTH = 6  # locals and summaries followed per question
+
+
+@dataclass(frozen=True)
+class Origin:
+    kind: str  # "parameter" | "lookup" | "carrier" | "unknown"
+    param: int = -1  # parameter: its index
+    mapping: str = ""  # lookup / carrier: the mapping, as an expression in the function
+    evidence: str = ""  # what the code shows: "filemap_get_folio(mapping, index) at line 12"
+    never: str = ""  # the rule's reason when these pages are never write protected
+
+
+@dataclass(frozen=True)
+class Candidate:
+    expr: str  # the mapping expression: "dir->i_mapping"
+    rank: int  # lower is preferred: carriers, then providers in the rules' order, then chains
+    evidence: str  # "parameter struct inode *dir"
+    never: str = ""
+    weak: bool = False  # not evidence for a page parameter's mapping (rules: provider weak)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a read (or the page argument of a call) gets."""
+
+    kind: str  # "context" | "pass-down" | "needs-human" | "never-protected"
+    expr: str = ""  # the mapping expression ("context"), the parameter index ("pass-down")
+    param: int = -1  # "pass-down": the parameter the page comes through
+    evidence: str = ""
+    candidates: tuple[str, ...] = field(default=())
+
+
+def split_args(text: str) -> list[str]:
+    """Top-level comma-separated arguments of `(a, f(b, c))` without the parentheses."""
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        out.append("".join(cur).strip())
+    return out
+
+
+def strip(expr: str, converters: frozenset[str] = frozenset()) -> str:
+    """The page expression without what does not change which page it is:
+    parentheses, casts, `&`, READ_ONCE and the rules' converters
+    (`page_folio(p)`, `&folio->page`)."""
+    e = expr.strip()
+    while True:
+        before = e
+        if e.startswith("&"):
+            e = e[1:].strip()
+        m = _CAST.match(e)
+        if m and e[m.end():]:
+            e = e[m.end():].strip()
+        if e.startswith("(") and _closing(e, 0) == len(e) - 1:
+            e = e[1:-1].strip()
+        call = parse_call(e)
+        if call and (call[0] in converters or call[0] == "READ_ONCE") and call[1]:
+            e = call[1][0]
+        e = re.sub(r"\s*(->|\.)\s*page$", "", e) if not e.endswith(("->mapping", ".mapping")) else e
+        if e == before:
+            return e
+
+
+def _closing(text: str, at: int) -> int:
+    depth = 0
+    for i in range(at, len(text)):
+        if text[i] == "(":
+            depth += 1
+        elif text[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def parse_call(expr: str) -> tuple[str, list[str]] | None:
+    """`name(args...)` -> (name, args); None for anything else."""
+    m = re.match(r"^([A-Za-z_]\w*)\s*\(", expr)
+    if not m:
+        return None
+    end = _closing(expr, m.end() - 1)
+    if end != len(expr) - 1:
+        return None
+    return m.group(1), split_args(expr[m.end():end])
+
+
+def root_of(expr: str) -> str | None:
+    """The variable an access path starts from (`bh->b_page` -> `bh`)."""
+    return expr.split("-", 1)[0].split(".", 1)[0].split("[", 1)[0].strip() if _PATH.match(expr) else None
+
+
+def substitute(text: str, names: dict[str, str]) -> str:
+    """text with each identifier in names replaced (parenthesised unless simple)."""
+    def repl(m: re.Match) -> str:
+        word = m.group(0)
+        if word not in names:
+            return word
+        value = names[word]
+        return value if _PATH.match(value) or parse_call(value) else f"({value})"
+    return _IDENT.sub(repl, text)
+
+
+class Context:
+    """Origins and candidates for the functions of one analysis.
+
+    graph: the analysis graph (function nodes with `params`, `bodies`);
+    env: its TypeEnv (struct members for member chains); facts: path ->
+    FileFacts | None."""
+
+    def __init__(self, graph, env, pr: PlanRules, facts) -> None:
+        self.g = graph
+        self.env = env
+        self.pr = pr
+        self.facts = facts
+        self.lookups = {lk.function: lk for lk in pr.lookups}
+        self.carriers = {types.normalise(c.type): c for c in pr.carriers}
+        self.providers = [(types.normalise(p.type), p) for p in pr.providers]
+        self._values: dict[str, list[Value]] = {}
+        self._calls: dict[str, list[Call]] = {}
+        self._summary: dict[str, Origin | None] = {}
+        self._chains: dict[str, list[tuple[str, int]]] = {}
+        self._nullable: dict[tuple[str, int], bool] = {}
+        self._cands: dict[str, list[Candidate]] = {}
+
+    # -- what the index recorded for a function ------------------------------
+    def _body_facts(self, fid: str):
+        d = self.g.nodes[fid]
+        for path in sorted({p for p, _ in d.get("bodies", ())}):
+            ff = self.facts(path)
+            if ff is not None:
+                yield ff, d["name"]
+
+    def values(self, fid: str) -> list[Value]:
+        if fid not in self._values:
+            self._values[fid] = [v for ff, name in self._body_facts(fid) for v in ff.values if v.function == name]
+        return self._values[fid]
+
+    def calls(self, fid: str) -> list[Call]:
+        if fid not in self._calls:
+            self._calls[fid] = [c for ff, name in self._body_facts(fid) for c in ff.calls if c.caller == name]
+        return self._calls[fid]
+
+    def params(self, fid: str) -> list[tuple[str | None, str]]:
+        return self.g.nodes[fid]["params"]
+
+    # -- where a page comes from ----------------------------------------------
+    def origin(self, fid: str, expr: str, depth: int = 0, seen: frozenset = frozenset()) -> Origin:
+        e = strip(expr, self.pr.page_converters)
+        if depth > MAX_DEPTH:
+            return Origin("unknown", evidence=f"{e}: followed too far")
+        call = parse_call(e)
+        if call is not None:
+            return self._call_origin(fid, call, depth, seen)
+        root = root_of(e)
+        if root is None:
+            return Origin("unknown", evidence=f"{e}: not an access path")
+        params = self.params(fid)
+        for i, (pname, ptype) in enumerate(params):
+            if pname == root:
+                carrier = self.carriers.get(types.normalise(ptype))
+                if carrier is not None and e != root:
+                    return Origin("carrier", mapping=carrier.mapping.format(p=root),
+                                  evidence=f"{e}: pages of {carrier.type.rstrip(' *')} {root} ({carrier.why})",
+                                  never=carrier.why if carrier.never_protected else "")
+                return Origin("parameter", param=i, evidence=f"{e}: parameter {i} ({ptype} {root})")
+        if root in seen:
+            return Origin("unknown", evidence=f"{e}: {root} is assigned from itself")
+        vals = [v for v in self.values(fid) if v.name == root]
+        if vals and all(v.value.strip() in _NOT_PAGES or (parse_call(v.value) or ("",))[0] in _NOT_PAGES
+                        for v in vals):
+            filled = self._filled(fid, root, depth)  # `page = NULL;` then `f(..., &page)`
+            if filled is not None:
+                return filled
+        if vals:
+            carrier = self.carriers.get(types.normalise(vals[0].type))
+            if carrier is not None and e != root:
+                return Origin("carrier", mapping=carrier.mapping.format(p=root),
+                              evidence=f"{e}: pages of {carrier.type.rstrip(' *')} {root}",
+                              never=carrier.why if carrier.never_protected else "")
+            found = [self.origin(fid, v.value, depth + 1, seen | {root})
+                     for v in vals if (parse_call(v.value) or ("", []))[0] not in _NOT_PAGES
+                     and v.value.strip() not in _NOT_PAGES]
+            return _agree(found, f"{root} = {' / '.join(v.value for v in vals)[:160]}")
+        filled = self._filled(fid, root, depth)
+        if filled is not None:
+            return filled
+        return Origin("unknown", evidence=f"{e}: {root} is neither a parameter nor a local given a page")
+
+    def _call_origin(self, fid: str, call: tuple[str, list[str]], depth: int, seen: frozenset) -> Origin:
+        name, args = call
+        text = f"{name}({', '.join(args)})"
+        lk = self.lookups.get(name)
+        if lk is not None and lk.fills < 0:
+            if lk.arg >= len(args):
+                return Origin("unknown", evidence=f"{text}: fewer arguments than the lookup rule says")
+            return self._lookup_origin(lk, args[lk.arg], text)
+        callee = self.function_called(fid, name)
+        if callee is None:
+            return Origin("unknown", evidence=f"{text}: {name}() is not a known lookup or function")
+        summary = self.summary(callee)
+        if summary is None or summary.kind == "unknown":
+            why = summary.evidence if summary is not None else "its result could not be followed"
+            return Origin("unknown", evidence=f"{text}: {why}")
+        names = {p: args[i] for i, (p, _) in enumerate(self.params(callee)) if p and i < len(args)}
+        if summary.kind == "parameter":
+            if summary.param >= len(args):
+                return Origin("unknown", evidence=f"{text}: returns its argument {summary.param}, not passed")
+            return self.origin(fid, args[summary.param], depth + 1, seen)
+        return Origin(summary.kind, mapping=substitute(summary.mapping, names),
+                      evidence=f"{text}: {summary.evidence}", never=summary.never)
+
+    def _lookup_origin(self, lk, arg: str, text: str) -> Origin:
+        arg = arg.strip()
+        mapping = {"mapping": arg, "inode": f"{arg}->i_mapping", "file": f"{arg}->f_mapping",
+                   "rac": f"{arg}->mapping"}[lk.of]
+        if not _PATH.match(arg) and lk.of != "mapping":
+            mapping = {"inode": f"({arg})->i_mapping", "file": f"({arg})->f_mapping",
+                       "rac": f"({arg})->mapping"}[lk.of]
+        return Origin("lookup", mapping=mapping, evidence=f"{text}: {lk.why}", never=self.never(mapping))
+
+    def _filled(self, fid: str, root: str, depth: int = 0) -> Origin | None:
+        """A batch or array the function passes to a lookup that fills it, or a
+        local whose address it passes to a function of the tree that stores a
+        page there (`ext2_find_entry(dir, name, &page)`: `*res_page = page`)."""
+        for c in self.calls(fid):
+            lk = self.lookups.get(c.callee)
+            if lk is not None and 0 <= lk.fills < len(c.args) and lk.arg < len(c.args):
+                if strip(c.args[lk.fills]) == root:
+                    return self._lookup_origin(lk, c.args[lk.arg],
+                                               f"{c.callee}({', '.join(c.args)}) at line {c.line}")
+                continue
+            if lk is not None or f"&{root}" not in [a.replace(" ", "") for a in c.args]:
+                continue
+            callee = self.function_called(fid, c.callee)
+            if callee is None:
+                continue
+            i = [a.replace(" ", "") for a in c.args].index(f"&{root}")
+            if i >= len(self.params(callee)) or not self.params(callee)[i][0]:
+                continue
+            out = self.out_summary(callee, self.params(callee)[i][0])
+            if out is None or out.kind == "unknown":
+                continue
+            text = f"{c.callee}({', '.join(c.args)}) at line {c.line}"
+            if out.kind == "parameter":
+                return self.origin(fid, c.args[out.param], depth + 1) if out.param < len(c.args) else None
+            names = {p: c.args[j] for j, (p, _) in enumerate(self.params(callee)) if p and j < len(c.args)}
+            return Origin(out.kind, mapping=substitute(out.mapping, names), evidence=f"{text}: {out.evidence}",
+                          never=out.never)
+        return None
+
+    def out_summary(self, fid: str, param: str) -> Origin | None:
+        """Where the page a function stores in `*param` comes from, in its
+        parameters' terms (as summary does for what it returns)."""
+        key = f"{fid}#*{param}"
+        if key in self._summary:
+            return self._summary[key]
+        self._summary[key] = None  # cycle guard
+        stores = [v for v in self.values(fid) if v.name == f"*{param}" and v.value.strip() not in _NOT_PAGES]
+        found = [self.origin(fid, v.value, 1) for v in stores]
+        out = _agree(found, f"{self.g.nodes[fid]['name']}() stores in *{param}") if found else None
+        if out is not None and out.kind in ("lookup", "carrier"):
+            mapping = self.in_params(fid, out.mapping)
+            out = None if mapping is None else Origin(
+                out.kind, mapping=mapping, evidence=f"{self.g.nodes[fid]['name']}() stores in *{param} "
+                f"{out.evidence}", never=out.never)
+        self._summary[key] = out
+        return out
+
+    def function_called(self, fid: str, name: str) -> str | None:
+        """The function fid calls by this name (the graph resolved it: a
+        static of the file, a header's static inline, or the extern)."""
+        for callee in self.g.successors(fid):
+            d = self.g.nodes[callee]
+            if d["type"] == "function" and d["name"] == name:
+                return callee
+        return name if name in self.g and self.g.nodes[name]["type"] == "function" else None
+
+    def summary(self, fid: str) -> Origin | None:
+        """Where the page a function returns comes from, in its parameters' terms."""
+        if fid in self._summary:
+            return self._summary[fid]
+        self._summary[fid] = Origin("unknown", evidence="recursive")  # cycle guard
+        rets = [v for v in self.values(fid) if v.name == "return"
+                and (parse_call(v.value) or ("", []))[0] not in _NOT_PAGES and v.value.strip() not in _NOT_PAGES]
+        found = [self.origin(fid, v.value, 1) for v in rets]
+        out = _agree(found, f"{self.g.nodes[fid]['name']}() returns {' / '.join(v.value for v in rets)[:120]}") \
+            if found else None
+        if out is not None and out.kind in ("lookup", "carrier"):
+            mapping = self.in_params(fid, out.mapping)
+            if mapping is None:
+                out = Origin("unknown", evidence=f"{self.g.nodes[fid]['name']}() returns {out.evidence}, "
+                             f"but {out.mapping} is not known in its parameters' terms")
+            else:
+                out = Origin(out.kind, mapping=mapping,
+                             evidence=f"{self.g.nodes[fid]['name']}() returns {out.evidence}", never=out.never)
+        self._summary[fid] = out
+        return out
+
+    def in_params(self, fid: str, expr: str, depth: int = 0) -> str | None:
+        """expr with fid's pointer locals replaced by their values until only
+        parameters (and globals) remain; None when a local has no single value."""
+        if depth > 4:
+            return None
+        params = {p for p, _ in self.params(fid) if p}
+        vals: dict[str, set[str]] = {}
+        for v in self.values(fid):
+            if v.name != "return" and not v.name.startswith("*"):
+                vals.setdefault(v.name, set()).add(v.value.strip())
+        failed = False
+
+        def repl(m: re.Match) -> str:
+            nonlocal failed
+            word = m.group(0)
+            if word in params or word not in vals:
+                return word
+            if len(vals[word]) != 1:
+                failed = True
+                return word
+            inner = self.in_params(fid, next(iter(vals[word])), depth + 1)
+            if inner is None:
+                failed = True
+                return word
+            return inner if _PATH.match(inner) else f"({inner})"
+        out = _LOCAL_WORD.sub(repl, expr)
+        return None if failed else out
+
+    # -- what can supply the mapping ------------------------------------------
+    def never(self, mapping: str) -> str:
+        for rule in self.pr.never_protected:
+            if rule.pattern.search(mapping):
+                return rule.why
+        return ""
+
+    def candidates(self, fid: str) -> list[Candidate]:
+        """Expressions in fid's scope that denote a mapping, best first."""
+        if fid in self._cands:
+            return self._cands[fid]
+        out: dict[str, Candidate] = {}
+        chain_rank = len(self.providers) + 1
+
+        def add(c: Candidate) -> None:
+            if c.expr not in out or c.rank < out[c.expr].rank:
+                out[c.expr] = c
+
+        scope: list[tuple[str, str, str]] = []  # (name, type, evidence)
+        for i, (pname, ptype) in enumerate(self.params(fid)):
+            if pname:
+                scope.append((pname, types.normalise(ptype), f"parameter {ptype} {pname}" +
+                              ("" if not self.nullable_param(fid, i) else " (may be NULL)")))
+                if "(may be NULL)" in scope[-1][2] and types.normalise(ptype) in self.carriers:
+                    scope.pop()  # a carrier some caller passes NULL for carries nothing there
+        tainted = self._from_reads(fid)
+        by_name: dict[str, list[Value]] = {}
+        for v in self.values(fid):
+            if v.name != "return" and not v.name.startswith("*"):
+                by_name.setdefault(v.name, []).append(v)
+        params = {p for p, _ in self.params(fid)}
+        for name, vals in sorted(by_name.items()):
+            if name in params or name in tainted or len({v.value for v in vals}) != 1:
+                continue
+            scope.append((name, types.normalise(vals[0].type), f"local {name} = {vals[0].value} (line {vals[0].line})"))
+        for name, ptype, evidence in scope:
+            carrier = self.carriers.get(ptype)
+            if carrier is not None and "(may be NULL)" not in evidence:
+                expr = carrier.mapping.format(p=name)
+                add(Candidate(expr, 0, f"{evidence}: {carrier.why}",
+                              carrier.why if carrier.never_protected else self.never(expr)))
+                continue
+            if "(may be NULL)" in evidence:
+                continue  # a nullable provider some caller passes NULL for
+            hit = False
+            for rank, (ptype2, prov) in enumerate(self.providers, start=1):
+                if ptype == ptype2:
+                    expr = prov.expr.format(p=name)
+                    add(Candidate(expr, rank, f"{evidence}: {prov.why}", self.never(expr), prov.weak))
+                    hit = True
+            base, depth = types.split(ptype)
+            chain_from = self.pr.chain_from
+            if hit or depth != 1 or chain_from is None or not chain_from.search(base.split(" ", 1)[-1]):
+                continue
+            for suffix, pi in self.chains(base):
+                expr = self.providers[pi][1].expr.format(p=f"{name}{suffix}")
+                # an operation descriptor's own inode or mapping (chain_from) names the file
+                add(Candidate(expr, chain_rank + pi, f"member chain of {evidence}", self.never(expr)))
+        cands = sorted(out.values(), key=lambda c: (c.rank, c.expr))
+        self._cands[fid] = cands
+        return cands
+
+    def _from_reads(self, fid: str) -> set[str]:
+        """Locals whose value comes from the field being replaced
+        (`mapping = page->mapping`, then `inode = mapping->host`)."""
+        field_re = re.compile(r"(->|\.)\s*mapping\b|\b(page|folio)_\w*mapping\w*\s*\(")
+        tainted: set[str] = set()
+        changed = True
+        vals = [v for v in self.values(fid) if v.name != "return" and not v.name.startswith("*")]
+        while changed:
+            changed = False
+            for v in vals:
+                if v.name in tainted:
+                    continue
+                if field_re.search(v.value) or (root_of(strip(v.value)) or "") in tainted:
+                    tainted.add(v.name)
+                    changed = True
+        return tainted
+
+    def chains(self, base: str, depth: int | None = None) -> list[tuple[str, int]]:
+        """(member chain, provider index) from a struct to a provider type:
+        `->fs_info->btree_inode` (an inode), at most chain_depth hops."""
+        depth = self.pr.chain_depth if depth is None else depth
+        key = f"{base}#{depth}"
+        if key in self._chains:
+            return self._chains[key]
+        self._chains[key] = []
+        out: list[tuple[str, int]] = []
+        tag = base.split(" ", 1)[-1]
+        for member, mtype in sorted(self.env.fields.get(base, {}).items()):
+            if member in self.pr.chain_skip or f"{tag}.{member}" in self.pr.chain_skip:
+                continue
+            mt = types.normalise(mtype)
+            mbase, mdepth = types.split(mt)
+            if mdepth != 1:
+                continue
+            pi = next((i for i, (t, _) in enumerate(self.providers) if t == mt), None)
+            if pi is not None:
+                out.append((f"->{member}", pi))
+            elif depth > 1 and mbase.startswith("struct ") and mbase not in ("struct page", "struct folio") \
+                    and mt not in self.carriers:
+                out.extend((f"->{member}{rest}", i) for rest, i in self.chains(mbase, depth - 1))
+        self._chains[key] = out
+        return out
+
+    def nullable_param(self, fid: str, index: int, depth: int = 0) -> bool:
+        """Some caller may pass NULL for parameter `index` of fid: a call passes
+        NULL (or 0), or passes a parameter of its own that may be NULL; through
+        the slots fid is bound to as well. Only for the rules' nullable providers."""
+        ptype = types.normalise(self.params(fid)[index][1]) if index < len(self.params(fid)) else ""
+        if not any(t == ptype and p.nullable for t, p in self.providers) and ptype not in self.carriers:
+            return False  # (carriers too: ext4_read_folio passes a NULL readahead_control)
+        if any(f"{s}#{index}" in self.pr.nullable_slots for s, _, _ in edges_out(self.g, fid, "binds")):
+            return True
+        key = (fid, index)
+        if key in self._nullable:
+            return self._nullable[key]
+        self._nullable[key] = False  # cycle guard
+        result = depth < 8 and any(self._passes_null(caller, call, index, depth)
+                                   for caller, call in self.callers(fid))
+        self._nullable[key] = result
+        return result
+
+    def _passes_null(self, caller: str, call: Call, index: int, depth: int) -> bool:
+        if index >= len(call.args):
+            return False
+        arg = call.args[index].strip()
+        if arg in ("NULL", "0", "(void *)0"):
+            return True
+        for j, (pname, _) in enumerate(self.params(caller)):
+            if pname == arg:
+                return self.nullable_param(caller, j, depth + 1)
+        return False
+
+    def callers(self, fid: str) -> list[tuple[str, Call]]:
+        """(caller, call) of every call of fid, directly or through a slot it is bound to."""
+        targets = [fid] + [s for s, _, _ in edges_out(self.g, fid, "binds")]
+        out = []
+        for target in targets:
+            for pred, _, edge in edges_in(self.g, target, "call", "call-through-slot"):
+                for path, _line, ci in edge["sites"]:
+                    ff = self.facts(path)
+                    if ff is not None and ci < len(ff.calls):
+                        out.append((pred, ff.calls[ci]))
+        return out
+
+    def in_debug(self, fid: str, path: str, offset: int) -> str:
+        """The debug macro (rules' debug_macros) one of whose report-only
+        arguments holds offset in fid, or "" (f2fs_bug_on's sbi, the folio
+        VM_BUG_ON_FOLIO dumps; never a condition, which runs for real)."""
+        macros = self.pr.debug_macros
+        if not macros:
+            return ""
+        ff = self.facts(path)
+        name = self.g.nodes[fid]["name"]
+        for c in (ff.calls if ff is not None else ()):
+            if c.caller != name or c.callee not in macros or not c.paren < offset < c.end:
+                continue
+            args = macros[c.callee]
+            if any((i in args or -1 in args) and s <= offset < e for i, (s, e) in enumerate(c.arg_spans)):
+                return c.callee
+        return ""
+
+    # -- the decision -----------------------------------------------------------
+    def decide(self, fid: str, origin: Origin) -> Decision:
+        """What the page's mapping is in fid, given where the page came from."""
+        if origin.never:
+            return Decision("never-protected", origin.mapping, evidence=f"{origin.evidence}; never protected: "
+                            f"{origin.never}")
+        if origin.kind in ("lookup", "carrier"):
+            return Decision("context", origin.mapping, evidence=origin.evidence)
+        cands = self.candidates(fid)
+        if origin.kind != "parameter":
+            # a page from somewhere the plan cannot follow: only what names a
+            # mapping directly may stand for it, never a member chain
+            cands = [c for c in cands if c.rank <= len(self.providers)]
+        listed = tuple(f"{c.expr} ({c.evidence})" for c in cands)
+        weak = [c for c in cands if c.weak]
+        if origin.kind == "parameter":
+            cands = [c for c in cands if not c.weak]
+        if cands:
+            best = [c for c in cands if c.rank == cands[0].rank]
+            if len(best) == 1:
+                c = best[0]
+                if c.never:
+                    return Decision("never-protected", c.expr, evidence=f"{origin.evidence}; {c.evidence}; "
+                                    f"never protected: {c.never}")
+                if origin.kind == "parameter":
+                    return Decision("context", c.expr, evidence=f"{origin.evidence}; provider: {c.evidence}")
+                return Decision("context", c.expr, evidence=f"{origin.evidence}; the only provider in scope "
+                                f"(page origin not followed): {c.evidence}", candidates=listed)
+            return Decision("needs-human", evidence=f"{origin.evidence}; {len(best)} candidates of the same rank",
+                            candidates=listed)
+        if origin.kind == "parameter":
+            why = (f"; not taken from {', '.join(c.expr for c in weak)}: an inode or file beside a page "
+                   "parameter is no evidence that the page is its") if weak else ""
+            return Decision("pass-down", param=origin.param, evidence=origin.evidence + why)
+        return Decision("needs-human", evidence=f"{origin.evidence}; no provider in scope", candidates=())
+
+    def receiver_mapping(self, fid: str, receiver: str, strip_suffix: str) -> str | None:
+        """`M->a_ops` -> M, also through an ops local `aops = M->a_ops`."""
+        receiver = receiver.strip()
+        if receiver.endswith(strip_suffix):
+            return receiver[: -len(strip_suffix)].strip()
+        if receiver.isidentifier():
+            vals = {v.value.strip() for v in self.values(fid) if v.name == receiver}
+            if len(vals) == 1:
+                value = vals.pop()
+                if value.endswith(strip_suffix):
+                    return value[: -len(strip_suffix)].strip()
+        return None
+
+
+def _agree(found: list[Origin], what: str) -> Origin:
+    """One origin from several assignments: they must agree."""
+    if not found:
+        return Origin("unknown", evidence=f"{what}: no page assigned")
+    kinds = {(o.kind, o.param, o.mapping) for o in found}
+    if len(kinds) == 1:
+        return found[0]
+    return Origin("unknown", evidence=f"{what}: assigned pages of different origins "
+                  f"({'; '.join(sorted({o.evidence for o in found}))[:200]})")
