@@ -148,6 +148,7 @@ class _Path:
     top: str  # the function the path starts at
     sites: tuple[tuple, ...]  # graph site of each hop (path, line, call index)
     contract: bool  # the first hop is `M->a_ops->op(page...)`: its page is M's
+    pages: tuple[int, ...] = ()  # per hop: the argument that carries the page
 
 
 class _World:
@@ -285,29 +286,28 @@ class _Checker:
     def paths(self, reader: str, page_expr: str) -> tuple[list[_Path], bool]:
         out: list[_Path] = []
         truncated = False
-        stack: list[tuple[str, str, tuple, tuple]] = [(reader, page_expr, (), ())]
+        stack: list[tuple[str, str, tuple, tuple, tuple]] = [(reader, page_expr, (), (), ())]
         while stack:
-            fid, expr, hops, sites = stack.pop()
+            fid, expr, hops, sites, pages = stack.pop()
             origin = self.ctx.origin(fid, expr)
             callers = list(self.callers(fid)) if origin.kind == "parameter" else []
             if not callers:
-                out.append(_Path(hops, fid, sites, False))
+                out.append(_Path(hops, fid, sites, False, pages))
                 continue
             for pred, target, site, call in callers:
                 if len(out) >= MAX_PATHS:
                     return out, True
-                hop = self.hop(pred, target, site, call)
+                up = ((self.hop(pred, target, site, call), *hops), (site, *sites), (origin.param, *pages))
                 if call.via == "member" and pred not in self.gains and self._receiver(pred, call) is not None:
-                    out.append(_Path((hop, *hops), pred, (site, *sites), True))
+                    out.append(_Path(up[0], pred, up[1], True, up[2]))
                 elif len(hops) >= MAX_DEPTH or any(h.caller == pred for h in hops) or pred == fid:
                     truncated = truncated or len(hops) >= MAX_DEPTH
-                    if len(hops) >= MAX_DEPTH:
-                        continue
-                    out.append(_Path((hop, *hops), pred, (site, *sites), False))  # recursion: start here
+                    if len(hops) < MAX_DEPTH:
+                        out.append(_Path(up[0], pred, up[1], False, up[2]))  # recursion: start here
                 elif origin.param < len(call.args):
-                    stack.append((pred, call.args[origin.param], (hop, *hops), (site, *sites)))
+                    stack.append((pred, call.args[origin.param], *up))
                 else:  # the call does not pass the page (a macro's call, varargs)
-                    out.append(_Path(hops, fid, sites, False))
+                    out.append(_Path(hops, fid, sites, False, pages))
         return out, truncated
 
     def _receiver(self, caller: str, call) -> str | None:
@@ -452,7 +452,8 @@ class _Checker:
             target = path.hops[i + 1].caller if i + 1 < len(path.hops) else read.function_id
             inner = self._bind_call(world, fid, target, call, env, site[0], contract=path.contract and i == 0)
             if target in self.gains:
-                inner[self.gains[target].param_name] = self._argument(world, fid, hop, env)
+                value = inner[self.gains[target].param_name] = self._argument(world, fid, hop, env)
+                self._owner_check(world, hop, inner, target, path.pages[i] if i < len(path.pages) else -1, value)
             self.run_locals(world, target, inner)
             fid, env = target, inner
         self._judge(world, fid, read, rewrite, env, path)
@@ -486,6 +487,25 @@ class _Checker:
         value = self._safe(world, caller, text, env)
         env.pop("__mp_helper", None)
         return value
+
+    def _owner_check(self, world: _World, hop: Hop, inner: dict, callee: str, k: int, value: object) -> None:
+        """The first argument that goes wrong: the mapping passed with a page
+        whose owner is known must be that owner."""
+        params = self.g.nodes[callee]["params"]
+        page = inner.get(params[k][0]) if 0 <= k < len(params) and params[k][0] else None
+        if not isinstance(page, model.Page | model.Folio):
+            return
+        owner = world.owner.get(id(model.as_folio(page)))
+        if owner is None or isinstance(value, model.Unknown):
+            return
+        try:
+            got = model.page_mapping_wp(page, value)
+        except model.ModelError as exc:
+            raise _Failure("unresolvable", hop.argument or "", f"{hop.file}:{hop.line}: {exc}",
+                           repr(value), repr(owner)) from None
+        if got is not owner:
+            raise _Failure("unresolvable", hop.argument or "",
+                           f"{hop.file}:{hop.line}: {hop.argument} is not the page's mapping", repr(value), repr(owner))
 
     def _argument(self, world: _World, caller: str, hop: Hop, env: dict) -> object:
         if hop.argument is None:

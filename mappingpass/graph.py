@@ -123,14 +123,15 @@ def type_env(all_facts: list[FileFacts]) -> TypeEnv:
 def missing_types(all_facts: list[FileFacts], chain_from: re.Pattern[str] | None = None) -> set[str]:
     """Struct tags needed to type a read's, a member call's or a binding's
     receiver whose definitions none of these files holds; with chain_from,
-    also the structs of those tags that a reader's parameters and locals point
-    at (the plan follows their members to a mapping)."""
+    also the structs of those tags that parameters and locals point at (the
+    plan follows their members to a mapping; a short list of operation
+    descriptors such as iomap_iter, wanted whether or not a read is converted
+    yet, so that every state of a tree plans alike)."""
     env = type_env(all_facts)
     if chain_from is not None:
         for ff in all_facts:
-            readers = {r.function for r in ff.reads}
-            typed = [p.type for fn in ff.functions if fn.definition and fn.name in readers for p in fn.params]
-            typed += [v.type for v in ff.values if v.function in readers]
+            typed = [p.type for fn in ff.functions if fn.definition for p in fn.params]
+            typed += [v.type for v in ff.values]
             for t in typed:
                 base, depth = types.split(t)
                 if depth == 1 and base.startswith("struct ") and chain_from.search(base[7:]):

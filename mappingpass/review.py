@@ -1035,7 +1035,7 @@ class _Reviewer:
             ff = self.basest.files.get(p)
             if ff is not None:
                 gone.update((r.function, r.expr) for r in ff.reads if r.line in self.removed[p])
-        helpers = {self.pr.helper_page, self.pr.helper_folio}
+        helpers = {self.pr.helper_page, self.pr.helper_folio, self.pr.membership_page, self.pr.membership_folio}
         touched = [r for r in a.reads if r.file in self.added and r.line in self.added[r.file]
                    and r.function not in helpers]
         new: list[ReadRecord] = []
@@ -1079,10 +1079,22 @@ class _Reviewer:
         gains = {f.id: f for f in plan.functions}
         stopped = {u.function: u for u in plan.unresolved}
         rewrites = {(w.file, w.start): w for w in plan.rewrites}
+        kept = {(k.file, k.line, k.expr): k for k in plan.kept if k.reason != "needs-human"}
         for r in target:
+            if (r.file, r.line, r.expr) in kept:
+                continue  # a NULL or flag test, a never-protected page: nothing to change
             v = verdicts.get((r.file, r.line, r.expr))
             verdict = v.verdict if v else ""
-            w = rewrites.get((r.file, r.start))
+            w = rewrites.get((r.file, r.cmp_start if r.purpose == "identity" else r.start))
+            if w is not None and w.purpose == "identity":
+                fixable = w.from_.startswith(r.expr) and "\n" not in w.from_
+                self.add(Finding(
+                    "MP101", "error", r.file, r.line, r.col,
+                    f"`{w.from_}` is an identity test: for a write protected page it is never true; "
+                    f"test membership with `{w.to}`", r.function_id, f"{r.function_id}|{r.expr}",
+                    verdict=verdict, fix=w.to if fixable else "",
+                    end_col=r.col + len(w.from_) if fixable else 0))
+                continue
             why = "the function gained the mapping in this range; " if r in stale else ""
             if w is not None and r.function_id not in gains:
                 self.add(Finding(
@@ -1121,7 +1133,8 @@ class _Reviewer:
                 return (Step(u.function, "stops the passdown:", u.file, u.line, u.reason), *u.chain)
         for c in plan.call_sites:
             f = gains.get(c.callee)
-            if c.how in ("provider", "receiver") and f is not None and f.reason and f.reason[-1].node == fid:
+            if c.how in ("provider", "receiver", "lookup", "carrier") and f is not None and f.reason \
+                    and f.reason[-1].node == fid:
                 return (Step(c.caller, "passes", c.file, c.line, f"{c.argument} to {c.callee}"), *f.reason)
         if fid in gains:
             return gains[fid].reason
@@ -1132,12 +1145,24 @@ class _Reviewer:
         (for the callers that pass NULL), not the whole tree."""
         g = st.analysis.graph
         nodes = {f.id for f in plan.functions} | {r.function_id for r in reads if r.function_id}
-        entries = {pred for n in nodes if n in g for pred, _, _ in edges_in(g, n, "call")}
-        files = set()
-        for n in nodes | entries:
-            if n in g:
-                for _, _, data in edges_in(g, n, "call"):
-                    files |= {s[0] for s in data["sites"]}
+        # check follows a page up through its callers (checkmod.MAX_DEPTH calls):
+        # the bodies and call sites of every function on the way
+        files: set[str] = set()
+        frontier = {n for n in nodes if n in g}
+        seen = set(frontier)
+        for _ in range(checkmod.MAX_DEPTH):
+            up = set()
+            for n in frontier:
+                files |= {p for p, _ in g.nodes[n].get("bodies", ())}
+                targets = [n] + [s for s, _, _ in edges_out(g, n, "binds")]
+                for t in targets:
+                    for pred, _, data in edges_in(g, t, "call", "call-through-slot"):
+                        files |= {s[0] for s in data["sites"]}
+                        up.add(pred)
+            frontier = up - seen
+            seen |= up
+            if not frontier:
+                break
         self.ctx.preload(files)
         return st.facts_dict(files)
 

@@ -90,6 +90,12 @@ def analyze_json(path: Path, db: Path, *extra: str) -> dict:
     return json.loads(out)
 
 
+def plan_json(db: Path) -> tuple[int, dict, str]:
+    code, out, err = run_cli("plan", "--db", str(db), "--format", "json", "-q")
+    assert out, err
+    return code, json.loads(out), out
+
+
 @pytest.fixture(scope="session")
 def fixture_analysis(tmp_path_factory) -> dict:
     db = tmp_path_factory.mktemp("db")

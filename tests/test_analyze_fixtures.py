@@ -8,54 +8,70 @@ from conftest import MINILINUX
 # Every read in the fixture: (file, line, expression, kind, access); a read wrapped in
 # READ_ONCE() is the whole call (it is rewritten as one). Checked by
 # hand against the sources; fixtures/minilinux/README.md lists the same reads.
+# (file, line, expression, kind, access, purpose): purpose is what the code does
+# with the value (null-test and flag-test reads stay as they are; identity tests
+# become membership tests)
 EXPECTED_READS = {
-    ("fs/buffer.c", 12, "bh->b_page->mapping", 3, "use"),
-    ("fs/buffer.c", 57, "bio->bi_io_vec[i].bv_page->mapping", 3, "use"),
-    ("fs/smallfs/dir.c", 9, "page->mapping", 1, "use"),
-    ("fs/smallfs/file.c", 8, "page->mapping", 1, "deref"),
-    ("fs/smallfs/file.c", 43, "page->mapping", 1, "use"),
-    ("fs/smallfs/inode.c", 7, "folio->mapping", 1, "use"),
-    ("fs/smallfs/inode.c", 41, "folio_file_mapping(page_folio(page))", 1, "deref"),
-    ("fs/tinyfs/dir.c", 8, "page->mapping", 1, "deref"),
-    ("fs/tinyfs/file.c", 7, "page->mapping", 1, "deref"),
-    ("fs/tinyfs/file.c", 15, "READ_ONCE(page->mapping)", 1, "use"),
-    ("fs/tinyfs/file.c", 21, "folio->mapping", 1, "deref"),
-    ("fs/tinyfs/file.c", 47, "folio_mapping(folio)", 1, "compare"),
-    ("fs/tinyfs/file.c", 58, "folio->mapping", 1, "use"),
-    ("fs/tinyfs/file.c", 66, "(&folio->page)->mapping", 1, "use"),
-    ("fs/tinyfs/file.c", 86, "page->mapping", 1, "use"),
-    ("fs/tinyfs/file.c", 112, "page_file_mapping(page)", 1, "use"),
-    ("fs/tinyfs/file.c", 133, "page->mapping", 1, "use"),
-    ("fs/tinyfs/file.c", 144, "vmf->page->mapping", 1, "compare"),
-    ("fs/tinyfs/file.c", 158, "pages[i]->mapping", 1, "use"),
-    ("fs/tinyfs/file.c", 176, "page->mapping", 1, "use"),
-    ("fs/tinyfs/inode.c", 40, "page->mapping", 1, "use"),
-    ("fs/tinyfs/inode.c", 52, "page->mapping", 1, "use"),
-    ("fs/tinyfs/xattr.c", 11, "page->mapping", 1, "use"),
-    ("fs/tinyfs/xattr.c", 19, "page->mapping", 1, "use"),
-    ("fs/tinyfs/xattr.c", 31, "page->mapping", 1, "use"),
-    ("fs/tinyfs/xattr_inline.h", 10, "page->mapping", 1, "use"),
-    ("include/linux/pagemap.h", 26, "folio->mapping", 2, "use"),
-    ("include/linux/pagemap.h", 35, "READ_ONCE(page->mapping)", 2, "use"),
-    ("include/linux/pagemap.h", 44, "folio->mapping", 2, "use"),
-    ("include/linux/pagemap.h", 49, "page->mapping", 2, "use"),
-    ("mm/debug.c", 6, "page_mapping(page)", 4, "use"),
-    ("mm/debug.c", 9, "page->mapping", 4, "use"),
-    ("mm/debug.c", 20, "folio->mapping", 4, "use"),
-    ("mm/filemap.c", 81, "folio_mapping(folio)", 2, "use"),
-    ("mm/gup.c", 16, "page->mapping", 5, "use"),
-    ("mm/page-writeback.c", 23, "page->mapping", 2, "compare"),
-    ("mm/page-writeback.c", 57, "page->mapping", 2, "use"),
-    ("mm/readahead.c", 27, "p->mapping", 2, "compare"),
-    ("mm/truncate.c", 8, "folio->mapping", 2, "deref"),
-    ("mm/truncate.c", 40, "page->mapping", 2, "compare"),
-    ("mm/vmscan.c", 7, "folio->mapping", 2, "use"),
-    ("mm/vmscan.c", 29, "folio_mapping(folio)", 2, "use"),
+    ("fs/buffer.c", 12, "bh->b_page->mapping", 3, "use", "use"),
+    ("fs/buffer.c", 57, "bio->bi_io_vec[i].bv_page->mapping", 3, "use", "use"),
+    ("fs/ctxfs/dir.c", 19, "page->mapping", 1, "deref", "derive"),
+    ("fs/ctxfs/dir.c", 67, "page->mapping", 1, "deref", "derive"),
+    ("fs/ctxfs/file.c", 17, "folio->mapping", 1, "deref", "derive"),
+    ("fs/ctxfs/file.c", 31, "folio->mapping", 1, "compare", "identity"),
+    ("fs/ctxfs/file.c", 42, "page->mapping", 1, "deref", "derive"),
+    ("fs/ctxfs/file.c", 50, "page->mapping", 1, "use", "use"),
+    ("fs/ctxfs/file.c", 81, "page->mapping", 1, "deref", "derive"),
+    ("fs/ctxfs/file.c", 94, "page->mapping", 3, "use", "null-test"),
+    ("fs/ctxfs/file.c", 107, "page->mapping", 1, "use", "null-test"),
+    ("fs/ctxfs/file.c", 112, "page->mapping", 1, "use", "flag-test"),
+    ("fs/ctxfs/meta.c", 7, "eb->pages[0]->mapping", 1, "deref", "derive"),
+    ("fs/ctxfs/meta.c", 13, "page->mapping", 1, "deref", "derive"),
+    ("fs/smallfs/dir.c", 9, "page->mapping", 1, "use", "use"),
+    ("fs/smallfs/file.c", 8, "page->mapping", 1, "deref", "derive"),
+    ("fs/smallfs/file.c", 43, "page->mapping", 1, "use", "use"),
+    ("fs/smallfs/inode.c", 7, "folio->mapping", 1, "use", "use"),
+    ("fs/smallfs/inode.c", 41, "folio_file_mapping(page_folio(page))", 1, "deref", "derive"),
+    ("fs/tinyfs/dir.c", 8, "page->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/file.c", 7, "page->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/file.c", 15, "READ_ONCE(page->mapping)", 1, "deref", "derive"),
+    ("fs/tinyfs/file.c", 21, "folio->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/file.c", 47, "folio_mapping(folio)", 1, "compare", "identity"),
+    ("fs/tinyfs/file.c", 58, "folio->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/file.c", 66, "(&folio->page)->mapping", 1, "use", "use"),
+    ("fs/tinyfs/file.c", 86, "page->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/file.c", 112, "page_file_mapping(page)", 1, "deref", "derive"),
+    ("fs/tinyfs/file.c", 133, "page->mapping", 1, "use", "use"),
+    ("fs/tinyfs/file.c", 144, "vmf->page->mapping", 1, "compare", "identity"),
+    ("fs/tinyfs/file.c", 158, "pages[i]->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/file.c", 176, "page->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/inode.c", 40, "page->mapping", 1, "use", "use"),
+    ("fs/tinyfs/inode.c", 52, "page->mapping", 1, "use", "null-test"),
+    ("fs/tinyfs/xattr.c", 11, "page->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/xattr.c", 19, "page->mapping", 1, "deref", "derive"),
+    ("fs/tinyfs/xattr.c", 31, "page->mapping", 1, "use", "use"),
+    ("fs/tinyfs/xattr_inline.h", 10, "page->mapping", 1, "use", "use"),
+    ("include/linux/pagemap.h", 26, "folio->mapping", 2, "use", "use"),
+    ("include/linux/pagemap.h", 35, "READ_ONCE(page->mapping)", 2, "use", "use"),
+    ("include/linux/pagemap.h", 44, "folio->mapping", 2, "use", "use"),
+    ("include/linux/pagemap.h", 49, "page->mapping", 2, "use", "use"),
+    ("mm/debug.c", 6, "page_mapping(page)", 4, "use", "use"),
+    ("mm/debug.c", 9, "page->mapping", 4, "use", "use"),
+    ("mm/debug.c", 20, "folio->mapping", 4, "use", "use"),
+    ("mm/filemap.c", 81, "folio_mapping(folio)", 1, "use", "use"),
+    ("mm/gup.c", 16, "page->mapping", 5, "use", "null-test"),
+    ("mm/page-writeback.c", 23, "page->mapping", 1, "compare", "identity"),
+    ("mm/page-writeback.c", 57, "page->mapping", 1, "use", "use"),
+    ("mm/readahead.c", 27, "p->mapping", 1, "compare", "identity"),
+    ("mm/truncate.c", 8, "folio->mapping", 1, "deref", "derive"),
+    ("mm/truncate.c", 40, "page->mapping", 1, "compare", "identity"),
+    ("mm/vmscan.c", 7, "folio->mapping", 2, "use", "use"),
+    ("mm/vmscan.c", 29, "folio_mapping(folio)", 2, "use", "use"),
 }
 
 
 def test_reads_exact(fixture_analysis):
-    got = {(r["file"], r["line"], r["expr"], r["kind"], r["access"]) for r in fixture_analysis["reads"]}
+    got = {(r["file"], r["line"], r["expr"], r["kind"], r["access"], r["purpose"])
+           for r in fixture_analysis["reads"]}
     assert got == EXPECTED_READS
 
 
@@ -173,7 +189,7 @@ def test_header_stub_twins_the_extern_function(tmp_path):
 def test_summary_counts(fixture_analysis):
     a = fixture_analysis
     assert a["schema"] == "mappingpass.analyze/1"
-    assert a["files"]["total"] == 28
+    assert a["files"]["total"] == 35
     assert a["files"]["skipped"] == 0
-    assert a["reads_by_kind"] == {"1": 24, "2": 12, "3": 2, "4": 3, "5": 1}
+    assert a["reads_by_kind"] == {"1": 41, "2": 6, "3": 3, "4": 3, "5": 1}
     assert a["calls"]["slot_call_edges"] >= 10
