@@ -44,6 +44,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from . import model
 from . import types as ctypes
@@ -67,6 +68,7 @@ _SUBSCRIPT = re.compile(r"\[[^\[\]]*\]")
 _CAST = re.compile(r"^\(\s*(?:const\s+)?(?:struct|union)?\s*[A-Za-z_]\w*\s*\**\s*\)\s*(?=[A-Za-z_&(])")
 
 
+@lru_cache(maxsize=65536)
 def _clean(text: str) -> str:
     """An expression without what the model's evaluator need not see: casts to a
     pointer type and outer parentheses."""
@@ -251,6 +253,7 @@ class _Checker:
         self.lookups = {lk.function: lk for lk in self.pr.lookups}
         self.null_args: dict[tuple[str, int], tuple[str, int]] = {}
         self.reads = sorted(analysis.reads, key=lambda r: (r.file, r.line, r.col))
+        self._event_cache: dict[str, tuple[list, dict, str]] = {}
 
     @staticmethod
     def short(fid: str) -> str:
@@ -380,14 +383,8 @@ class _Checker:
     def run_locals(self, world: _World, fid: str, env: dict, depth: int = 0) -> None:
         """Give fid's pointer locals their values, in source order (a loop's last
         assignment wins); batches filled by a lookup hold one page of its mapping."""
-        fills = [(c.start, c) for c in self.ctx.calls(fid) if c.callee in self.lookups
-                 and 0 <= self.lookups[c.callee].fills < len(c.args)]
-        values = [(v.start, v) for v in self.ctx.values(fid) if v.name != "return"]
-        starts = {at for at, _ in values}
-        fills += [(c.start, c) for c in self.ctx.calls(fid) if c.start not in starts and self._stores_out(fid, c)]
-        pointer_locals = {v.name: v.type for _, v in values}
-        file = min(self.g.nodes[fid]["bodies"])[0] if self.g.nodes[fid].get("bodies") else ""
-        for _, item in sorted(fills + values, key=lambda x: (x[0], not hasattr(x[1], "value"))):
+        events, pointer_locals, file = self._events(fid)
+        for item in events:
             if not hasattr(item, "value"):
                 if item.callee in self.lookups:
                     self._fill(world, fid, item, env, pointer_locals, depth)
@@ -402,6 +399,23 @@ class _Checker:
                     text = text.replace(w.from_, "__mp_helper")
             env[v.name] = self._safe(world, fid, text, env, depth)  # (out-parameters land in env too)
             env.pop("__mp_helper", None)
+
+    def _events(self, fid: str) -> tuple[list, dict, str]:
+        """What run_locals interprets in fid, in source order (kept per function):
+        the values of its pointer locals, the lookups that fill a batch, the
+        calls that store a page through `&local`."""
+        if fid in self._event_cache:
+            return self._event_cache[fid]
+        fills = [(c.start, c) for c in self.ctx.calls(fid) if c.callee in self.lookups
+                 and 0 <= self.lookups[c.callee].fills < len(c.args)]
+        values = [(v.start, v) for v in self.ctx.values(fid) if v.name != "return"]
+        starts = {at for at, _ in values}
+        fills += [(c.start, c) for c in self.ctx.calls(fid) if c.start not in starts and self._stores_out(fid, c)]
+        pointer_locals = {v.name: v.type for _, v in values}
+        file = min(self.g.nodes[fid]["bodies"])[0] if self.g.nodes[fid].get("bodies") else ""
+        events = [item for _, item in sorted(fills + values, key=lambda x: (x[0], not hasattr(x[1], "value")))]
+        self._event_cache[fid] = (events, pointer_locals, file)
+        return self._event_cache[fid]
 
     def _stores_out(self, fid: str, c) -> bool:
         """A call of a tree function that stores a page through a `&local` argument."""
@@ -542,11 +556,14 @@ class _Checker:
                            f"the helper returned {got!r}, not {owner!r} the page was reached through",
                            repr(ctx), repr(owner))
 
-    def variants(self, top: str) -> list[tuple[str, set[str]]]:
+    def variants(self, top: str, path: _Path, rewrite: Rewrite) -> list[tuple[str, set[str]]]:
+        """plain; bdev-file where a file's f_mapping or f_inode is used on the path
+        (a file whose f_mapping is not its inode's i_mapping); NULL for a nullable
+        provider some caller passes NULL."""
         params = self.g.nodes[top]["params"]
         out: list[tuple[str, set[str]]] = [("plain", set())]
-        if any(ctypes.split(ctypes.normalise(t))[0] == "struct file" for _, t in params) or \
-                any("f_mapping" in (c.argument or "") for c in self.plan.call_sites):
+        used = " ".join([rewrite.context, *(h.argument or "" for h in path.hops)])
+        if "f_mapping" in used or "f_inode" in used or "file_inode" in used:
             out.append(("bdev-file", set()))
         nullable = {ctypes.normalise(p.type) for p in self.pr.providers if p.nullable}
         for i, (name, ptype) in enumerate(params):
@@ -575,7 +592,7 @@ class _Checker:
         paths, truncated = self.paths(r.function_id, r.receiver_text)
         unproven: _Failure | None = None
         for path in paths:
-            for variant, nulls in self.variants(path.top):
+            for variant, nulls in self.variants(path.top, path, rewrite):
                 try:
                     self.run_path(path, r, rewrite, variant.split(" ")[0], nulls)
                 except _Failure as f:

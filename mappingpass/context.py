@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import types
 from .facts import Call, Value
@@ -90,6 +91,7 @@ def split_args(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=65536)
 def strip(expr: str, converters: frozenset[str] = frozenset()) -> str:
     """The page expression without what does not change which page it is:
     parentheses, casts, `&`, READ_ONCE and the rules' converters
@@ -126,13 +128,19 @@ def _closing(text: str, at: int) -> int:
 
 def parse_call(expr: str) -> tuple[str, list[str]] | None:
     """`name(args...)` -> (name, args); None for anything else."""
+    found = _parse_call(expr)
+    return (found[0], list(found[1])) if found is not None else None
+
+
+@lru_cache(maxsize=65536)
+def _parse_call(expr: str) -> tuple[str, tuple[str, ...]] | None:
     m = re.match(r"^([A-Za-z_]\w*)\s*\(", expr)
     if not m:
         return None
     end = _closing(expr, m.end() - 1)
     if end != len(expr) - 1:
         return None
-    return m.group(1), split_args(expr[m.end():end])
+    return m.group(1), tuple(split_args(expr[m.end():end]))
 
 
 def root_of(expr: str) -> str | None:
@@ -158,7 +166,11 @@ class Context:
     env: its TypeEnv (struct members for member chains); facts: path ->
     FileFacts | None."""
 
-    def __init__(self, graph, env, pr: PlanRules, facts) -> None:
+    def __init__(self, graph, env, pr: PlanRules, facts, in_scope=None) -> None:
+        """in_scope(fid): whether fid is code the plan converts (carriers such as
+        a vm_fault name a file's mapping only there: core mm faults on anonymous
+        and special mappings too, whose vm_file is NULL or not a page cache)."""
+        self.in_scope = in_scope or (lambda fid: True)
         self.g = graph
         self.env = env
         self.pr = pr
@@ -208,7 +220,7 @@ class Context:
         params = self.params(fid)
         for i, (pname, ptype) in enumerate(params):
             if pname == root:
-                carrier = self.carriers.get(types.normalise(ptype))
+                carrier = self.carriers.get(types.normalise(ptype)) if self.in_scope(fid) else None
                 if carrier is not None and e != root:
                     return Origin("carrier", mapping=carrier.mapping.format(p=root),
                                   evidence=f"{e}: pages of {carrier.type.rstrip(' *')} {root} ({carrier.why})",
@@ -223,7 +235,7 @@ class Context:
             if filled is not None:
                 return filled
         if vals:
-            carrier = self.carriers.get(types.normalise(vals[0].type))
+            carrier = self.carriers.get(types.normalise(vals[0].type)) if self.in_scope(fid) else None
             if carrier is not None and e != root:
                 return Origin("carrier", mapping=carrier.mapping.format(p=root),
                               evidence=f"{e}: pages of {carrier.type.rstrip(' *')} {root}",
@@ -371,7 +383,7 @@ class Context:
             if inner is None:
                 failed = True
                 return word
-            return inner if _PATH.match(inner) else f"({inner})"
+            return inner if _PATH.match(inner) or parse_call(inner) else f"({inner})"
         out = _LOCAL_WORD.sub(repl, expr)
         return None if failed else out
 
@@ -407,11 +419,11 @@ class Context:
                 by_name.setdefault(v.name, []).append(v)
         params = {p for p, _ in self.params(fid)}
         for name, vals in sorted(by_name.items()):
-            if name in params or name in tainted or len({v.value for v in vals}) != 1:
-                continue
+            if name in params or name in tainted or len({v.value for v in vals}) != 1 or not vals[0].top:
+                continue  # (a local of an inner block is not in scope at every call)
             scope.append((name, types.normalise(vals[0].type), f"local {name} = {vals[0].value} (line {vals[0].line})"))
         for name, ptype, evidence in scope:
-            carrier = self.carriers.get(ptype)
+            carrier = self.carriers.get(ptype) if self.in_scope(fid) else None
             if carrier is not None and "(may be NULL)" not in evidence:
                 expr = carrier.mapping.format(p=name)
                 add(Candidate(expr, 0, f"{evidence}: {carrier.why}",
@@ -526,12 +538,17 @@ class Context:
         arguments holds offset in fid, or "" (f2fs_bug_on's sbi, the folio
         VM_BUG_ON_FOLIO dumps; never a condition, which runs for real)."""
         macros = self.pr.debug_macros
-        if not macros:
+        if not macros and self.pr.debug_calls is None:
             return ""
         ff = self.facts(path)
         name = self.g.nodes[fid]["name"]
+        pattern = self.pr.debug_calls
         for c in (ff.calls if ff is not None else ()):
-            if c.caller != name or c.callee not in macros or not c.paren < offset < c.end:
+            if c.caller != name or not c.paren < offset < c.end:
+                continue
+            if pattern is not None and pattern.search(c.callee):
+                return c.callee  # a tracepoint: every argument is only recorded
+            if c.callee not in macros:
                 continue
             args = macros[c.callee]
             if any((i in args or -1 in args) and s <= offset < e for i, (s, e) in enumerate(c.arg_spans)):
@@ -549,8 +566,9 @@ class Context:
         cands = self.candidates(fid)
         if origin.kind != "parameter":
             # a page from somewhere the plan cannot follow: only what names a
-            # mapping directly may stand for it, never a member chain
-            cands = [c for c in cands if c.rank <= len(self.providers)]
+            # mapping directly may stand for it, never a member chain or a
+            # carrier (an extent buffer in scope says nothing of a bio's pages)
+            cands = [c for c in cands if 0 < c.rank <= len(self.providers)]
         listed = tuple(f"{c.expr} ({c.evidence})" for c in cands)
         weak = [c for c in cands if c.weak]
         if origin.kind == "parameter":

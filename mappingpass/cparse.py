@@ -205,6 +205,7 @@ class _FileWalker:
         self.functions: list[Function] = []
         self.spans: list[tuple[int, int, str]] = []  # (body start, end, name), definitions only
         self.scopes: dict[int, dict[str, str]] = {}  # function start -> name -> type
+        self.nested: dict[int, set[str]] = {}  # function -> locals declared in an inner block
         self.globals: dict[str, str] = {}
         self.recovered = 0
 
@@ -482,6 +483,7 @@ class _FileWalker:
             return scope
         fn = self.functions[fn_index]
         scope = {p.name: p.type for p in fn.params if p.name}
+        nested: set[str] = set()
         cursor = QueryCursor(self.ex.locals_query)
         cursor.set_byte_range(fn.body_start, fn.end)
         for nodes in cursor.captures(self.root).values():
@@ -491,7 +493,10 @@ class _FileWalker:
                     name, depth, fnp = _declarator_info(d)
                     if name is not None and name not in scope:
                         scope[name] = f"{base} (*)()" if fnp is not None else types.normalise(base, depth)
+                        if _block_start(decl) != fn.body_start:
+                            nested.add(name)
         self.scopes[fn_index] = scope
+        self.nested[fn_index] = nested
         return scope
 
     def recipe(self, node: Node, scope: dict[str, str]) -> list:
@@ -638,7 +643,8 @@ class _FileWalker:
                 expr = node.child_by_field_name("right")
             if expr is None or not name or not _struct_pointer(ctype):
                 continue
-            out.append(Value(fname, name, ctype, _txt(expr)[:240], node.start_point[0] + 1, expr.start_byte))
+            top = name.lstrip("*") not in self.nested.get(idx, ())
+            out.append(Value(fname, name, ctype, _txt(expr)[:240], node.start_point[0] + 1, expr.start_byte, top))
         return out
 
     def _bindings(self, inits: list[Node], assigns: list[Node]) -> list[Binding]:
@@ -764,6 +770,14 @@ def _transparent_wrapper(node: Node) -> Node | None:
     call = parent.parent
     fn = call.child_by_field_name("function") if call is not None else None
     return call if fn is not None and _txt(fn) in _TRANSPARENT else None
+
+
+def _block_start(node: Node) -> int:
+    """Start of the compound statement a declaration is in (-1 at file scope)."""
+    parent = node.parent
+    while parent is not None and parent.type != "compound_statement":
+        parent = parent.parent
+    return parent.start_byte if parent is not None else -1
 
 
 def _struct_pointer(ctype: str) -> bool:

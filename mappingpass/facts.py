@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 8
+FACTS_VERSION = 9
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ class Value:
     value: str  # the expression's text
     line: int
     start: int  # byte offset of the expression
+    top: bool = True  # the local is declared in the function body's own block (in scope everywhere)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class CallSite:
     nargs: int
     first_arg: int  # byte offset of the first argument, -1 if none
     evidence: str = ""  # where the page passed here comes from, and why this argument
+    args: str = ""  # the arguments as written, ", "-joined (tells two calls of one callee apart)
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ class _Fixpoint:
         self._twins: dict[str, list[str]] = {}
         self.frozen = self._frozen_slots()
         get = facts if callable(facts) else facts.get
-        self.ctx = Context(self.g, analysis.types, self.pr, get)
+        self.ctx = Context(self.g, analysis.types, self.pr, get, self.in_scope)
         self.page_param: dict[str, int] = {}  # node -> parameter its page comes through
         self.decisions: dict[tuple[str, int], Decision] = {}  # read (file, start) -> decision
         self._sites: dict[tuple, Decision] = {}
@@ -255,6 +256,11 @@ class _Fixpoint:
     def param_name(self, fid: str) -> str:
         clashes = self.g.nodes[fid].get("clashes", set())
         return self.pr.clash_name if self.pr.param_name in clashes else self.pr.param_name
+
+    def in_scope(self, fid: str) -> bool:
+        """fid is code of the kinds the plan converts (kind 1)."""
+        kind, _ = self.rules.kind_of(self.home(fid)[0], self.g.nodes[fid]["name"])
+        return kind in self.pr.scope_kinds
 
     def site_decision(self, pred: str, site: tuple, target: str) -> Decision:
         """What the call at site (in pred) passes for target's page: the
@@ -506,7 +512,7 @@ class _Fixpoint:
                     first = call.arg_spans[0][0] if call.arg_spans else -1
                     out.append(CallSite(site[0], call.line, call.col, pred, target, call.via,
                                         call.fn_text or call.callee, arg, how, call.paren,
-                                        len(call.args), first, evidence))
+                                        len(call.args), first, evidence, ", ".join(call.args)))
         out.sort(key=lambda c: (c.file, c.line, c.col, c.callee))
         return out
 

@@ -139,6 +139,7 @@ class PlanRules:
     chain_from: re.Pattern[str] | None = None  # struct tags member chains start from
     # macro -> indexes of its arguments that only report (-1: all): f2fs_bug_on's sbi
     debug_macros: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    debug_calls: re.Pattern[str] | None = None  # calls whose every argument is only recorded (trace_*)
     nullable_slots: frozenset[str] = frozenset()  # "slot#index": callers hand that argument NULL
     slot_groups: tuple[tuple[str, ...], ...] = ()  # slots of one type: they change together
 
@@ -341,6 +342,7 @@ def _context_rules(plan: dict) -> dict:
         chain_from=_regex(context["chain_from"], "[plan.context] chain_from") if "chain_from" in context else None,
         nullable_slots=frozenset(context.get("nullable_slots", [])),
         debug_macros=_debug_macros(context.get("debug_macros", {})),
+        debug_calls=_regex(context["debug_calls"], "[plan.context] debug_calls") if "debug_calls" in context else None,
         slot_groups=tuple(tuple(g) for g in context.get("slot_groups", [])),
     )
 

@@ -745,6 +745,13 @@ def message(p: PatchPlan, plan: Plan, rules: Rules, cc: list[str]) -> str:
             f"through. Once pages can be write protected, {field_} of a protected page "
             "points at the protection record; callers that know their mapping will pass "
             "it to these helpers instead of reading the field.")
+        if pr.membership_page:
+            lines.append("")
+            lines += _wrap(f"Add {pr.membership_page}() and {pr.membership_folio}() as well: the "
+                           "identity test (the truncation check `folio->mapping != mapping`) asks "
+                           "whether a page belongs to a mapping, and a protected page belongs to "
+                           "every owner of its record; reading the context there would make the "
+                           "check fail forever.")
         lines.append("")
         lines += _wrap("Until pages can be write protected the helpers return the page's own "
                        "field, so nothing changes; the following patches pass the mapping "
@@ -853,12 +860,30 @@ def cover_letter(plan: Plan, patches: list[PatchPlan], subjects: list[str], stat
               f"  functions gaining the parameter: {s['functions']}",
               f"  slots gaining it: {s['slots']}",
               f"  call sites changed: {s['call_sites']}",
-              f"  reads rewritten to the helper: {s['rewrites']} ({s['identity_rewrites']} identity tests)",
+              f"  reads rewritten to the helper: {s['rewrites']} ({s['identity_rewrites']} identity tests "
+              "become membership tests)",
+              f"  kind-1 reads left as they are: {sum(s['kept_reads'].values())}"
+              + "".join(f"\n    {k}: {n}" for k, n in s["kept_reads"].items()),
+              f"  needs a human: {s['needs_human']}",
               f"  kind 2-5 reads left to run time: {s['runtime_reads']}",
               f"  files touched: {s['files']}",
               f"  unresolved: {s['unresolved']}"]
     for reason, n in s["unresolved_by_reason"].items():
         lines.append(f"    {reason}: {n}")
+    exported = sorted({f.name for f in plan.functions if f.exported})
+    if exported:
+        lines += [""] + _wrap(f"Interface changes: {len(exported)} exported function"
+                              f"{'s' if len(exported) != 1 else ''} gain the mapping parameter "
+                              "(in-kernel interfaces are not stable; out-of-tree callers must "
+                              f"follow): {', '.join(exported)}.")
+    human = [k for k in plan.kept if k.reason == "needs-human"] + list(plan.needs_human_sites)
+    if human:
+        lines += ["", "Needs a human (the page's mapping is not decided; NULL is passed, today's behaviour):"]
+        shown, more = _limited(human, 20)
+        for k in shown:
+            lines.append(f"  {k.file}:{k.line} {k.function.split('::')[-1]}: {k.expr}")
+        if more:
+            lines.append(f"  ... and {more} more")
     if plan.unresolved:
         lines += ["", "Unresolved chains (a boundary stops the propagation; see each patch):"]
         by_reason: dict[str, list[Unresolved]] = {}

@@ -130,3 +130,31 @@ def linux_tree() -> Path:
     (partial / "linux-source-6.1").rename(tree)
     shutil.rmtree(partial, ignore_errors=True)
     return tree
+
+
+def plan_mutants(plan, analysis, rules, facts):
+    """Every argument and context the plan passes, replaced in turn by each
+    other in-scope candidate of a provider type, NULL and the raw field:
+    (name, mutated plan). The check must refute them (tests/test_check.py,
+    the real tier)."""
+    import dataclasses
+
+    from mappingpass.context import Context
+
+    ctx = Context(analysis.graph, analysis.types, rules.plan, facts.get)
+    reads = {(r.file, r.start): r for r in analysis.reads}
+    for c in plan.call_sites:
+        if c.how in ("receiver", "unresolved", "needs-human", "debug"):
+            continue
+        options = {x.expr for x in ctx.candidates(c.caller)} | {"NULL", "page->mapping"}
+        for other in sorted(options - {c.argument}):
+            sites = tuple(dataclasses.replace(x, argument=other) if x is c else x for x in plan.call_sites)
+            yield f"{c.file}:{c.line} {c.argument} -> {other}", dataclasses.replace(plan, call_sites=sites)
+    for w in plan.rewrites:
+        if w.purpose == "identity":
+            continue
+        page = reads[(w.file, w.start)].receiver_text
+        options = {x.expr for x in ctx.candidates(w.function)} | {"NULL", f"{page}->mapping"}
+        for other in sorted(options - {w.context}):
+            rewrites = tuple(dataclasses.replace(x, context=other) if x is w else x for x in plan.rewrites)
+            yield f"{w.file}:{w.line} {w.context} -> {other}", dataclasses.replace(plan, rewrites=rewrites)

@@ -7,12 +7,11 @@ import dataclasses
 import json
 
 import pytest
-from conftest import MINILINUX, analyze_json, run_cli
+from conftest import MINILINUX, analyze_json, plan_mutants, run_cli
 
 from mappingpass import check as checkmod
 from mappingpass import rules as rulesmod
 from mappingpass.commands import compute_plan
-from mappingpass.context import Context
 from mappingpass.index import Store
 
 
@@ -105,34 +104,12 @@ def test_mutation_null_where_a_file_may_be_null(world):
     assert v.verdict == "unresolvable" and "NULL context" in v.witness.error
 
 
-def _mutants(world):
-    """Every argument and context the plan passes whose read the check proves,
-    replaced in turn by each other in-scope candidate, NULL and the raw field."""
-    _, plan, analysis, rules, facts = world
-    ctx = Context(analysis.graph, analysis.types, rules.plan, facts.get)
-    reads = {(r.file, r.start): r for r in analysis.reads}
-    for c in plan.call_sites:
-        if c.how in ("receiver", "unresolved", "needs-human", "debug"):
-            continue
-        options = {x.expr for x in ctx.candidates(c.caller)} | {"NULL", "page->mapping"}
-        for other in sorted(options - {c.argument}):
-            yield f"{c.file}:{c.line} {c.argument} -> {other}", _mutate(plan, c.file, c.line, argument=other)
-    for w in plan.rewrites:
-        if w.purpose == "identity":
-            continue
-        page = reads[(w.file, w.start)].receiver_text
-        options = {x.expr for x in ctx.candidates(w.function)} | {"NULL", f"{page}->mapping"}
-        for other in sorted(options - {w.context}):
-            mutant = dataclasses.replace(w, context=other)
-            yield (f"{w.file}:{w.line} {w.context} -> {other}",
-                   dataclasses.replace(plan, rewrites=tuple(mutant if x is w else x for x in plan.rewrites)))
-
-
 def test_every_mutant_of_a_proven_read_is_killed(world):
     base = verdicts(world)
     proven = {k for k, v in base.items() if v.verdict == "resolvable" and v.paths}
     killed, survivors = 0, []
-    for name, plan in _mutants(world):
+    _, base_plan, analysis, rules, facts = world
+    for name, plan in plan_mutants(base_plan, analysis, rules, facts):
         after = verdicts(world, plan)
         if any(after[k].verdict != "resolvable" for k in proven):
             killed += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -772,3 +772,98 @@ TestWriteProtectMachine.settings = settings(
     max_examples=120, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+# -- what the check interpreter needs: dentries, carriers, opaque structs, membership ----------
+
+
+def test_dentry_parent_and_d_inode(w: World) -> None:
+    from mappingpass.model import Dentry
+
+    parent = Dentry("dir", w.inode("dir"))
+    child = Dentry("name", w.inode("child"), parent)
+    env = {"dentry": child}
+    assert evaluate("d_inode(dentry->d_parent)", env) is parent.d_inode
+    assert evaluate("d_inode(dentry)->i_mapping", env) is child.d_inode.i_mapping
+    assert evaluate("dentry->d_parent->d_inode->i_mapping", env) is not child.d_inode.i_mapping
+    with pytest.raises(EvalError):
+        evaluate("d_inode(dentry->d_inode)", env)  # an inode is not a dentry
+
+
+def test_readahead_control_carries_its_mapping(w: World) -> None:
+    from mappingpass.model import ReadaheadControl
+
+    mapping = w.inode("f").i_mapping
+    rac = ReadaheadControl("rac", mapping)
+    assert evaluate("rac->mapping", {"rac": rac}) is mapping
+    assert evaluate("rac->file", {"rac": rac}) is None  # in-kernel readers have no file
+    with pytest.raises(NullDeref):
+        evaluate("rac->file->f_mapping", {"rac": rac})
+
+
+def test_opaque_struct_members_are_fresh_and_stable(w: World) -> None:
+    from mappingpass.model import Opaque
+
+    made: list[str] = []
+
+    def make(member: str) -> object:
+        made.append(member)
+        return w.inode(f"iter->{member}")
+
+    it = Opaque("iter", "struct iomap_iter", frozenset({"inode", "private"}), make)
+    first = evaluate("iter->inode", {"iter": it})
+    assert evaluate("iter->inode", {"iter": it}) is first and made == ["inode"]  # one object a member
+    assert evaluate("iter->private", {"iter": it}) is not first
+    with pytest.raises(UnknownField):
+        evaluate("iter->pos", {"iter": it})  # not a member of its C type
+
+
+def test_unknown_values_are_neither_right_nor_wrong() -> None:
+    from mappingpass.model import NotInterpreted, Unknown
+
+    with pytest.raises(NotInterpreted):
+        evaluate("x->i_mapping", {"x": Unknown("an unknown function's result")})
+    assert not issubclass(NotInterpreted, HelperError)  # never a refutation
+
+
+def test_membership_is_ownership_of_the_record(w: World) -> None:
+    from mappingpass.model import folio_in_mapping, page_in_mapping
+
+    a, b = two_files(w)
+    c = w.inode("c").i_mapping
+    fa, fb = w.add_to_page_cache(a, 0, b"x"), w.add_to_page_cache(b, 3, b"x")
+    plain = w.add_to_page_cache(c, 1, b"y")
+    # the truncation check before protection: the page's own field
+    assert folio_in_mapping(fa, a) and not folio_in_mapping(fa, b)
+    w.write_protect([fa, fb])
+    # after: every owner of the record, whatever the page's field says now
+    assert isinstance(fa.mapping, WriteProtectRecord)
+    assert folio_in_mapping(fa, a) and folio_in_mapping(fa, b) and page_in_mapping(fa.page, b)
+    assert not folio_in_mapping(fa, c) and not folio_in_mapping(fa, fa.mapping)
+    assert folio_in_mapping(plain, c) and not folio_in_mapping(plain, None)
+    # the context helper's view of the same identity test loops: a protected
+    # page's field never equals the mapping
+    assert fa.mapping is not a
+    w.truncate(b)
+    assert not folio_in_mapping(fa, b) and folio_in_mapping(fa, a)  # b left the record
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(owners=st.integers(min_value=2, max_value=5), others=st.integers(min_value=0, max_value=3))
+def test_membership_holds_for_exactly_the_owners(owners: int, others: int) -> None:
+    w = World()
+    mine = [w.inode(f"o{i}").i_mapping for i in range(owners)]
+    strangers = [w.inode(f"s{i}").i_mapping for i in range(others)]
+    folios = [w.add_to_page_cache(m, i, b"same") for i, m in enumerate(mine)]
+    w.write_protect(folios)
+    record = folios[0].mapping
+    assert isinstance(record, WriteProtectRecord)
+    for f in record.replicas.values():  # the merged page every owner's slot points at
+        assert all(page_in_mapping_of(f, m) for m in mine)
+        assert not any(page_in_mapping_of(f, m) for m in strangers)
+
+
+def page_in_mapping_of(folio: Folio, mapping: AddressSpace) -> bool:
+    from mappingpass.model import folio_in_mapping
+
+    return folio_in_mapping(folio, mapping)
