@@ -1,6 +1,6 @@
 """The command line: `main(argv) -> int`, one function per subcommand.
 
-Exit codes (DESIGN.md): 0 success, 1 found what the command exists to find
+Exit codes: 0 success, 1 found what the command exists to find
 (unresolved reads, unresolvable verdicts), 2 usage or input error with a
 one-line message naming the file and what to do.
 """

@@ -1,4 +1,4 @@
-"""The plan stage: the passdown fixpoint over the graph (DESIGN.md, "The fixpoint").
+"""The plan stage: the passdown fixpoint over the graph (README.md, "plan").
 
     add_mapping_parameter(func):
         add a mapping parameter to func
@@ -7,11 +7,19 @@
             if caller can already supply it: continue
             add_mapping_parameter(caller)
 
-made precise: a function that gains the parameter while bound to a slot makes
-the slot gain it, hence every function bound to the slot and every call
-through it; recursion ends on the `gains` set; boundaries (syscalls, exported
-symbols when the rules say so, functions nobody calls, callers in kind 2-5
-code) stop the propagation and are reported as unresolved with their chain.
+made precise: "can already supply it" is `context.Context`'s question --
+where the page the read (or the call) is about came from, and which
+expression in scope denotes its mapping: a lookup or a carrier names it, a
+provider of the best rank stands for a page parameter, several of one rank
+need a human, none means the function gains the parameter *for that page
+parameter*, and each caller answers the same question for the page it passes.
+Identity tests become membership tests, NULL and flag tests stay, pages of
+never-protected mappings need nothing. A function that gains the parameter
+while bound to a slot makes the slot gain it, hence every function bound to
+the slot and every call through it; recursion ends on the `gains` set;
+boundaries (syscalls, exported symbols when the rules say so, functions
+nobody calls or registers, callers in kind 2-5 code) stop the propagation and
+are reported as unresolved with their chain.
 
 The result is a `Plan` of plain, sorted records with a JSON form
 (`Plan.to_json`, schema `mappingpass.plan/1`). Same analysis and rules, same

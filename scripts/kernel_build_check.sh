@@ -16,6 +16,10 @@
 #                  (catches callers and implementations outside the touched files)
 #   --also OBJ     one more object to build (repeatable), e.g. --also fs/ext4/inode.o
 #   --enable SYM   one more config symbol to set =y (repeatable)
+#   --config NAME  the configuration: defconfig (default: x86_64_defconfig plus the
+#                  symbols the touched objects need) or allmodconfig (every option
+#                  y or m, CONFIG_WERROR=y: what a kernel developer builds before
+#                  sending; objects it does not build are listed, not passed)
 #   --each         with a series: build after every patch (bisectability), not only the last
 #   --at N[,M...]  with a series: build after these patches (a cheaper --each)
 #   -j N           make's jobs (default: nproc)
@@ -26,7 +30,7 @@
 # kept in OUT/report.txt; make's output in OUT/logs/{base,patched,after-N}/make.log.
 set -euo pipefail
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 die() { echo "kernel_build_check: $*" >&2; exit 2; }
 now() { date +%s; }
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -45,6 +49,7 @@ DEPS=1
 JOBS=$(nproc)
 ALSO=()
 ENABLE=()
+CONFIG=defconfig
 while [ $# -gt 0 ]; do
     case $1 in
         --analyze) MODE=analyze; SRC=$2; shift 2 ;;
@@ -57,6 +62,7 @@ while [ $# -gt 0 ]; do
         --at) AT=",$2,"; shift 2 ;;
         --also) ALSO+=("$2"); shift 2 ;;
         --enable) ENABLE+=("$2"); shift 2 ;;
+        --config) CONFIG=$2; shift 2 ;;
         -j) JOBS=$2; shift 2 ;;
         -j*) JOBS=${1#-j}; shift ;;
         --no-deps) DEPS=0; shift ;;
@@ -65,6 +71,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$MODE" ] || usage
+case $CONFIG in defconfig|allmodconfig) ;; *) die "--config must be defconfig or allmodconfig" ;; esac
 case $TREE in "$REPO"|"$REPO"/*) die "--tree must not be inside the repository (no kernel code in it)";; esac
 OUT=${OUT:-$(mktemp -d /tmp/kbuild-check.XXXXXX)}
 mkdir -p "$OUT/logs/base" "$OUT/logs/patched"
@@ -186,14 +193,22 @@ mapfile -t SYMS < <(printf '%s\n' "${SYMS[@]}" | grep . | sort -u)
 
 # 4. configure ---------------------------------------------------------------
 t=$(now)
-say "make x86_64_defconfig + ${SYMS[*]:-nothing}"
-make -C "$TREE" -s x86_64_defconfig >"$OUT/config.log" 2>&1
-for s in "${SYMS[@]}"; do "$TREE/scripts/config" --file "$TREE/.config" --enable "${s#CONFIG_}"; done
-make -C "$TREE" -s olddefconfig >>"$OUT/config.log" 2>&1
 NOTSET=()
-for s in "${SYMS[@]}"; do
-    grep -q "^$s=y" "$TREE/.config" || NOTSET+=("$s")
-done
+if [ $CONFIG = allmodconfig ]; then
+    say "make allmodconfig"
+    make -C "$TREE" -s allmodconfig >"$OUT/config.log" 2>&1
+    for s in "${SYMS[@]}"; do
+        grep -q "^$s=[ym]" "$TREE/.config" || NOTSET+=("$s")
+    done
+else
+    say "make x86_64_defconfig + ${SYMS[*]:-nothing}"
+    make -C "$TREE" -s x86_64_defconfig >"$OUT/config.log" 2>&1
+    for s in "${SYMS[@]}"; do "$TREE/scripts/config" --file "$TREE/.config" --enable "${s#CONFIG_}"; done
+    make -C "$TREE" -s olddefconfig >>"$OUT/config.log" 2>&1
+    for s in "${SYMS[@]}"; do
+        grep -q "^$s=y" "$TREE/.config" || NOTSET+=("$s")
+    done
+fi
 TIMES[config]=$(( $(now) - t ))
 
 # 5. build: one `make -k` for all the objects (Kbuild's single targets), each
@@ -285,7 +300,7 @@ sys.exit(1 if bad else 0)
 EOF
 
 {
-    echo "kernel build check: linux-6.1, x86_64_defconfig"
+    echo "kernel build check: linux-6.1, x86_64 $CONFIG"
     echo "tree     $TREE"
     echo "patches  $( [ ${#PATCHES[@]} -gt 0 ] && echo "${#PATCHES[@]} from $SRC" || echo "$SRC")"
     echo "files    $(echo "$FILES" | wc -l) touched: $(echo $FILES)"

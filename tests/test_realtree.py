@@ -343,12 +343,18 @@ def test_spatch_applies_what_our_diff_applies(linux_tree, tmp_path):
     assert rc == 0, err[-2000:]
     theirs = apply_diff(linux_tree, diff)
     assert sorted(theirs) == sorted(ours)
-    header = rules.plan.helper_header
+    # the same tokens everywhere; the same bytes but where spatch lays out code
+    # itself: the helper's header, and the continuation lines of a parameter
+    # list whose function's body an earlier rule (the reads) changed, which
+    # spatch 1.1.1 re-indents
+    exact = 0
     for path, (_old, new) in sorted(ours.items()):
-        if path == header:
-            assert tokens(theirs[path]) == tokens(new), path
+        assert tokens(theirs[path]) == tokens(new), path
+        if theirs[path] == new:
+            exact += 1
         else:
-            assert theirs[path] == new, path
+            assert path == rules.plan.helper_header or _only_continuations_differ(theirs[path], new), path
+    assert exact >= len(ours) - 10, (exact, len(ours))
 
     # the fixpoint is reached: on the patched tree (a hard-linked copy, the
     # changed files replaced, the cached tree untouched) plan changes nothing
@@ -365,3 +371,13 @@ def test_spatch_applies_what_our_diff_applies(linux_tree, tmp_path):
     again, _ = compute_plan(argparse.Namespace(db=str(db2), rules=None, quiet=True), progress=False)
     assert (again.functions, again.slots, again.call_sites, again.rewrites) == ((), (), (), ())
     assert {(u.function, u.reason) for u in again.unresolved} <= {(u.function, u.reason) for u in plan.unresolved}
+
+
+def _only_continuations_differ(theirs: bytes, ours: bytes) -> bool:
+    """The two texts differ only in the leading blanks of lines that continue a
+    parameter list (same tokens, same line count)."""
+    a, b = theirs.splitlines(), ours.splitlines()
+    if len(a) != len(b):
+        return False
+    return all(x == y or (x.strip() == y.strip() and i > 0 and b[i - 1].rstrip().endswith(b","))
+               for i, (x, y) in enumerate(zip(a, b, strict=True)))
