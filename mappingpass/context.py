@@ -60,6 +60,7 @@ class Candidate:
     evidence: str  # "parameter struct inode *dir"
     never: str = ""
     weak: bool = False  # not evidence for a page parameter's mapping (rules: provider weak)
+    after: int = -1  # a local: the byte offset of its value (usable only after it)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class Context:
         self._chains: dict[str, list[tuple[str, int]]] = {}
         self._nullable: dict[tuple[str, int], bool] = {}
         self._cands: dict[str, list[Candidate]] = {}
+        self._debug: dict[tuple[str, str], list[Call]] = {}
 
     # -- what the index recorded for a function ------------------------------
     def _body_facts(self, fid: str):
@@ -405,11 +407,11 @@ class Context:
             if c.expr not in out or c.rank < out[c.expr].rank:
                 out[c.expr] = c
 
-        scope: list[tuple[str, str, str]] = []  # (name, type, evidence)
+        scope: list[tuple[str, str, str, int]] = []  # (name, type, evidence, usable after)
         for i, (pname, ptype) in enumerate(self.params(fid)):
             if pname:
                 scope.append((pname, types.normalise(ptype), f"parameter {ptype} {pname}" +
-                              ("" if not self.nullable_param(fid, i) else " (may be NULL)")))
+                              ("" if not self.nullable_param(fid, i) else " (may be NULL)"), -1))
                 if "(may be NULL)" in scope[-1][2] and types.normalise(ptype) in self.carriers:
                     scope.pop()  # a carrier some caller passes NULL for carries nothing there
         tainted = self._from_reads(fid)
@@ -421,13 +423,14 @@ class Context:
         for name, vals in sorted(by_name.items()):
             if name in params or name in tainted or len({v.value for v in vals}) != 1 or not vals[0].top:
                 continue  # (a local of an inner block is not in scope at every call)
-            scope.append((name, types.normalise(vals[0].type), f"local {name} = {vals[0].value} (line {vals[0].line})"))
-        for name, ptype, evidence in scope:
+            scope.append((name, types.normalise(vals[0].type), f"local {name} = {vals[0].value} (line {vals[0].line})",
+                          vals[0].start))
+        for name, ptype, evidence, after in scope:
             carrier = self.carriers.get(ptype) if self.in_scope(fid) else None
             if carrier is not None and "(may be NULL)" not in evidence:
                 expr = carrier.mapping.format(p=name)
                 add(Candidate(expr, 0, f"{evidence}: {carrier.why}",
-                              carrier.why if carrier.never_protected else self.never(expr)))
+                              carrier.why if carrier.never_protected else self.never(expr), False, after))
                 continue
             if "(may be NULL)" in evidence:
                 continue  # a nullable provider some caller passes NULL for
@@ -435,7 +438,7 @@ class Context:
             for rank, (ptype2, prov) in enumerate(self.providers, start=1):
                 if ptype == ptype2:
                     expr = prov.expr.format(p=name)
-                    add(Candidate(expr, rank, f"{evidence}: {prov.why}", self.never(expr), prov.weak))
+                    add(Candidate(expr, rank, f"{evidence}: {prov.why}", self.never(expr), prov.weak, after))
                     hit = True
             base, depth = types.split(ptype)
             chain_from = self.pr.chain_from
@@ -444,7 +447,7 @@ class Context:
             for suffix, pi in self.chains(base):
                 expr = self.providers[pi][1].expr.format(p=f"{name}{suffix}")
                 # an operation descriptor's own inode or mapping (chain_from) names the file
-                add(Candidate(expr, chain_rank + pi, f"member chain of {evidence}", self.never(expr)))
+                add(Candidate(expr, chain_rank + pi, f"member chain of {evidence}", self.never(expr), False, after))
         cands = sorted(out.values(), key=lambda c: (c.rank, c.expr))
         self._cands[fid] = cands
         return cands
@@ -540,11 +543,9 @@ class Context:
         macros = self.pr.debug_macros
         if not macros and self.pr.debug_calls is None:
             return ""
-        ff = self.facts(path)
-        name = self.g.nodes[fid]["name"]
         pattern = self.pr.debug_calls
-        for c in (ff.calls if ff is not None else ()):
-            if c.caller != name or not c.paren < offset < c.end:
+        for c in self._debug_calls(path, self.g.nodes[fid]["name"]):
+            if not c.paren < offset < c.end:
                 continue
             if pattern is not None and pattern.search(c.callee):
                 return c.callee  # a tracepoint: every argument is only recorded
@@ -555,15 +556,26 @@ class Context:
                 return c.callee
         return ""
 
+    def _debug_calls(self, path: str, name: str) -> list[Call]:
+        """The calls of report-only macros and tracepoints in one function (kept)."""
+        key = (path, name)
+        if key not in self._debug:
+            ff = self.facts(path)
+            pattern = self.pr.debug_calls
+            self._debug[key] = [c for c in (ff.calls if ff is not None else ()) if c.caller == name and (
+                c.callee in self.pr.debug_macros or (pattern is not None and pattern.search(c.callee)))]
+        return self._debug[key]
+
     # -- the decision -----------------------------------------------------------
-    def decide(self, fid: str, origin: Origin) -> Decision:
-        """What the page's mapping is in fid, given where the page came from."""
+    def decide(self, fid: str, origin: Origin, at: int = -1) -> Decision:
+        """What the page's mapping is in fid, given where the page came from;
+        at: the byte offset of the use (a local counts only once it has its value)."""
         if origin.never:
             return Decision("never-protected", origin.mapping, evidence=f"{origin.evidence}; never protected: "
                             f"{origin.never}")
         if origin.kind in ("lookup", "carrier"):
             return Decision("context", origin.mapping, evidence=origin.evidence)
-        cands = self.candidates(fid)
+        cands = [c for c in self.candidates(fid) if at < 0 or c.after < at]
         if origin.kind != "parameter":
             # a page from somewhere the plan cannot follow: only what names a
             # mapping directly may stand for it, never a member chain or a

@@ -68,6 +68,10 @@ class ParseConfig:
     blank_words: tuple[str, ...]
     blank_calls: tuple[str, ...]
     definition_macros: tuple[tuple[str, str], ...]
+    # helpers that wrap an accessor's answer once converted
+    # (folio_mapping_wp_of(folio, folio_mapping(folio), M)): the accessor call
+    # inside is not a read of its own
+    converted: frozenset[str] = frozenset()
 
 
 class Extractor:
@@ -582,13 +586,21 @@ class _FileWalker:
                      tuple((a.start_byte, a.end_byte) for a in args), argl.start_byte,
                      _txt(fn) if via != "direct" else callee)
             )
-            if via == "direct" and callee in accessors:
+            if via == "direct" and callee in accessors and not self._in_converted(node):
                 reads.append(
                     Read(caller, line, fn.start_point[1] + 1, node.start_byte, node.end_byte,
                          _txt(node), "accessor", callee, _txt(args[0]) if args else "",
                          _access(node), "->", *_purpose(node))
                 )
         return calls, reads
+
+    def _in_converted(self, node: Node) -> bool:
+        """node is an argument of one of the helpers that wrap an accessor's answer."""
+        parent = node.parent
+        if parent is None or parent.type != "argument_list" or parent.parent is None:
+            return False
+        fn = parent.parent.child_by_field_name("function")
+        return fn is not None and _txt(fn) in self.cfg.converted
 
     def _field_reads(self, nodes: list[Node]) -> list[Read]:
         reads: list[Read] = []

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 9
+FACTS_VERSION = 10
 
 
 @dataclass(frozen=True)

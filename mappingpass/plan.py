@@ -222,6 +222,7 @@ class _Fixpoint:
         self.page_param: dict[str, int] = {}  # node -> parameter its page comes through
         self.decisions: dict[tuple[str, int], Decision] = {}  # read (file, start) -> decision
         self._sites: dict[tuple, Decision] = {}
+        self._in_scope: dict[str, bool] = {}
         self.kept: list[Kept] = []
 
     def _frozen_slots(self) -> dict[str, tuple[str, str]]:
@@ -267,8 +268,10 @@ class _Fixpoint:
 
     def in_scope(self, fid: str) -> bool:
         """fid is code of the kinds the plan converts (kind 1)."""
-        kind, _ = self.rules.kind_of(self.home(fid)[0], self.g.nodes[fid]["name"])
-        return kind in self.pr.scope_kinds
+        if fid not in self._in_scope:
+            kind, _ = self.rules.kind_of(self.home(fid)[0], self.g.nodes[fid]["name"])
+            self._in_scope[fid] = kind in self.pr.scope_kinds
+        return self._in_scope[fid]
 
     def site_decision(self, pred: str, site: tuple, target: str) -> Decision:
         """What the call at site (in pred) passes for target's page: the
@@ -290,7 +293,7 @@ class _Fixpoint:
                             evidence="the callee's page argument is not known")
         else:
             origin = self.ctx.origin(pred, call.args[k])
-        d = self.ctx.decide(pred, origin)
+        d = self.ctx.decide(pred, origin, call.start if call is not None else -1)
         self._sites[key] = d
         return d
 
@@ -363,8 +366,15 @@ class _Fixpoint:
     def run(self) -> None:
         while self.queue:
             node, why, param = self.queue.popleft()
-            if node in self.gains or node in self.stopped:
+            if node in self.gains:
                 continue
+            if node in self.stopped:
+                # a slot that gains forces its implementations, whatever stopped
+                # them as callers (a kind-3 block_invalidate_folio in an aops
+                # table must take the slot's parameter for the table to build)
+                if why.why != "implements" or self.boundary(node, why) is not None:
+                    continue
+                del self.stopped[node]
             if self.g.nodes[node]["type"] == "function":
                 self._function(node, why, param)
             else:
@@ -458,7 +468,7 @@ class _Fixpoint:
                 self.kept.append(Kept(r.file, r.line, fid, r.expr, "debug",
                                       f"inside {debug}(): only reported, the page's own field will do"))
                 continue
-            d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text))
+            d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text), r.start)
             self.decisions[(r.file, r.start)] = d
             if d.kind == "pass-down":
                 self.need(fid, Step(fid, "reads", r.file, r.line, r.expr), d.param)
@@ -550,16 +560,24 @@ class _Fixpoint:
     def membership(self, r: ReadRecord) -> Rewrite:
         """`page->mapping != M` -> `!page_in_mapping(page, M)`: an identity test
         asks whether the page belongs to M, protected or not."""
-        call = self.helper_call(r, r.cmp_other, self.pr.membership_page, self.pr.membership_folio)
+        call = self.helper_call(r, r.cmp_other, membership=True)
         to = call if r.cmp_op == "==" else f"!{call}"
         return Rewrite(r.file, r.cmp_line or r.line, r.col, r.cmp_start, r.cmp_end, r.function_id or "", r.cmp_text, to,
                        r.access, "", "identity", f"identity test against {r.cmp_other}: membership, no context")
 
-    def helper_call(self, r: ReadRecord, ctx: str, page_helper: str = "", folio_helper: str = "") -> str:
-        page_helper = page_helper or self.pr.helper_page
-        folio_helper = folio_helper or self.pr.helper_folio
+    def helper_call(self, r: ReadRecord, ctx: str, membership: bool = False) -> str:
+        pr = self.pr
+        page_helper = pr.membership_page if membership else pr.helper_page
+        folio_helper = pr.membership_folio if membership else pr.helper_folio
         if r.via == "accessor":
-            helper = folio_helper if r.receiver_type.startswith("folio") else page_helper
+            # keep the accessor's answer (NULL for anon, the swap space for swap cache)
+            page_of = pr.membership_page_of if membership else pr.helper_page_of
+            folio_of = pr.membership_folio_of if membership else pr.helper_folio_of
+            folio = r.receiver_type.startswith("folio")
+            if page_of:
+                accessor = r.cmp_text[:len(r.expr)] if membership and r.cmp_text.startswith(r.expr) else r.expr
+                return f"{folio_of if folio else page_of}({r.receiver_text}, {accessor}, {ctx})"
+            helper = folio_helper if folio else page_helper
             return f"{helper}({r.receiver_text}, {ctx})"
         base = r.receiver_type.rstrip("* ")
         helper = folio_helper if base == "struct folio" else page_helper

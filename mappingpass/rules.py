@@ -129,6 +129,12 @@ class PlanRules:
     mention_macros: re.Pattern[str] | None = None
     membership_page: str = ""  # identity tests: page_in_mapping(page, M)
     membership_folio: str = ""
+    # reads and identity tests through an accessor keep its answer:
+    # folio_mapping_wp_of(folio, folio_mapping(folio), M), folio_in_mapping_of(...)
+    helper_page_of: str = ""
+    helper_folio_of: str = ""
+    membership_page_of: str = ""
+    membership_folio_of: str = ""
     lookups: tuple[Lookup, ...] = ()
     carriers: tuple[Carrier, ...] = ()
     never_protected: tuple[NeverProtected, ...] = ()
@@ -217,7 +223,11 @@ def _build(rules_path: Path, raw: bytes, data: dict) -> Rules:
         raise RulesError("[index] relevant_words must be a list of non-empty strings")
     cp = data.get("cparse", {})
     plan_rules = _plan(data["plan"]) if "plan" in data else None
+    wrappers_of = frozenset(n for n in (plan_rules.helper_page_of, plan_rules.helper_folio_of,
+                                        plan_rules.membership_page_of, plan_rules.membership_folio_of)
+                            if n) if plan_rules else frozenset()
     parse = ParseConfig(
+        converted=wrappers_of,
         field=field,
         accessors=accessors,
         write_wrappers=wrappers,
@@ -333,8 +343,11 @@ def _context_rules(plan: dict) -> dict:
                      _need(e, "why", str, f"plan.registration #{i + 1}"))
         for i, e in enumerate(plan.get("registration", [])))
     context = plan.get("context", {})
+    helper = plan.get("helper", {})
     return dict(
         membership_page=member.get("page", ""), membership_folio=member.get("folio", ""),
+        membership_page_of=member.get("page_of", ""), membership_folio_of=member.get("folio_of", ""),
+        helper_page_of=helper.get("page_of", ""), helper_folio_of=helper.get("folio_of", ""),
         lookups=tuple(lookups), carriers=tuple(carriers), never_protected=never, registrations=regs,
         page_converters=frozenset(context.get("page_converters", [])),
         chain_depth=int(context.get("chain_depth", 2)),

@@ -236,6 +236,8 @@ def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = ()) -
         pointer_typedefs=tables["typedefs"],
         write_wrappers=sorted(rules.write_wrappers) or ["WRITE_ONCE"],
         transparent=sorted(_TRANSPARENT),
+        # an accessor's answer already wrapped (folio_mapping_wp_of(f, folio_mapping(f), M))
+        accessor_wrappers=sorted(rules.parse.converted),
     )
     return text, _dump(tables["data"])
 

@@ -149,3 +149,32 @@ def test_explain_prints_the_evidence(ctx):
     assert "fs/ctxfs/dir.c:41 ctxfs_add_link: dir->i_mapping  [lookup]" in out
     assert "because ctxfs_get_page(dir, 0): ctxfs_get_page() returns filemap_get_folio(mapping, n)" in out
     assert "because page: parameter 0" in out
+
+
+@pytest.mark.parametrize("bad, words", [
+    ('[[plan.lookup]]\nfunction = "f"\narg = 0\nof = "dentry"\nwhy = "x"\n', "of must be mapping, inode, file or rac"),
+    ('[[plan.carrier]]\ntype = "struct x *"\nmapping = "x->m"\nwhy = "x"\n', "mapping must use {p}"),
+    ('[[plan.never_protected]]\nmapping = "(unclosed"\nwhy = "x"\n', "bad regex"),
+    ('[[plan.registration]]\nname = "INIT_WORK"\nslot = "s"\nwhy = "x"\n', "missing 'arg'"),
+])
+def test_context_rules_are_checked(tmp_path, bad, words):
+    from conftest import REPO
+
+    from mappingpass import rules as rulesmod
+
+    text = (REPO / "rules" / "mapping.toml").read_text()
+    cut = text.index("[plan.context]")
+    path = tmp_path / "r.toml"
+    path.write_text(text[:cut] + bad + "\n" + text[cut:])
+    with pytest.raises(rulesmod.RulesError) as err:
+        rulesmod.load(path)
+    assert words in str(err.value) and str(path) in str(err.value)
+
+
+def test_reads_through_an_accessor_keep_its_answer(ctx):
+    _, plan = ctx
+    # page_file_mapping() answers for swap cache too: wrapped, not replaced by the raw field
+    rw = _rewrite(plan, "fs/tinyfs/file.c", 112)
+    assert rw["to"] == "page_mapping_wp_of(page, page_file_mapping(page), mapping)"
+    ident = _rewrite(plan, "fs/tinyfs/file.c", 47)
+    assert ident["to"] == "!folio_in_mapping_of(folio, folio_mapping(folio), mapping)"

@@ -189,7 +189,12 @@ def test_whole_tree_plan_takes_the_mapping_from_the_context(whole_tree_plan):
     # identity tests: a membership test, never the context helper; the page
     # cache's truncation checks among them
     identity = [w for w in plan.rewrites if w.purpose == "identity"]
-    assert identity and all("_in_mapping(" in w.to and "_mapping_wp(" not in w.to for w in identity)
+    assert identity and all("_in_mapping" in w.to and "_mapping_wp" not in w.to for w in identity)
+    # a read through an accessor keeps the accessor's answer (NULL for anon
+    # pages, the swap space for swap cache): it is wrapped, not replaced
+    wrapped = [w for w in plan.rewrites if w.from_.startswith(("folio_mapping(", "page_mapping("))
+               and w.purpose != "identity"]
+    assert wrapped and all(w.to.split("(", 1)[0].endswith("_wp_of") and w.from_ in w.to for w in wrapped)
     assert {w.file for w in identity} >= {"mm/filemap.c", "mm/truncate.c"}
     # btrfs's extent-buffer pages are the btree inode's: no parameter for them
     assert "detach_extent_buffer_page" not in {f.name for f in plan.functions}
@@ -204,23 +209,11 @@ def test_ext2_minix_check_proves_the_directory_mapping(linux_tree, tmp_path):
     """On fs/ext2 + fs/minix every read is proven, and passing the linked
     inode's mapping where the page is the directory's is refuted with the
     directory as the page's owner (issue: check)."""
-    import argparse
     import dataclasses
 
     from mappingpass import check as checkmod
-    from mappingpass import rules as rulesmod
-    from mappingpass.commands import compute_plan
-    from mappingpass.index import Store
 
-    db = tmp_path / "db"
-    code, _, err = run_cli("analyze", str(linux_tree / "fs/ext2"), str(linux_tree / "fs/minix"), "--db", str(db),
-                           "-q")
-    assert code == 0, err
-    plan, analysis = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
-    store = Store(db, create=False)
-    facts = {f.path: f for f in store.load_facts()}
-    store.close()
-    rules = rulesmod.load()
+    plan, analysis, facts, rules = _planned(linux_tree, tmp_path, ("fs/ext2", "fs/minix"))
     result = checkmod.check(plan, analysis, rules, facts)
     assert {v.verdict for v in result.verdicts} == {"resolvable"}
     site = next(c for c in plan.call_sites if c.caller == "ext2_add_link" and "commit_chunk" in c.callee)
@@ -237,24 +230,11 @@ def test_mutants_of_the_real_plan_are_killed(linux_tree, tmp_path):
     """ext2 + minix + isofs: every argument and context replaced in turn by
     another candidate, NULL or the raw field; at least 95 % of the mutants of
     proven reads are refuted, the survivors named here."""
-    import argparse
-
     from conftest import plan_mutants
 
     from mappingpass import check as checkmod
-    from mappingpass import rules as rulesmod
-    from mappingpass.commands import compute_plan
-    from mappingpass.index import Store
 
-    db = tmp_path / "db"
-    dirs = [str(linux_tree / d) for d in ("fs/ext2", "fs/minix", "fs/isofs")]
-    code, _, err = run_cli("analyze", *dirs, "--db", str(db), "-q")
-    assert code == 0, err
-    plan, analysis = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
-    store = Store(db, create=False)
-    facts = {f.path: f for f in store.load_facts()}
-    store.close()
-    rules = rulesmod.load()
+    plan, analysis, facts, rules = _planned(linux_tree, tmp_path, ("fs/ext2", "fs/minix", "fs/isofs"))
 
     def verdicts(p):
         return {(v.file, v.line): v.verdict for v in checkmod.check(p, analysis, rules, facts).verdicts}
@@ -381,3 +361,21 @@ def _only_continuations_differ(theirs: bytes, ours: bytes) -> bool:
         return False
     return all(x == y or (x.strip() == y.strip() and i > 0 and b[i - 1].rstrip().endswith(b","))
                for i, (x, y) in enumerate(zip(a, b, strict=True)))
+
+
+def _planned(linux_tree: Path, tmp_path: Path, dirs: tuple[str, ...]):
+    """analyze these directories of linux-6.1 and plan: (plan, analysis, facts, rules)."""
+    import argparse
+
+    from mappingpass import rules as rulesmod
+    from mappingpass.commands import compute_plan
+    from mappingpass.index import Store
+
+    db = tmp_path / "db"
+    code, _, err = run_cli("analyze", *[str(linux_tree / d) for d in dirs], "--db", str(db), "-q")
+    assert code == 0, err
+    plan, analysis = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
+    store = Store(db, create=False)
+    facts = {f.path: f for f in store.load_facts()}
+    store.close()
+    return plan, analysis, facts, rulesmod.load()
