@@ -71,6 +71,9 @@ def load_analysis(db: str, rules_path: str | None = None):
     root = store.get_meta("root")
     if root is None:
         raise InputError(f"{db}: the index is empty; run 'mappingpass analyze PATH --db {db}'")
+    if store.reset or not store.state_counts():
+        raise InputError(f"{db}: the index was made by another version of mappingpass and holds no facts "
+                         f"now; re-run 'mappingpass analyze {root} --db {db}'")
     rules = _load_rules(rules_path or store.get_meta("rules_path"))
     analysis = graphmod.load_or_build(store, rules)
     return store, Path(root), rules, analysis

@@ -46,6 +46,15 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
         searched = set(memo.get("names", []))
     quiet = not progress or args.quiet
     facts = _FactsCache(store)
+    # a warm run on an unchanged store: the rounds found nothing new last time,
+    # and the unseen mentions are those found then
+    key = f"{store.content_key()}:{rules.digest}"
+    kept = json.loads(store.get_meta("plan_unseen") or "{}")
+    if kept.get("key") == key:
+        unseen = {fid: tuple(at) for fid, at in kept["unseen"].items()}
+        plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)
+        store.close()
+        return plan, analysis
     plan = planmod.make_plan(analysis, rules, facts, sites=False)
     patched = False
     for _ in range(12):
@@ -74,6 +83,8 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
     unseen = planmod.unseen_mentions(plan, analysis, facts, _texts_mentioning(root, store, plan), rules)
     plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)
     store.set_meta("plan_searched", json.dumps({"key": store.content_key(), "names": sorted(searched)}))
+    store.set_meta("plan_unseen", json.dumps({"key": f"{store.content_key()}:{rules.digest}",
+                                              "unseen": {k: list(v) for k, v in sorted(unseen.items())}}))
     store.commit()
     store.close()
     return plan, analysis

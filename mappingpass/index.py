@@ -249,6 +249,7 @@ class Store:
     def __init__(self, db_dir: Path, create: bool = True) -> None:
         self.db_dir = db_dir
         self._content_key: str | None = None
+        self.reset = False  # the facts were made by another version and dropped
         path = db_dir / "index.sqlite"
         if not create and not path.exists():
             raise StoreError(f"{path}: no index here; run 'mappingpass analyze PATH --db {db_dir}' first")
@@ -274,6 +275,7 @@ class Store:
             self.set_meta("facts_version", str(factsmod.FACTS_VERSION))
         elif version != str(STORE_SCHEMA) or self.get_meta("facts_version") != str(factsmod.FACTS_VERSION):
             # a stale cache from another version: start over rather than misread it
+            self.reset = True
             self.conn.execute("DELETE FROM files")
             self.set_meta("store_schema", str(STORE_SCHEMA))
             self.set_meta("facts_version", str(factsmod.FACTS_VERSION))

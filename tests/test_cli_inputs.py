@@ -104,3 +104,20 @@ def test_json_is_deterministic(tmp_path):
     for r in (a, b):
         r.pop("seconds")
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_an_index_of_another_version_is_refused_not_planned_empty(tmp_path):
+    import sqlite3
+
+    from conftest import MINILINUX, run_cli
+
+    db = tmp_path / "db"
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(db), "-q")
+    assert code == 0, err
+    conn = sqlite3.connect(db / "index.sqlite")
+    conn.execute("UPDATE meta SET value='0' WHERE key='facts_version'")
+    conn.commit()
+    conn.close()
+    code, out, err = run_cli("plan", "--db", str(db), "-q")
+    assert code == 2 and out == ""
+    assert "made by another version" in err and "re-run 'mappingpass analyze" in err and len(err.splitlines()) == 1
