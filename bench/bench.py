@@ -176,13 +176,15 @@ def main() -> int:
             s = plan["summary"]
             notes.append(f"plan of the whole tree: {s['functions']} functions and {s['slots']} slots gain the "
                          f"parameter, {s['call_sites']} call sites, {s['rewrites']} reads rewritten "
-                         f"({s['identity_rewrites']} identity tests), {s['files']} files, "
-                         f"{len(plan['parsed_on_demand'])} deferred files parsed on demand")
+                         f"({s['identity_rewrites']} identity tests become membership tests), "
+                         f"{sum(s['kept_reads'].values())} kind-1 reads kept, {s['needs_human']} need a human, "
+                         f"{s['files']} files, {len(plan['parsed_on_demand'])} deferred files parsed on demand")
             notes.append("  unresolved by reason: " + ", ".join(
                 f"{k} {v}" for k, v in s["unresolved_by_reason"].items()))
             c = checked["summary"]
             notes.append(f"check of the whole tree: {c['reads']} reads: {c.get('resolvable', 0)} resolvable, "
-                         f"{c.get('unresolvable', 0)} unresolvable, {c.get('runtime', 0)} runtime; "
+                         f"{c.get('unresolvable', 0)} unresolvable, {c.get('unproven', 0)} unproven, "
+                         f"{c.get('never-protected', 0)} never protected, {c.get('runtime', 0)} runtime; "
                          f"{c['truncated']} reads hit the path bound")
     width = max(len(r[0]) for r in rows)
     print(f"{'run':<{width}}  {'seconds':>8}  {'peak MiB':>8}  ratio")

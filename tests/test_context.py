@@ -178,3 +178,12 @@ def test_reads_through_an_accessor_keep_its_answer(ctx):
     assert rw["to"] == "page_mapping_wp_of(page, page_file_mapping(page), mapping)"
     ident = _rewrite(plan, "fs/tinyfs/file.c", 47)
     assert ident["to"] == "!folio_in_mapping_of(folio, folio_mapping(folio), mapping)"
+
+
+def test_a_const_page_keeps_its_qualifier(ctx):
+    _, plan = ctx
+    # the helpers take const pages (the patched fixture compiles with -Werror)
+    site = _site(plan, "fs/ctxfs/file.c", 127)
+    assert (site["callee"], site["argument"], site["how"]) == ("fs/ctxfs/file.c::ctxfs_const_peek", "mapping",
+                                                                "lookup")
+    assert _rewrite(plan, "fs/ctxfs/file.c", 118)["to"] == "page_mapping_wp(page, mapping)"
