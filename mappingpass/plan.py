@@ -254,14 +254,6 @@ class _Fixpoint:
         return frozen
 
     # -- what a function can supply ------------------------------------------
-    def provider(self, fid: str) -> str | None:
-        """The best expression in fid's scope for a page whose origin is not
-        known (one candidate of the best rank), if any."""
-        cands = self.ctx.candidates(fid)
-        if cands and (len(cands) == 1 or cands[1].rank != cands[0].rank):
-            return cands[0].expr
-        return None
-
     def param_name(self, fid: str) -> str:
         clashes = self.g.nodes[fid].get("clashes", set())
         return self.pr.clash_name if self.pr.param_name in clashes else self.pr.param_name
