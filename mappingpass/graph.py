@@ -356,6 +356,10 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
             bound = resolve_function(path, b.function)
             if bound is not None:
                 sources.add(bound)
+                stored = g.nodes[bound].get("unslotted") if bound in g else None
+                if stored:
+                    for key in [k for k in stored if k[0] in paths]:
+                        del stored[key]
     unbound = getattr(analysis, "unbound", None)
     if unbound is not None:
         for path, ff in old.items():
@@ -596,6 +600,12 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
             bound = resolve_function(path, b.function)
             sid = member_slot("", b.member, b.owner) if b.kind == "init" else member_slot(b.receiver, b.member)
             if sid is None:
+                if bound is not None:
+                    # stored in a member of a struct the index has not seen
+                    # (a header parsed for nobody yet): the plan may not change it
+                    resolved = env.resolve(b.receiver) if b.receiver else None
+                    owner = b.owner or (resolved[0].removeprefix("struct ") if resolved else "?")
+                    g.nodes[bound].setdefault("unslotted", {})[(path, b.line)] = f"{owner}.{b.member}"
                 continue
             if bound is not None:
                 add_edge(bound, sid, "binds", (path, b.line, b.kind, b.cast))
@@ -680,7 +690,7 @@ def function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 8  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 9  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

@@ -330,6 +330,10 @@ class _Fixpoint:
             if md.get("via_macro"):
                 # the signature is written by a macro: a human changes the macro
                 return "syscall" if "SYSCALL" in md["via_macro"] else "macro-definition"
+            if md.get("unslotted"):
+                # stored in a function-pointer member of a struct the index has
+                # not seen: that member's type would not change with it
+                return "unknown-slot"
         if why.why == "implements":
             return None  # a slot's implementation must follow the slot's signature
         bound = False
@@ -602,6 +606,10 @@ class _Fixpoint:
                 cause = self.frozen[slot][1]
                 shared = (Step(slot, "shares-implementations-with", *self.home(slot), cause),) if cause != slot else ()
                 chain = (Step(node, "bound-to", file, line, slot), *shared, *chain)
+            elif reason == "unknown-slot":
+                (path, line), member = min(
+                    (k, v) for m in self.twins(node) for k, v in self.g.nodes[m].get("unslotted", {}).items())
+                chain = (Step(node, "stored-in", path, line, member), *chain)
             elif reason == "unseen-mention":
                 at = next(self.unseen[m] for m in self.twins(node) if m in self.unseen)
                 chain = (Step(node, "mentioned", *at), *chain)

@@ -377,3 +377,66 @@ struct page *tinyfs_hooked_page(struct address_space *mapping, struct file *file
     subprocess.run(["git", "-C", str(minilinux_copy), "apply", str(diff)], check=True)
     # nothing changes filler_t now: mm/readahead.c's macro-made filler builds too
     assert compile_errors(minilinux_copy) == {}
+
+
+XFER_H = """/* A transport's ops: a raw function-pointer member the plan may not change. */
+#ifndef _LINUX_XFER_H
+#define _LINUX_XFER_H
+
+struct page;
+
+struct xfer_ops {
+	int (*flush)(struct page *page);
+};
+
+#endif /* _LINUX_XFER_H */
+"""
+FLUSH_C = """/* tinyfs: a page flusher a transport also stores as a callback. */
+#include "tinyfs.h"
+
+int tinyfs_flush_cb(struct page *page)
+{
+	return page->mapping->host != NULL;
+}
+
+int tinyfs_flush_index(struct address_space *mapping, pgoff_t index)
+{
+	struct folio *folio = filemap_get_folio(mapping, index);
+
+	if (!folio)
+		return 0;
+	return tinyfs_flush_cb(&folio->page);
+}
+"""
+XFER_C = """/* A driver that stores tinyfs_flush_cb in an ops struct of its header. */
+#include <linux/xfer.h>
+
+int tinyfs_flush_cb(struct page *page);
+
+const struct xfer_ops tinyfs_xfer = {
+	.flush = tinyfs_flush_cb,
+};
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_a_function_stored_in_an_unseen_struct_member_keeps_its_signature(minilinux_copy, tmp_path):
+    """The driver's file is parsed on demand and its struct's header never:
+    the binding names no known slot, so the function keeps its signature
+    (else the initializer no longer builds, as net/rds's flush_mrs did)."""
+    (minilinux_copy / "include/linux/xfer.h").write_text(XFER_H)
+    (minilinux_copy / "fs/tinyfs/flush.c").write_text(FLUSH_C)
+    (minilinux_copy / "drivers/xfer").mkdir()
+    (minilinux_copy / "drivers/xfer/x.c").write_text(XFER_C)
+    assert compile_errors(minilinux_copy, headers=False) == {}
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    _, plan, _ = plan_json(db)
+    (u,) = [u for u in plan["unresolved"] if u["function"] == "tinyfs_flush_cb"]
+    assert u["reason"] == "unknown-slot"
+    assert u["chain"][0] == {**u["chain"][0], "why": "stored-in", "file": "drivers/xfer/x.c",
+                             "detail": "xfer_ops.flush"}
+    assert "drivers/xfer/x.c" in plan["parsed_on_demand"]
+    code, _, err = run_cli("emit", "--db", str(db), "--apply", "--force", "-q")
+    assert code == 0, err
+    assert set(compile_errors(minilinux_copy, headers=False)) == {"mm/readahead.c"}
