@@ -16,6 +16,9 @@
 #                  (catches callers and implementations outside the touched files)
 #   --also OBJ     one more object to build (repeatable), e.g. --also fs/ext4/inode.o
 #   --enable SYM   one more config symbol to set =y (repeatable)
+#   --header-users N  also build up to N untouched objects that include each touched
+#                  header (<linux/x.h> anywhere, "x.h" in the header's directory),
+#                  before and after: a header change breaks its users, not itself
 #   --config NAME  the configuration: defconfig (default: x86_64_defconfig plus the
 #                  symbols the touched objects need) or allmodconfig (every option
 #                  y or m, CONFIG_WERROR=y: what a kernel developer builds before
@@ -30,7 +33,7 @@
 # kept in OUT/report.txt; make's output in OUT/logs/{base,patched,after-N}/make.log.
 set -euo pipefail
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 die() { echo "kernel_build_check: $*" >&2; exit 2; }
 now() { date +%s; }
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -50,6 +53,7 @@ JOBS=$(nproc)
 ALSO=()
 ENABLE=()
 CONFIG=defconfig
+HEADER_USERS=0
 while [ $# -gt 0 ]; do
     case $1 in
         --analyze) MODE=analyze; SRC=$2; shift 2 ;;
@@ -63,6 +67,7 @@ while [ $# -gt 0 ]; do
         --also) ALSO+=("$2"); shift 2 ;;
         --enable) ENABLE+=("$2"); shift 2 ;;
         --config) CONFIG=$2; shift 2 ;;
+        --header-users) HEADER_USERS=$2; shift 2 ;;
         -j) JOBS=$2; shift 2 ;;
         -j*) JOBS=${1#-j}; shift ;;
         --no-deps) DEPS=0; shift ;;
@@ -167,6 +172,10 @@ if [ $DIRS = 1 ]; then
         for c in "$TREE/$d"/*.c; do OBJS+=("${c#"$TREE"/}"); done
     done
     OBJS=("${OBJS[@]/%.c/.o}")
+fi
+if [ "$HEADER_USERS" -gt 0 ]; then
+    # untouched users of every touched header, the first N in path order
+    mapfile -t -O "${#OBJS[@]}" OBJS < <(python3 "$REPO/scripts/header_users.py" "$TREE" "$HEADER_USERS" $FILES)
 fi
 mapfile -t OBJS < <(printf '%s\n' "${OBJS[@]}" | sort -u)
 
@@ -285,6 +294,8 @@ def read(step):
 base, base_failed = read("base")
 bad = 0
 print(f"objects built: {nobj}; unpatched: {len(base_failed)} failed, {sum(base.values())} diagnostics")
+for o in sorted(base_failed):  # not built by this configuration, or broken before the series
+    print(f"  not built before the series either: {o}")
 for step in steps:
     got, failed = read(step)
     new = got - base
