@@ -49,7 +49,7 @@ from functools import lru_cache
 from . import model
 from . import types as ctypes
 from .context import Context, parse_call, root_of, strip
-from .graph import Analysis, ReadRecord, edges_in, edges_out
+from .graph import Analysis, ReadRecord
 from .plan import CallSite, Plan, Rewrite
 from .rules import Rules
 
@@ -272,16 +272,6 @@ class _Checker:
                                 break
 
     # -- paths: the page's way up -------------------------------------------------
-    def callers(self, fid: str):
-        """(caller, target, graph site, call) of every call that reaches fid."""
-        targets = [fid] + [s for s, _, _ in edges_out(self.g, fid, "binds")]
-        for target in targets:
-            for pred, _, edge in edges_in(self.g, target, "call", "call-through-slot"):
-                for site in sorted(edge["sites"]):
-                    ff = self.facts.get(site[0])
-                    if ff is not None and site[2] < len(ff.calls):
-                        yield pred, target, site, ff.calls[site[2]]
-
     def hop(self, pred: str, target: str, site: tuple, call) -> Hop:
         cs = self.sites.get((site[0], call.line, target))
         return Hop(site[0], call.line, pred, target, cs.argument if cs else None, cs.how if cs else "")
@@ -293,7 +283,7 @@ class _Checker:
         while stack:
             fid, expr, hops, sites, pages = stack.pop()
             origin = self.ctx.origin(fid, expr)
-            callers = list(self.callers(fid)) if origin.kind == "parameter" else []
+            callers = list(self.ctx.callers(fid)) if origin.kind == "parameter" else []
             if not callers:
                 out.append(_Path(hops, fid, sites, False, pages))
                 continue
@@ -301,7 +291,8 @@ class _Checker:
                 if len(out) >= MAX_PATHS:
                     return out, True
                 up = ((self.hop(pred, target, site, call), *hops), (site, *sites), (origin.param, *pages))
-                if call.via == "member" and pred not in self.gains and self._receiver(pred, call) is not None:
+                contract = pred not in self.gains and self.ctx.call_receiver(pred, call) is not None
+                if contract:
                     out.append(_Path(up[0], pred, up[1], True, up[2]))
                 elif len(hops) >= MAX_DEPTH or any(h.caller == pred for h in hops) or pred == fid:
                     truncated = truncated or len(hops) >= MAX_DEPTH
@@ -312,17 +303,6 @@ class _Checker:
                 else:  # the call does not pass the page (a macro's call, varargs)
                     out.append(_Path(hops, fid, sites, False, pages))
         return out, truncated
-
-    def _receiver(self, caller: str, call) -> str | None:
-        """M of `M->a_ops->op(...)` (or of `aops->op(...)` after `aops = M->a_ops`)."""
-        for rp in self.pr.receiver_providers:
-            owner = self.env.resolve(call.receiver) if call.receiver else None
-            if owner is None or owner[0] != f"struct {rp.struct}":
-                continue
-            receiver = call.fn_text[: call.fn_text.rfind(call.callee)].rstrip()
-            receiver = receiver.removesuffix("->").removesuffix(".").rstrip()
-            return self.ctx.receiver_mapping(caller, receiver, rp.strip)
-        return None
 
     # -- the interpreter ------------------------------------------------------------
     def evaluate(self, world: _World, fid: str, text: str, env: dict, depth: int = 0) -> object:
@@ -475,7 +455,7 @@ class _Checker:
     def _bind_call(self, world: _World, caller: str, callee: str, call, env: dict, file: str,
                    contract: bool) -> dict:
         inner: dict[str, object] = {}
-        receiver = self._receiver(caller, call) if contract else None
+        receiver = self.ctx.call_receiver(caller, call) if contract else None
         owner = self._safe(world, caller, receiver, env) if receiver else None
         for i, (pname, ptype) in enumerate(self.g.nodes[callee]["params"]):
             if not pname:

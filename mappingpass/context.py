@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from . import types
 from .facts import Call, Value
-from .graph import edges_in, edges_out
+from .graph import callers_of, edges_out
 from .rules import PlanRules
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
@@ -72,6 +72,7 @@ class Decision:
     param: int = -1  # "pass-down": the parameter the page comes through
     evidence: str = ""
     candidates: tuple[str, ...] = field(default=())
+    how: str = ""  # "context": what names the mapping, "lookup" | "carrier" | "provider"
 
 
 def split_args(text: str) -> list[str]:
@@ -509,7 +510,7 @@ class Context:
             return self._nullable[key]
         self._nullable[key] = False  # cycle guard
         result = depth < 8 and any(self._passes_null(caller, call, index, depth)
-                                   for caller, call in self.callers(fid))
+                                   for caller, _, _, call in self.callers(fid))
         self._nullable[key] = result
         return result
 
@@ -524,17 +525,30 @@ class Context:
                 return self.nullable_param(caller, j, depth + 1)
         return False
 
-    def callers(self, fid: str) -> list[tuple[str, Call]]:
-        """(caller, call) of every call of fid, directly or through a slot it is bound to."""
-        targets = [fid] + [s for s, _, _ in edges_out(self.g, fid, "binds")]
-        out = []
-        for target in targets:
-            for pred, _, edge in edges_in(self.g, target, "call", "call-through-slot"):
-                for path, _line, ci in edge["sites"]:
-                    ff = self.facts(path)
-                    if ff is not None and ci < len(ff.calls):
-                        out.append((pred, ff.calls[ci]))
-        return out
+    def callers(self, fid: str):
+        """(caller, target, graph site, call) of every call that reaches fid,
+        directly or through a slot it is bound to."""
+        for pred, target, sites in callers_of(self.g, fid):
+            for site in sites:
+                ff = self.facts(site[0])
+                if ff is not None and site[2] < len(ff.calls):
+                    yield pred, target, site, ff.calls[site[2]]
+
+    def call_receiver(self, caller: str, call: Call) -> str | None:
+        """M of `M->a_ops->op(...)`, also through an ops local `aops = M->a_ops`
+        (rules [[plan.receiver_provider]])."""
+        if call.via != "member" or not call.receiver:
+            return None
+        for rp in self.pr.receiver_providers:
+            owner = self.env.resolve(call.receiver)
+            if owner is None or owner[0] != f"struct {rp.struct}":
+                continue
+            receiver = call.fn_text[: call.fn_text.rfind(call.callee)].rstrip()
+            receiver = receiver.removesuffix("->").removesuffix(".").rstrip()
+            found = self.receiver_mapping(caller, receiver, rp.strip)
+            if found is not None:
+                return found
+        return None
 
     def in_debug(self, fid: str, path: str, offset: int) -> str:
         """The debug macro (rules' debug_macros) one of whose report-only
@@ -574,7 +588,7 @@ class Context:
             return Decision("never-protected", origin.mapping, evidence=f"{origin.evidence}; never protected: "
                             f"{origin.never}")
         if origin.kind in ("lookup", "carrier"):
-            return Decision("context", origin.mapping, evidence=origin.evidence)
+            return Decision("context", origin.mapping, evidence=origin.evidence, how=origin.kind)
         cands = [c for c in self.candidates(fid) if at < 0 or c.after < at]
         if origin.kind != "parameter":
             # a page from somewhere the plan cannot follow: only what names a
@@ -593,9 +607,10 @@ class Context:
                     return Decision("never-protected", c.expr, evidence=f"{origin.evidence}; {c.evidence}; "
                                     f"never protected: {c.never}")
                 if origin.kind == "parameter":
-                    return Decision("context", c.expr, evidence=f"{origin.evidence}; provider: {c.evidence}")
+                    return Decision("context", c.expr, evidence=f"{origin.evidence}; provider: {c.evidence}",
+                                    how="provider")
                 return Decision("context", c.expr, evidence=f"{origin.evidence}; the only provider in scope "
-                                f"(page origin not followed): {c.evidence}", candidates=listed)
+                                f"(page origin not followed): {c.evidence}", candidates=listed, how="provider")
             return Decision("needs-human", evidence=f"{origin.evidence}; {len(best)} candidates of the same rank",
                             candidates=listed)
         if origin.kind == "parameter":

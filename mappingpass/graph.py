@@ -88,6 +88,14 @@ def edges_out(g: nx.MultiDiGraph, node: str, *kinds: str):
                    if not kinds or k in kinds), key=lambda e: (e[0], e[1]))
 
 
+def callers_of(g: nx.MultiDiGraph, node: str) -> list[tuple[str, str, list]]:
+    """(caller, target, sites) of every call that reaches node: calls of it and
+    calls through the slots it is bound to."""
+    targets = [node] + [s for s, _, _ in edges_out(g, node, "binds")]
+    return [(pred, target, sorted(edge["sites"])) for target in targets
+            for pred, _, edge in edges_in(g, target, "call", "call-through-slot")]
+
+
 @dataclass
 class Analysis:
     graph: nx.MultiDiGraph

@@ -421,17 +421,9 @@ class _Fixpoint:
     def _receiver_argument(self, site: tuple, caller: str) -> str | None:
         """`M->a_ops->op(...)` passes M; so does `aops->op(...)` after `aops = M->a_ops`."""
         call = self._call(site)
-        if call is None or call.via != "member":
-            return None
-        for rp in self.pr.receiver_providers:
-            owner = self.a.types.resolve(call.receiver)
-            if owner is None or owner[0] != f"struct {rp.struct}":
-                continue
-            receiver = call.fn_text[: call.fn_text.rfind(call.callee)].rstrip()
-            receiver = receiver.removesuffix("->").removesuffix(".").rstrip()
-            found = self.ctx.receiver_mapping(caller, receiver, rp.strip)
-            if found is not None and not _READ_TEXT.search(found):
-                return found  # (`folio->mapping->a_ops->x(...)` is a read: not a context)
+        found = self.ctx.call_receiver(caller, call) if call is not None else None
+        if found is not None and not _READ_TEXT.search(found):
+            return found  # (`folio->mapping->a_ops->x(...)` is a read: not a context)
         return None
 
     def _call(self, site: tuple) -> Call | None:
@@ -492,9 +484,7 @@ class _Fixpoint:
                 return arg, "receiver", f"the mapping whose operations are called ({arg})"
         d = self.site_decision(pred, site, target)
         if d.kind == "context":
-            how = "lookup" if "lookup" in d.evidence.split(";")[0] or ")" in d.evidence.split(":")[0] \
-                else "provider"
-            return d.expr, self._how(d, how), d.evidence
+            return d.expr, d.how, d.evidence
         if d.kind == "never-protected":
             return d.expr or self.pr.unresolved_argument, "never-protected", d.evidence
         if d.kind == "pass-down" and pred in self.gains:
@@ -504,15 +494,6 @@ class _Fixpoint:
         if d.kind == "debug":
             return self.pr.unresolved_argument, "debug", d.evidence
         return self.pr.unresolved_argument, "unresolved", d.evidence
-
-    @staticmethod
-    def _how(d: Decision, default: str) -> str:
-        head = d.evidence.split(";")[0]
-        if "provider:" in d.evidence or "the only provider" in d.evidence:
-            return "provider"
-        if "pages of " in head:
-            return "carrier"
-        return "lookup" if default == "lookup" else default
 
     def call_sites(self) -> list[CallSite]:
         out: list[CallSite] = []

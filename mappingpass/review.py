@@ -1154,11 +1154,9 @@ class _Reviewer:
             up = set()
             for n in frontier:
                 files |= {p for p, _ in g.nodes[n].get("bodies", ())}
-                targets = [n] + [s for s, _, _ in edges_out(g, n, "binds")]
-                for t in targets:
-                    for pred, _, data in edges_in(g, t, "call", "call-through-slot"):
-                        files |= {s[0] for s in data["sites"]}
-                        up.add(pred)
+                for pred, _, sites in graphmod.callers_of(g, n):
+                    files |= {s[0] for s in sites}
+                    up.add(pred)
             frontier = up - seen
             seen |= up
             if not frontier:
