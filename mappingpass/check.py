@@ -253,6 +253,7 @@ class _Checker:
         self.lookups = {lk.function: lk for lk in self.pr.lookups}
         self.null_args: dict[tuple[str, int], tuple[str, int]] = {}
         self.reads = sorted(analysis.reads, key=lambda r: (r.file, r.line, r.col))
+        self.read_at = {(r.file, r.start): r for r in analysis.reads}
         self._event_cache: dict[str, tuple[list, dict, str]] = {}
 
     @staticmethod
@@ -428,7 +429,7 @@ class _Checker:
 
     def _helper(self, world: _World, fid: str, w: Rewrite, env: dict) -> object:
         """What a rewritten read in a local's initializer gives (the helper's answer)."""
-        read = next((r for r in self.reads if r.file == w.file and r.start == w.start), None)
+        read = self.read_at.get((w.file, w.start))
         try:
             page = self.evaluate(world, fid, read.receiver_text, env) if read else None
             return model.page_mapping_wp(page, self.evaluate(world, fid, w.context, env))

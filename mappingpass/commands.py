@@ -202,7 +202,7 @@ def print_plan_text(plan: planmod.Plan) -> None:
                 print(f"      {_chain_text(u.chain)}")
         if len(items) > 50:
             print(f"  ... {len(items) - 50} more (--format json lists all)")
-    human = [k for k in plan.kept if k.reason == "needs-human"] + list(plan.needs_human_sites)
+    human = plan.needs_human()
     if human:
         print(f"\nneeds a human ({len(human)}): which mapping is the page's?")
         for k in human[:50]:

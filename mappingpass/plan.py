@@ -172,6 +172,10 @@ class Plan:
             "parsed_on_demand": list(self.parsed_on_demand),
         }
 
+    def needs_human(self) -> list[Kept]:
+        """The reads and call sites whose page's mapping a human must decide."""
+        return [k for k in self.kept if k.reason == "needs-human"] + list(self.needs_human_sites)
+
     def summary(self) -> dict:
         reasons: dict[str, int] = {}
         for u in self.unresolved:
@@ -183,7 +187,7 @@ class Plan:
             "rewrites": len(self.rewrites),
             "identity_rewrites": sum(1 for r in self.rewrites if r.purpose == "identity"),
             "kept_reads": dict(sorted(Counter(k.reason for k in self.kept).items())),
-            "needs_human": sum(1 for k in self.kept if k.reason == "needs-human") + len(self.needs_human_sites),
+            "needs_human": len(self.needs_human()),
             "unresolved": len(self.unresolved),
             "unresolved_by_reason": dict(sorted(reasons.items())),
             "runtime_reads": self.runtime_reads,

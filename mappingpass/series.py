@@ -876,7 +876,7 @@ def cover_letter(plan: Plan, patches: list[PatchPlan], subjects: list[str], stat
                               f"{'s' if len(exported) != 1 else ''} gain the mapping parameter "
                               "(in-kernel interfaces are not stable; out-of-tree callers must "
                               f"follow): {', '.join(exported)}.")
-    human = [k for k in plan.kept if k.reason == "needs-human"] + list(plan.needs_human_sites)
+    human = plan.needs_human()
     if human:
         lines += ["", "Needs a human (the page's mapping is not decided; NULL is passed, today's behaviour):"]
         shown, more = _limited(human, 20)
