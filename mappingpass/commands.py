@@ -358,8 +358,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     if args.spatch:
         from . import smpl
 
-        decls = emitmod.declarations(plan, facts, rules, root, {p: v[2] for p, v in rows.items()})
-        for path in smpl.write_spatch(plan, rules, Path(args.spatch), tuple(decls)):
+        decls, header = emitmod.for_spatch(plan, facts, rules, root, {p: v[2] for p, v in rows.items()})
+        for path in smpl.write_spatch(plan, rules, Path(args.spatch), tuple(decls), header):
             if not args.quiet:
                 print(f"emit: wrote {path}", file=sys.stderr)
     if args.series:

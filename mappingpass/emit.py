@@ -66,10 +66,12 @@ def _arg_edit(paren: int, nargs: int, end_paren: int | None, arg: str, position:
 
 
 def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
-              sources: dict[str, bytes], root: Path | None = None) -> dict[str, list[Edit]]:
+              sources: dict[str, bytes], root: Path | None = None,
+              helper: HelperPlacement | None = None) -> dict[str, list[Edit]]:
     """The edits of every file the plan changes; given the tree's root, also the
     declarations the new code needs where a file cannot see them (see
-    declarations_needed)."""
+    declarations_needed), with the helper where `helper` (else place_helper)
+    puts it. The helper's own definition is not among them (helper.edit)."""
     pr = rules.plan
     assert pr is not None
     out: dict[str, list[Edit]] = {}
@@ -114,16 +116,21 @@ def edits_for(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
         add(r.file, Edit(r.start, r.end, r.to, f"read in {r.function}",
                          r.function if r.function in gains else ""))
     if root is not None:
-        for d in declarations_needed(rules, root, sources, out):
+        helper = helper or place_helper(plan, facts, rules, root, sources)
+        for d in declarations_needed(rules, root, sources, out, helper.header if helper else ""):
             add(d.path, Edit(d.offset, d.offset, d.line + "\n", d.why, d.owner))
     return out
 
 
-def declarations(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
-                 digests: dict[str, str]) -> list[Declaration]:
-    """The declarations emit adds for this plan (for the semantic patch)."""
-    sources = read_sources(plan, root, digests)
-    return declarations_needed(rules, root, sources, edits_for(plan, facts, rules, sources))
+def for_spatch(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
+               digests: dict[str, str]) -> tuple[list[Declaration], HelperPlacement | None]:
+    """What the semantic patch needs of emit: the declarations emit adds for
+    this plan, and where the helper is defined."""
+    sources = read_sources(plan, root, digests, rules)
+    helper = place_helper(plan, facts, rules, root, sources)
+    decls = declarations_needed(rules, root, sources, edits_for(plan, facts, rules, sources),
+                                helper.header if helper else "")
+    return decls, helper
 
 
 @dataclass(frozen=True)
@@ -192,16 +199,15 @@ class _Includes:
 
 
 def declarations_needed(rules: Rules, root: Path, sources: dict[str, bytes],
-                        edits: dict[str, list[Edit]]) -> list[Declaration]:
+                        edits: dict[str, list[Edit]], header: str) -> list[Declaration]:
+    """header: where the helper is defined (HelperPlacement.header), "" for nowhere."""
     pr = rules.plan
     inc = _Includes(root, sources)
     out: list[Declaration] = []
     m = re.match(r"(struct|union)\s+(\w+)", pr.param_type)
     declares = (re.compile(rb"\b" + m.group(1).encode() + rb"\s+" + m.group(2).encode()
                            + rb"\s*(?:;|\{|\*\s*\w+\s*[;,=\[])") if m else None)
-    header = pr.helper_header
-    # (a file the helper's header itself includes cannot include it back)
-    around_helper = inc.closure(header) if header else set()
+    # (place_helper chose a header no caller of the helper is included by)
     for path in sorted(edits):
         source = sources[path]
         params = [e for e in edits[path] if e.why.startswith("parameter of")]
@@ -215,7 +221,7 @@ def declarations_needed(rules: Rules, root: Path, sources: dict[str, bytes],
             if not declares.search(source[:first.start]) and not any(
                     declares.search(inc.text(h)) for h in sees - {path}):
                 wanted.append((first, f"{m.group(0)};", f"declare {m.group(0)} for {first.owner}"))
-        if header and reads and header not in sees and path not in around_helper:
+        if header and reads and header not in sees:
             first = min(reads, key=lambda e: e.start)
             name = header.removeprefix("include/")
             wanted.append((first, f"#include <{name}>", f"the helper for {first.why.removeprefix('read in ')}"))
@@ -231,9 +237,12 @@ def declarations_needed(rules: Rules, root: Path, sources: dict[str, bytes],
 def apply_edits(source: bytes, edits: list[Edit], path: str) -> bytes:
     text = bytearray(source)
     # from the end backwards; at one offset a replacement goes before an insertion
-    ordered = sorted(set(edits), key=lambda e: (e.start, e.end != e.start, e.end), reverse=True)
+    # (several insertions at one offset keep their order in `edits`)
+    unique = list(dict.fromkeys(edits))
+    ordered = sorted(range(len(unique)), reverse=True,
+                     key=lambda i: (unique[i].start, unique[i].end != unique[i].start, unique[i].end, i))
     last_start = len(source) + 1
-    for e in ordered:
+    for e in (unique[i] for i in ordered):
         if e.end > last_start and e.end != e.start:
             raise EmitError(f"{path}: overlapping edits at byte {e.start} ({e.why})")
         text[e.start:e.end] = e.text.encode()
@@ -241,29 +250,101 @@ def apply_edits(source: bytes, edits: list[Edit], path: str) -> bytes:
     return bytes(text)
 
 
-def _helper_edit(rules: Rules, original: bytes, source: bytes) -> bytes:
-    """Add the helper's definition to its header, before the include guard's
-    #endif, unless the original header already defines it (a re-run on a
-    patched tree); calls of it that the plan adds to the header do not count."""
+@dataclass(frozen=True)
+class HelperPlacement:
+    """Where the helper is defined: `header`, the first of the rules' homes
+    (`[plan.helper] header`, then `fallback_headers`) that every file calling
+    it already sees or may include without a cycle; `edit` adds the
+    definition (None when the header defines it already: a re-run on a
+    patched tree); `why` says why the preferred header was passed over."""
+
+    header: str
+    edit: Edit | None
+    why: str = ""
+    # the function the definition goes before when the header's own reads
+    # call it ("": before the include guard's #endif)
+    before: str = ""
+
+
+def place_helper(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
+                 sources: dict[str, bytes]) -> HelperPlacement | None:
+    """The helper's home for this plan, from the include graph; None when the
+    plan changes nothing or the rules name no header present in the tree."""
     pr = rules.plan
-    defined = re.compile(rb"\b" + re.escape(pr.helper_page.encode()) + rb"\s*\(\s*struct\b[^;{]*\)\s*\{")
+    assert pr is not None
+    if not (pr.helper_header and pr.helper_definition.strip() and (plan.rewrites or plan.functions)):
+        return None
+    inc = _Includes(root, sources)
+    users = sorted({r.file for r in plan.rewrites})
+    passed_over: list[str] = []
+    for home in (pr.helper_header, *pr.helper_fallback_headers):
+        if not (root / home).is_file():
+            continue
+        below = inc.closure(home)
+        # a caller the home includes cannot include it back
+        stuck = [u for u in users if u in below and home not in inc.closure(u)]
+        if not stuck:
+            text = inc.text(home)
+            uses = sorted(r.start for r in plan.rewrites if r.file == home)
+            fn = _enclosing(facts.get(home), uses[0]) if uses else None
+            edit = helper_definition_edit(rules, text, _above_comment(text, fn.start) if fn else None)
+            before = fn.name if fn is not None and edit is not None else ""
+            return HelperPlacement(home, edit, "; ".join(passed_over), before)
+        passed_over.append(f"{home} includes {stuck[0]}, which calls the helper")
+    if passed_over:
+        raise EmitError("no header can define the helper: " + "; ".join(passed_over)
+                        + " (add a lower one to [plan.helper] fallback_headers)")
+    return None
+
+
+def _enclosing(ff: FileFacts | None, offset: int):
+    """The function definition of ff around a byte offset, or None."""
+    if ff is None:
+        return None
+    return next((f for f in ff.functions if f.definition and f.start <= offset < f.end), None)
+
+
+def _above_comment(source: bytes, start: int) -> int:
+    """The offset of the comment lines right above the line at start (with no
+    blank line between), else of that line: where spatch puts code it adds
+    before a function."""
+    at = source.rfind(b"\n", 0, start) + 1
+    while at > 0:
+        prev = source.rfind(b"\n", 0, at - 1) + 1
+        line = source[prev:at].strip()
+        if line.endswith(b"*/"):
+            opened = source.rfind(b"/*", 0, prev + source[prev:at].rfind(b"*/"))
+            if opened < 0:
+                break
+            at = source.rfind(b"\n", 0, opened) + 1
+        elif line.startswith(b"//"):
+            at = prev
+        else:
+            break
+    return at
+
+
+def helper_definition_edit(rules: Rules, original: bytes, before: int | None) -> Edit | None:
+    """The edit that adds the helper's definition to its header: at `before`
+    when the header's own reads call it (the kernel's pagemap.h does: the
+    start of the first function that calls it, above that function's
+    comment), else before the include guard's #endif. None when the header
+    defines it already."""
+    pr = rules.plan
+    assert pr is not None
+    defined = re.compile(rb"\b" + re.escape(pr.helper_page.encode()) + rb"\s*\(\s*(?:const\s+)?struct\b[^;{]*\)\s*\{")
     if defined.search(original):
-        return source
+        return None
     definition = pr.helper_definition.strip("\n") + "\n"
-    m = list(re.finditer(rb"^#endif[^\n]*\n?\Z", source, re.M))
-    at = m[-1].start() if m else len(source)
-    # the header's own rewritten reads call it (the kernel's pagemap.h does):
-    # define it before the first call, after the last #include above it
-    calls = [source.find(name.encode() + b"(") for name in (pr.helper_page, pr.helper_folio)]
-    first = min((c for c in calls if c >= 0), default=at)
-    if first < at:
-        includes = list(re.finditer(rb"^[ \t]*#[ \t]*include[^\n]*\n", source[:first], re.M))
-        at = includes[-1].end() if includes else source.rfind(b"\n", 0, first) + 1
-        return source[:at] + b"\n" + definition.encode() + source[at:]
-    return source[:at] + b"\n" + definition.encode() + b"\n" + source[at:]
+    why = f"definition of {pr.helper_page}"
+    if before is not None:
+        return Edit(before, before, definition + "\n", why, "")
+    m = list(re.finditer(rb"^#endif[^\n]*\n?\Z", original, re.M))
+    at = m[-1].start() if m else len(original)
+    return Edit(at, at, "\n" + definition + "\n", why, "")
 
 
-def read_sources(plan: Plan, root: Path, digests: dict[str, str]) -> dict[str, bytes]:
+def read_sources(plan: Plan, root: Path, digests: dict[str, str], rules: Rules) -> dict[str, bytes]:
     """The original bytes of every file the plan names; a file whose content
     changed since analyze (its digest differs) stops emit before anything is written."""
     from .index import digest_of
@@ -271,6 +352,9 @@ def read_sources(plan: Plan, root: Path, digests: dict[str, str]) -> dict[str, b
     paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
     paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
     paths |= {p for s in plan.slots for p, _ in s.decls}
+    pr = rules.plan
+    if pr is not None and (plan.rewrites or plan.functions):  # the helper's possible homes
+        paths |= {h for h in (pr.helper_header, *pr.helper_fallback_headers) if h and (root / h).is_file()}
     sources: dict[str, bytes] = {}
     for path in sorted(paths):
         try:
@@ -286,16 +370,12 @@ def read_sources(plan: Plan, root: Path, digests: dict[str, str]) -> dict[str, b
 def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
               digests: dict[str, str]) -> dict[str, tuple[bytes, bytes]]:
     """path -> (old bytes, new bytes) for every file the plan changes."""
-    sources = read_sources(plan, root, digests)
-    result: dict[str, tuple[bytes, bytes]] = {}
-    for path, edits in edits_for(plan, facts, rules, sources, root).items():
-        new = apply_edits(sources[path], edits, path)
-        result[path] = (sources[path], new)
-    header = rules.plan.helper_header
-    if header and (plan.rewrites or plan.functions) and (root / header).is_file():
-        old = result.get(header, (None, None))[0] or (root / header).read_bytes()
-        current = result.get(header, (old, old))[1]
-        result[header] = (old, _helper_edit(rules, old, current))
+    sources = read_sources(plan, root, digests, rules)
+    helper = place_helper(plan, facts, rules, root, sources)
+    edits = edits_for(plan, facts, rules, sources, root, helper)
+    if helper is not None and helper.edit is not None:  # first, as in the series' patch 1
+        edits[helper.header] = [helper.edit, *edits.get(helper.header, [])]
+    result = {path: (sources[path], apply_edits(sources[path], e, path)) for path, e in edits.items()}
     return {p: v for p, v in result.items() if v[0] != v[1]}
 
 

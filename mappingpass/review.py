@@ -1347,12 +1347,13 @@ class _Reviewer:
                                              self.rules)
             plan = planmod.make_plan(st.analysis, self.rules, st.facts, unseen=unseen)
             ctx.save_base(st, plan)
-        expected = self._expected_edits(plan)
+        helper = self._helper_home(plan)
+        expected = self._expected_edits(plan, helper)
         plan_files = ({c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
                       | {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
                       | {p for s in plan.slots if s.kind != "param" for p, _ in s.decls})
-        if plan.rewrites or plan.functions:
-            plan_files.add(self.pr.helper_header)
+        if helper is not None:
+            plan_files.add(helper.header)
         outside = tuple(sorted(p for p in plan_files if p not in set(self.range)
                                and (ctx.root / p).is_file()))
         # verdicts of the base reads the hunks replace
@@ -1387,7 +1388,14 @@ class _Reviewer:
                                      f"hunk-read|{v.function}|{v.expr}", verdict="unresolvable"))
         return hunks, outside, tuple(left_out)
 
-    def _expected_edits(self, plan: Plan) -> dict[str, list[emitmod.Edit]]:
+    def _helper_home(self, plan: Plan) -> emitmod.HelperPlacement | None:
+        data = {p: d for p, d in self.basest.data.items() if d is not None}
+        try:
+            return emitmod.place_helper(plan, self.basest.files, self.rules, self.ctx.root, data)
+        except emitmod.EmitError:
+            return None  # emit says why; the review still matches the rest
+
+    def _expected_edits(self, plan: Plan, helper: emitmod.HelperPlacement | None) -> dict[str, list[emitmod.Edit]]:
         st = self.basest
         out: dict[str, list[emitmod.Edit]] = {}
         for p in self.range:
@@ -1398,20 +1406,12 @@ class _Reviewer:
                 plan, call_sites=tuple(c for c in plan.call_sites if c.file == p),
                 rewrites=tuple(r for r in plan.rewrites if r.file == p))
             try:
-                edits = emitmod.edits_for(sub, {p: ff}, self.rules, {p: data}, self.ctx.root).get(p, [])
-            except (KeyError, StopIteration, IndexError):
+                edits = emitmod.edits_for(sub, {p: ff}, self.rules, {p: data}, self.ctx.root,
+                                          helper).get(p, [])
+            except (KeyError, StopIteration, IndexError, emitmod.EmitError):
                 edits = []
-            if p == self.pr.helper_header and (plan.rewrites or plan.functions):
-                try:
-                    edited = emitmod.apply_edits(data, edits, p)
-                except emitmod.EmitError:
-                    edited = data
-                if self.pr.helper_page.encode() + b"(" not in edited:
-                    m = list(re.finditer(rb"^#endif[^\n]*\n?\Z", data, re.M))
-                    at = m[-1].start() if m else len(data)
-                    definition = self.pr.helper_definition.strip("\n") + "\n"
-                    edits = [*edits, emitmod.Edit(at, at, "\n" + definition + "\n", "helper definition",
-                                                  "helper")]
+            if helper is not None and helper.edit is not None and p == helper.header:
+                edits = [helper.edit, *edits]
             out[p] = edits
         return out
 

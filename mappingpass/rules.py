@@ -133,6 +133,9 @@ class PlanRules:
     # folio_mapping_wp_of(folio, folio_mapping(folio), M), folio_in_mapping_of(...)
     helper_page_of: str = ""
     helper_folio_of: str = ""
+    # headers that may define the helper when `helper_header` cannot (a header
+    # it includes calls the helper): tried in order, chosen from the include graph
+    helper_fallback_headers: tuple[str, ...] = ()
     membership_page_of: str = ""
     membership_folio_of: str = ""
     lookups: tuple[Lookup, ...] = ()
@@ -298,6 +301,7 @@ def _plan(plan: dict) -> PlanRules:
         helper_page=_need(helper, "page", str, "plan.helper"),
         helper_folio=_need(helper, "folio", str, "plan.helper"),
         helper_header=helper.get("header", ""),
+        helper_fallback_headers=tuple(helper.get("fallback_headers", [])),
         helper_definition=helper.get("definition", ""),
         receiver_providers=receivers,
         scope_kinds=tuple(plan.get("scope_kinds", [1])),

@@ -372,12 +372,12 @@ def _bindings(plan: Plan, facts: dict[str, FileFacts], uf: _UnionFind) -> None:
 
 
 def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
-          sources: dict[str, bytes], helper: tuple[str, emitmod.Edit] | None = None,
+          sources: dict[str, bytes], helper: emitmod.HelperPlacement | None = None,
           root: Path | None = None) -> list[PatchPlan]:
     """The series' patches in order, each with the edits it carries; helper:
-    (header, the edit that adds the helper's definition), patch 1 when given;
+    where the helper is defined (emit.place_helper), its definition patch 1;
     root: the tree, for the declarations the new code needs (emit.declarations_needed)."""
-    edits = emitmod.edits_for(plan, facts, rules, sources, root)
+    edits = emitmod.edits_for(plan, facts, rules, sources, root, helper)
     entities = [f.id for f in plan.functions] + [s.id for s in plan.slots]
     uf = _UnionFind()
     for e in entities:
@@ -441,8 +441,8 @@ def group(plan: Plan, facts: dict[str, FileFacts], rules: Rules,
     batches = _batches(cond, keys, {c: min(cnodes[c]) for c in cond.nodes})
 
     patches: list[PatchPlan] = []
-    if helper is not None:
-        patches.append(PatchPlan("helper", edits={helper[0]: [helper[1]]}, helper=True))
+    if helper is not None and helper.edit is not None:
+        patches.append(PatchPlan("helper", edits={helper.header: [helper.edit]}, helper=True))
     for batch in batches:
         p = PatchPlan(keys[batch[0]])
         for c in batch:
@@ -571,7 +571,7 @@ def _name(plan: Plan, rules: Rules, patches: list[PatchPlan]) -> None:
     used: Counter = Counter()
     for p in patches:
         if p.helper:
-            header = pr.helper_header or "include/linux/pagemap.h"
+            header = next(iter(p.edits))
             p.subject = f"{Path(header).stem}: add {pr.helper_page}() and {pr.helper_folio}()"
         elif p.key.startswith("core:"):
             slots = [e for e in p.entities if e.startswith(("member:", "typedef:", "param:"))]
@@ -611,51 +611,6 @@ def _core_tag(p: PatchPlan, main: list[str]) -> str:
 # --------------------------------------------------------------------------
 # texts, diffs, messages
 # --------------------------------------------------------------------------
-
-def _helper_edit(rules: Rules, source: bytes, uses: list[Rewrite]) -> emitmod.Edit | None:
-    """The edit that adds the helper's definition to its header: where
-    emit.new_texts puts it (before the include guard's #endif), unless the
-    header itself has reads rewritten to the helper before that point (the
-    kernel's pagemap.h does: folio_inode(), page_cache_... ); then after the
-    header's last #include before the first of them, so that the definition
-    precedes its uses. None when the definition is already there."""
-    pr = rules.plan
-    assert pr is not None
-    definition = pr.helper_definition.strip("\n") + "\n"
-    if definition.strip().encode() in source:
-        return None
-    m = list(re.finditer(rb"^#endif[^\n]*\n?\Z", source, re.M))
-    at = m[-1].start() if m else len(source)
-    first = min((r.start for r in uses), default=at)
-    if first < at:
-        includes = list(re.finditer(rb"^[ \t]*#[ \t]*include[^\n]*\n", source[:first], re.M))
-        at = includes[-1].end() if includes else source.rfind(b"\n", 0, first) + 1
-        return emitmod.Edit(at, at, "\n" + definition, f"definition of {pr.helper_page}", "")
-    return emitmod.Edit(at, at, "\n" + definition + "\n", f"definition of {pr.helper_page}", "")
-
-
-def _compare_with_emit(final: dict, expected: dict, header: str, helper: emitmod.Edit | None) -> list[str]:
-    """The last patch's tree must be emit --diff's; the one accepted difference is
-    where the helper's definition sits in its header when the header's own reads
-    call it (emit puts it before the include guard's #endif, after those calls,
-    which does not compile). Anything else is an error."""
-    bad = sorted(p for p in set(final) | set(expected) if final.get(p) != expected.get(p))
-    notes = []
-    if bad == [header] and helper is not None:
-        definition = helper.text.strip("\n").encode()
-
-        def without(text: bytes) -> list[bytes]:  # the header minus the definition and blank lines
-            return [line for line in text.replace(definition, b"", 1).splitlines() if line.strip()]
-
-        theirs = expected.get(header, (final[header][0], final[header][0]))[1]
-        if without(final[header][1]) == without(theirs):
-            notes.append(f"{header}: the helper is defined before its first use in the header, "
-                         "not before the include guard's #endif as in emit --diff (which does not compile)")
-            bad = []
-    if bad:
-        raise emitmod.EmitError(f"series: the last patch differs from emit --diff in {', '.join(bad[:5])}")
-    return notes
-
 
 def _blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -740,7 +695,7 @@ def message(p: PatchPlan, plan: Plan, rules: Rules, cc: list[str]) -> str:
     lines: list[str] = []
     if p.helper:
         lines += _wrap(
-            f"Add {pr.helper_page}() and {pr.helper_folio}() to {pr.helper_header}: the "
+            f"Add {pr.helper_page}() and {pr.helper_folio}() to {next(iter(p.edits))}: the "
             f"{rules.field} a page belongs to, seen from the mapping the caller reached it "
             f"through. Once pages can be write protected, {field_} of a protected page "
             "points at the protection record; callers that know their mapping will pass "
@@ -952,13 +907,9 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
     pr = rules.plan
     if pr is None:
         raise emitmod.EmitError(f"{rules.path}: no [plan] section; nothing to emit")
-    sources = emitmod.read_sources(plan, root, digests)
-    header = pr.helper_header
-    helper = None
-    if header and (plan.rewrites or plan.functions) and (root / header).is_file():
-        sources.setdefault(header, (root / header).read_bytes())
-        helper = _helper_edit(rules, sources[header], [r for r in plan.rewrites if r.file == header])
-    patches = group(plan, facts, rules, sources, (header, helper) if helper else None, root)
+    sources = emitmod.read_sources(plan, root, digests, rules)
+    helper = emitmod.place_helper(plan, facts, rules, root, sources)
+    patches = group(plan, facts, rules, sources, helper, root)
     if maintainers is None and (root / "MAINTAINERS").is_file():
         maintainers = root / "MAINTAINERS"
     sections = parse_maintainers(maintainers) if maintainers is not None else []
@@ -981,7 +932,11 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
             current[path] = new
         diffs.append(_git_diff(texts, modes))
     final = {p: (sources[p], current[p]) for p in sources if current[p] != sources[p]}
-    notes = _compare_with_emit(final, emitmod.new_texts(plan, facts, rules, root, digests), header, helper)
+    expected = emitmod.new_texts(plan, facts, rules, root, digests)
+    bad = sorted(p for p in set(final) | set(expected) if final.get(p) != expected.get(p))
+    if bad:
+        raise emitmod.EmitError(f"series: the last patch differs from emit --diff in {', '.join(bad[:5])}")
+    notes = [f"the helper is defined in {helper.header}: {helper.why}"] if helper and helper.why else []
     kept = [(p, d) for p, d in zip(patches, diffs, strict=True) if d]
     patches, diffs = [p for p, _ in kept], [d for _, d in kept]
     subjects = [p.subject for p in patches]

@@ -24,6 +24,7 @@ import jinja2
 
 from . import __version__
 from .cparse import _TRANSPARENT
+from .emit import HelperPlacement
 from .plan import Plan
 from .rules import Rules
 
@@ -81,17 +82,18 @@ def _dump(data: dict[str, list | str]) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-def spatch_files(plan: Plan, rules: Rules) -> list[str]:
-    """Tree-relative paths the semantic patch changes (the helper's header included)."""
+def spatch_files(plan: Plan, helper: HelperPlacement | None) -> list[str]:
+    """Tree-relative paths the semantic patch changes (the helper's header,
+    emit.place_helper's choice, included)."""
     paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
     paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
     paths |= {p for s in plan.slots if s.kind != "param" for p, _ in s.decls}
-    if rules.plan.helper_header and (plan.rewrites or plan.functions):
-        paths.add(rules.plan.helper_header)
+    if helper is not None:
+        paths.add(helper.header)
     return sorted(paths)
 
 
-def _tables(plan: Plan, rules: Rules) -> tuple[dict, list[str]]:
+def _tables(plan: Plan, rules: Rules, helper: HelperPlacement | None) -> tuple[dict, list[str]]:
     """The plan as the template's tables, and what they cannot express."""
     pr = rules.plan
     gaps: list[str] = []
@@ -160,7 +162,7 @@ def _tables(plan: Plan, rules: Rules) -> tuple[dict, list[str]]:
             "reads": _rows(reads),
             "calls": _rows(calls),
             "calls_by_args": _rows(by_args),
-            "helper_header": pr.helper_header,
+            "helper_header": helper.header if helper else "",
         },
         # for the template's loops
         "definition_names": sorted(set(definitions.values())),
@@ -179,17 +181,19 @@ def _type_names(param_type: str) -> list[str]:
     return [w for w in words if w not in _C_BUILTIN]
 
 
-def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = ()) -> tuple[str, str]:
+def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = (),
+           helper: HelperPlacement | None = None) -> tuple[str, str]:
     """The semantic patch's text, and the text of its data file (the plan's
     tables, read by the patch from beside itself: spatch 1.1.1 spends time
     proportional to the size of @initialize:python@ on every script call, 30 s
     on one btrfs file with the tables inline, 1 s with them in a file).
     declarations: emit.Declaration records, lines added after an anchor line
-    of one file (`struct address_space;`, `#include <linux/pagemap.h>`)."""
+    of one file (`struct address_space;`, `#include <linux/pagemap.h>`);
+    helper: where the helper is defined (emit.place_helper), None for nowhere."""
     pr = rules.plan
     if pr is None:
         raise ValueError(f"{rules.path}: no [plan] section; nothing to emit")
-    tables, gaps = _tables(plan, rules)
+    tables, gaps = _tables(plan, rules, helper)
     s = plan.summary()
     decl = f"{pr.param_type}{'' if pr.param_type.endswith('*') else ' '}{pr.param_name}"
     description = [
@@ -205,14 +209,15 @@ def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = ()) -
         "lists them with the argument their call sites pass instead).",
     ]
     description += [f"Not covered: {g}" for g in gaps]
-    helper = None
-    if pr.helper_header and pr.helper_definition.strip() and (plan.rewrites or plan.functions):
+    helper_lines = None
+    if helper is not None:
         # SmPL must be told which names in the added code are types: the
         # parameter's, and the kernel's `_t` typedefs (pgoff_t, gfp_t) and bool
         types = set(_type_names(pr.param_type))
         types |= set(re.findall(r"\b(?:[A-Za-z_]\w*_t|bool)\b", pr.helper_definition))
-        helper = {"page": pr.helper_page, "folio": pr.helper_folio, "header": pr.helper_header,
-                  "lines": pr.helper_definition.strip("\n").split("\n"), "types": sorted(types)}
+        helper_lines = {"page": pr.helper_page, "folio": pr.helper_folio, "header": helper.header,
+                        "lines": pr.helper_definition.strip("\n").split("\n"), "types": sorted(types),
+                        "before": helper.before}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined, autoescape=False)
@@ -223,7 +228,7 @@ def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = ()) -
         rules_name=rules.name,
         options=OPTIONS,
         data_file=data_file,
-        helper=helper,
+        helper=helper_lines,
         declarations=list(declarations),
         param_type=pr.param_type,
         sep="" if pr.param_type.endswith("*") else " ",
@@ -242,14 +247,15 @@ def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = ()) -
     return text, _dump(tables["data"])
 
 
-def write_spatch(plan: Plan, rules: Rules, outdir: Path, declarations: tuple = ()) -> list[Path]:
+def write_spatch(plan: Plan, rules: Rules, outdir: Path, declarations: tuple = (),
+                 helper: HelperPlacement | None = None) -> list[Path]:
     """Write the plan's semantic patch into outdir: the .cocci file and the
     data file it reads from beside itself. Returns both (the .cocci first)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     cocci = outdir / f"{rules.name}_passdown.cocci"
     data = outdir / f"{rules.name}_passdown.json"
-    text, table = render(plan, rules, data.name, declarations)
+    text, table = render(plan, rules, data.name, declarations, helper)
     cocci.write_text(text)
     data.write_text(table)
     return [cocci, data]

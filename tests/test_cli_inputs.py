@@ -87,7 +87,7 @@ def test_console_entry_point_and_text_summary(tmp_path):
         capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "reads      55" in proc.stdout
+    assert "reads      56" in proc.stdout
     assert "kind 3" in proc.stdout
 
 

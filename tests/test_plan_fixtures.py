@@ -440,3 +440,35 @@ def test_a_function_stored_in_an_unseen_struct_member_keeps_its_signature(minili
     code, _, err = run_cli("emit", "--db", str(db), "--apply", "--force", "-q")
     assert code == 0, err
     assert set(compile_errors(minilinux_copy, headers=False)) == {"mm/readahead.c"}
+
+
+def test_the_helper_lives_where_every_caller_sees_it(tmp_path):
+    """pagemap.h includes page-flags.h (through mm.h), whose static inline
+    calls the helper: the helper is defined in page-flags.h, before that
+    function, and a header that sees neither includes page-flags.h. Without
+    a lower header in the rules, emit says so instead of writing a diff that
+    does not build (#15's first cause)."""
+    from conftest import REPO
+
+    db = tmp_path / "db"
+    analyze_json(MINILINUX, db)
+    diff = tmp_path / "p.diff"
+    code, _, err = run_cli("emit", "--db", str(db), "--diff", str(diff), "-q")
+    assert code == 0, err
+    text = diff.read_text()
+    flags = text.split("+++ b/include/linux/page-flags.h\n", 1)[1].split("\ndiff --git", 1)[0]
+    assert flags.index("+static inline struct address_space *page_mapping_wp(") < flags.index(
+        "+static inline bool folio_test_accountable(")
+    assert "+static inline struct address_space *page_mapping_wp(" not in text.split(
+        "+++ b/include/linux/pagemap.h\n", 1)[1].split("\ndiff --git", 1)[0]
+    inline = text.split("+++ b/fs/tinyfs/xattr_inline.h\n", 1)[1].split("\ndiff --git", 1)[0]
+    assert "+#include <linux/page-flags.h>" in inline
+    rules = tmp_path / "mapping.toml"
+    rules.write_text(re.sub(r"(?m)^fallback_headers = .*\n", "", (REPO / "rules" / "mapping.toml").read_text()))
+    db2 = tmp_path / "db2"
+    analyze_json(MINILINUX, db2, "--rules", str(rules))
+    code, _, err = run_cli("emit", "--db", str(db2), "--diff", str(tmp_path / "q.diff"), "-q")
+    assert code == 2
+    assert ("no header can define the helper: include/linux/pagemap.h includes "
+            "include/linux/page-flags.h, which calls the helper") in err
+    assert not (tmp_path / "q.diff").exists()

@@ -48,6 +48,7 @@ M:	Mm Person <mm@example.org>
 L:	linux-mm@example.org
 S:	Maintained
 F:	include/linux/pagemap.h
+F:	include/linux/page-flags.h
 F:	mm/
 X:	mm/gup.c
 
@@ -190,7 +191,9 @@ def test_last_patch_is_emit_diff(made, applied, tmp_path):
 def test_order_helper_first_then_slots_then_subsystems(made):
     s = series.build_series(made["plan"], made["facts"], made["rules"], made["root"], made["digests"])
     first = s.patches[0]
-    assert first.helper and first.files == ["include/linux/pagemap.h"]
+    # page-flags.h, which pagemap.h includes, calls the helper: defined there
+    assert first.helper and first.files == ["include/linux/page-flags.h"]
+    assert first.subject == "page-flags: add page_mapping_wp() and folio_mapping_wp()"
     assert "+static inline struct address_space *page_mapping_wp(" in s.diffs[0]
     assert [line for line in s.diffs[0].splitlines() if line.startswith("-") and not line.startswith("---")] == []
     where = {e: i for i, p in enumerate(s.patches) for e in p.entities}
@@ -212,10 +215,14 @@ def test_order_helper_first_then_slots_then_subsystems(made):
     # (a subsystem patch may come first when a slot's calls pass its new
     # parameter: mm's folio_invalidate before ->invalidate_folio)
     keys = [p.key for p in s.patches[1:]]
+    # (the reads of a header's static inlines: a patch of their header's own)
     for p in s.patches[1:]:
-        if not p.key.startswith("core:"):
+        if p.key.startswith("include/"):
+            assert {series.subsystem(f) for f in p.files} == {p.key}
+        elif not p.key.startswith("core:"):
             assert {series.subsystem(f) for f in p.files if not f.startswith("include/")} == {p.key}
-    assert {k for k in keys if not k.startswith("core:")} == {"fs/ctxfs", "fs/tinyfs", "fs/smallfs", "mm"}
+    assert {k for k in keys if not k.startswith("core:")} == {"fs/ctxfs", "fs/tinyfs", "fs/smallfs", "mm",
+                                                              "include/linux"}
     assert keys.index("mm") < keys.index("core:member:address_space_operations.invalidate_folio")
     # a callee that receives its caller's new parameter never lands before that caller
     for c in plan.call_sites:
@@ -239,7 +246,7 @@ def test_cover_letter_counts_match_plan(made):
         assert m, label
         return int(m.group(1))
 
-    assert count("functions gaining the parameter") == s["functions"] == 34
+    assert count("functions gaining the parameter") == s["functions"] == 35
     assert count("slots gaining it") == s["slots"]
     assert count("call sites changed") == s["call_sites"]
     assert count("reads rewritten to the helper") == s["rewrites"]
@@ -375,22 +382,25 @@ def test_changed_tree_is_refused(made, tmp_path):
 
 def test_helper_definition_precedes_its_uses_in_its_header(made):
     """The kernel's pagemap.h has reads of its own (folio_inode()...): the
-    definition goes after the header's includes then, not before its #endif."""
-    from mappingpass.plan import Rewrite
+    definition goes before the first function that calls it, above that
+    function's comment (where spatch adds code before a function), not before
+    the header's #endif."""
+    from mappingpass.emit import _above_comment, helper_definition_edit
 
     rules = made["rules"]
-    src = (b"#ifndef _H\n#define _H\n#include <linux/mm.h>\n#include <linux/fs.h>\n\n"
+    src = (b"#ifndef _H\n#define _H\n#include <linux/mm.h>\n\nint g(void);\n\n"
+           b"/*\n * f - the inode\n */\n// of a folio\n"
            b"static inline struct inode *f(struct folio *folio)\n{\n\treturn folio->mapping->host;\n}\n"
            b"#endif /* _H */\n")
-    start = src.index(b"folio->mapping")
-    use = Rewrite("h", 8, 9, start, start + len(b"folio->mapping"), "h::f", "folio->mapping",
-                  "folio_mapping_wp(folio, NULL)", "deref", "NULL")
-    e = series._helper_edit(rules, src, [use])
-    assert e.start == src.index(b"#include <linux/fs.h>\n") + len(b"#include <linux/fs.h>\n") < start
-    plain = series._helper_edit(rules, src, [])
-    assert plain.start == src.index(b"#endif /* _H */")  # where emit puts it
+    fn_start = src.index(b"static inline")
+    assert _above_comment(src, fn_start) == src.index(b"/*\n * f")
+    assert _above_comment(src, src.index(b"int g")) == src.index(b"int g")  # a blank line above
+    e = helper_definition_edit(rules, src, _above_comment(src, fn_start))
+    assert e.start == src.index(b"/*\n * f") and e.text.endswith("}\n\n")
+    plain = helper_definition_edit(rules, src, None)
+    assert plain.start == src.index(b"#endif /* _H */")
     done = src[:plain.start] + plain.text.encode() + src[plain.start:]
-    assert series._helper_edit(rules, done, []) is None  # already defined
+    assert helper_definition_edit(rules, done, None) is None  # already defined
 
 
 def test_twins_in_two_subsystems_land_in_one_patch(tmp_path):

@@ -41,10 +41,11 @@ def pipeline(src: Path, base: Path, rules: Path | None = None, subpaths: tuple[s
     store.close()
     digests = {p: v[2] for p, v in rows.items()}
     ours = emit.new_texts(plan, facts, rules_, tree, digests)
-    decls = tuple(emit.declarations(plan, facts, rules_, tree, digests))
-    cocci = smpl.write_spatch(plan, rules_, base / "smpl", decls)
+    decls, header = emit.for_spatch(plan, facts, rules_, tree, digests)
+    decls = tuple(decls)
+    cocci = smpl.write_spatch(plan, rules_, base / "smpl", decls, header)
     return SimpleNamespace(base=base, tree=tree, plan=plan, rules=rules_, ours=ours, cocci=cocci, decls=decls,
-                           files=smpl.spatch_files(plan, rules_))
+                           header=header, files=smpl.spatch_files(plan, header))
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_every_file_parses(fx):
     for shape in ("virtual patch", "virtual report", "// Confidence:", "// Options:", "\n///"):
         assert shape in text
     # deterministic: the same plan gives the same bytes
-    again = smpl.write_spatch(fx.plan, fx.rules, fx.base / "again", fx.decls)
+    again = smpl.write_spatch(fx.plan, fx.rules, fx.base / "again", fx.decls, fx.header)
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in fx.cocci]
 
 
@@ -111,7 +112,7 @@ def assert_same_result(fx: SimpleNamespace, exact: bool = True) -> dict[str, byt
     assert diff.startswith("diff -u -p a/")
     theirs = apply_diff(fx.tree, diff)
     assert sorted(theirs) == sorted(fx.ours)
-    header = fx.rules.plan.helper_header
+    header = fx.header.header if fx.header else ""
     for path, (_old, new) in fx.ours.items():
         if exact and path != header:
             assert theirs[path].decode() == new.decode(), path
@@ -157,10 +158,13 @@ def test_report_prints_every_place(fx):
     want |= {place for f in p.functions for place in (*f.bodies, *f.prototypes)}
     want |= {place for s in p.slots if s.kind != "param" for place in s.decls}
     assert want <= got
-    # the only other place: where the helper's definition goes (after the last
-    # declaration of the header, itself a prototype the plan changes)
-    assert got - want <= {(fx.rules.plan.helper_header, 84)}
-    assert "include/linux/pagemap.h:84:0-30: define page_mapping_wp() and folio_mapping_wp() after this" in out
+    # the only other place: where the helper's definition goes (page-flags.h,
+    # which pagemap.h includes, calls it: before the function that does, itself
+    # a place the plan changes)
+    assert fx.header.header == "include/linux/page-flags.h" and fx.header.before == "folio_test_accountable"
+    assert got - want <= {(fx.header.header, 17)}
+    assert ("include/linux/page-flags.h:17:19-41: define page_mapping_wp() and folio_mapping_wp() "
+            "before this") in out
     assert "fs/tinyfs/file.c:34:6-23: tinyfs_writepage(): pass mapping to tinyfs_page_valid()" in out
     # an identity test becomes a membership test
     assert ("tinyfs_fault(): vmf->page->mapping != vmf->vma->vm_file->f_mapping -> "
