@@ -18,9 +18,9 @@ from pathlib import Path
 from . import graph as graphmod
 from . import index as indexmod
 from . import rules as rulesmod
+from .resources import fixture_tree
 
 ANALYZE_SCHEMA = "mappingpass.analyze/1"
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "minilinux"
 
 
 class InputError(Exception):
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
     a = sub.add_parser("analyze", help="index a tree: functions, calls, slots and mapping reads")
-    a.add_argument("paths", nargs="*", metavar="PATH", default=[str(FIXTURES)],
+    a.add_argument("paths", nargs="*", metavar="PATH", default=[str(fixture_tree())],
                    help="a kernel tree, or directories inside one (file paths in the results "
                         "are relative to the tree's top); default: the bundled fixtures/minilinux")
     a.add_argument("-j", "--jobs", type=int, default=0, help="parallel parsers (default: all cores)")

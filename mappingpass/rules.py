@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cparse import ParseConfig
-
-DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "mapping.toml"
+from .resources import default_rules
 
 
 class RulesError(Exception):
@@ -198,7 +197,7 @@ def _regex(text: str, where: str, flags: int = 0) -> re.Pattern:
 
 
 def load(path: str | Path | None = None) -> Rules:
-    rules_path = Path(path) if path is not None else DEFAULT_RULES
+    rules_path = Path(path) if path is not None else default_rules()
     try:
         raw = rules_path.read_bytes()
     except OSError as exc:

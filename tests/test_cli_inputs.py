@@ -121,3 +121,27 @@ def test_an_index_of_another_version_is_refused_not_planned_empty(tmp_path):
     code, out, err = run_cli("plan", "--db", str(db), "-q")
     assert code == 2 and out == ""
     assert "made by another version" in err and "re-run 'mappingpass analyze" in err and len(err.splitlines()) == 1
+
+
+def test_a_release_install_runs_from_any_directory(tmp_path):
+    """`pip install .` (not -e) into a fresh venv: the rules and the fixture
+    tree travel inside the package, and the README's main command works from
+    a directory that is not the checkout."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(REPO)],
+                         capture_output=True, text=True, check=False)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    tool = str(venv / "bin" / "mappingpass")
+    proc = subprocess.run([tool, "analyze", "--db", "db"], cwd=work, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "site-packages/mappingpass/_data/minilinux" in proc.stdout
+    assert "reads      56" in proc.stdout
+    proc = subprocess.run([tool, "plan", "--db", "db", "-q"], cwd=work, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and "functions gaining the parameter  35" in proc.stdout, proc.stderr  # 1: unresolved
+    proc = subprocess.run([tool, "emit", "--db", "db", "--diff", "out.diff", "-q"], cwd=work,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "+++ b/include/linux/page-flags.h" in (work / "out.diff").read_text()

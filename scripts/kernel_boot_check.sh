@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# Boot a small kernel with a series applied under QEMU and run a filesystem
+# workload on ext2, ext4, minix and tmpfs: the strongest check that a series
+# changes no behaviour (the helper returns the page's own field for every page
+# that is not write protected, so a correct series behaves exactly like the
+# unpatched kernel on the paths the workload exercises).
+#
+#   scripts/kernel_boot_check.sh --series DIR   # a series written by emit --series
+#   scripts/kernel_boot_check.sh --diff FILE    # one diff written by emit --diff
+#   scripts/kernel_boot_check.sh --none         # the unpatched kernel only
+#
+#   --tree DIR     the kernel's git tree with tag `pristine` (default
+#                  $MAPPINGPASS_CACHE/kbuild/linux-6.1, made by kernel_build_check.sh,
+#                  or extracted here from Debian's linux-source-6.1 the first time)
+#   --out DIR      where logs and the report go (default: a fresh temp dir)
+#   --timeout S    seconds a boot may take before it is "no verdict" (default 300)
+#   -j N           parallel make jobs (default: nproc)
+#   --no-deps      do not apt-get install QEMU, busybox and the build dependencies
+#
+# The unpatched kernel is built once and cached under $MAPPINGPASS_CACHE/boot
+# (keyed by the config and the tree); the patched one is built incrementally
+# in a build directory of its own, so a second series rebuilds only what it
+# changes. Both kernels boot the same initramfs (busybox, the workload, fsck,
+# host-made ext2/ext4/minix images) and run the same workload.
+#
+# Verdict, from the serial log: FAIL on an oops, BUG, WARNING, lockdep report,
+# hung task, fs error or a failed workload step (the lines are printed); PASS
+# only on an exact "WORKLOAD OK" line with none of those; anything else (a
+# timeout, no line) is NO VERDICT, never a pass. Exit status: 0 PASS, 1 FAIL,
+# 3 NO VERDICT (or the unpatched kernel does not pass), 2 usage or setup errors.
+set -euo pipefail
+
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+die() { echo "kernel_boot_check: $*" >&2; exit 2; }
+now() { date +%s; }
+say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+HERE=$REPO/scripts/boot
+CACHE=${MAPPINGPASS_CACHE:-$HOME/.cache/mappingpass}
+TARBALL=/usr/src/linux-source-6.1.tar.xz
+TREE=$CACHE/kbuild/linux-6.1
+OUT=""
+MODE=""
+SRC=""
+DEPS=1
+JOBS=$(nproc)
+TIMEOUT=300
+while [ $# -gt 0 ]; do
+    case $1 in
+        --series) MODE=series; SRC=$(cd "$2" && pwd) || die "$2: no such directory"; shift 2 ;;
+        --diff) MODE=diff; SRC=$(realpath -e "$2") || die "$2: no such file"; shift 2 ;;
+        --none) MODE=none; shift ;;
+        --tree) TREE=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --timeout) TIMEOUT=$2; shift 2 ;;
+        -j) JOBS=$2; shift 2 ;;
+        -j*) JOBS=${1#-j}; shift ;;
+        --no-deps) DEPS=0; shift ;;
+        -h|--help) usage ;;
+        *) die "unknown argument $1 (--help)" ;;
+    esac
+done
+[ -n "$MODE" ] || usage
+case $TIMEOUT in ''|*[!0-9]*) die "--timeout must be a number of seconds" ;; esac
+case $JOBS in ''|*[!0-9]*|0) die "-j must be a positive number" ;; esac
+case $TREE in "$REPO"|"$REPO"/*) die "--tree must not be inside the repository (no kernel code in it)";; esac
+OUT=${OUT:-$(mktemp -d /tmp/kboot-check.XXXXXX)}
+mkdir -p "$OUT" || die "$OUT: cannot create"
+OUT=$(cd "$OUT" && pwd)
+T0=$(now)
+declare -A TIMES
+
+# 1. dependencies ------------------------------------------------------------
+t=$(now)
+if [ $DEPS = 1 ]; then
+    need=()
+    for p in build-essential flex bison bc libelf-dev libssl-dev python3 cpio git xz-utils \
+             qemu-system-x86 busybox-static e2fsprogs util-linux libc6-dev; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+    [ -f "$TARBALL" ] || need+=(linux-source-6.1)
+    if [ ${#need[@]} -gt 0 ]; then
+        say "apt-get install ${need[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends "${need[@]}" >"$OUT/apt.log" 2>&1 \
+            || die "apt-get failed: see $OUT/apt.log"
+    fi
+fi
+for tool in qemu-system-x86_64 busybox mkfs.ext2 mkfs.ext4 mkfs.minix e2fsck fsck.minix cpio gcc git; do
+    command -v $tool >/dev/null || die "$tool not found (drop --no-deps to install it)"
+done
+TIMES[deps]=$(( $(now) - t ))
+
+# 2. the kernel tree: a git repository with tag `pristine`; builds use a
+# worktree of it, so kernel_build_check.sh may use the tree meanwhile --------
+t=$(now)
+G() { git -C "$TREE" -c user.name=kboot -c user.email=kboot@localhost "$@"; }
+if ! G rev-parse -q --verify refs/tags/pristine >/dev/null 2>&1; then
+    [ -f "$TARBALL" ] || die "$TARBALL missing: apt-get install linux-source-6.1"
+    say "extracting $TARBALL into $TREE (once)"
+    rm -rf "$TREE.partial" && mkdir -p "$TREE.partial"
+    tar xJf "$TARBALL" -C "$TREE.partial"
+    rm -rf "$TREE" && mv "$TREE.partial/linux-source-6.1" "$TREE" && rmdir "$TREE.partial"
+    G init -q
+    G add -A -f .  # -f: Debian's top-level .gitignore ignores everything (/*)
+    G commit -q -m "linux-6.1 from $(basename "$TARBALL")"
+    G tag pristine
+fi
+BOOT=$CACHE/boot
+SRCDIR=$BOOT/linux
+mkdir -p "$BOOT"
+if [ ! -e "$SRCDIR/.git" ]; then
+    G worktree prune
+    G worktree add -q --detach "$SRCDIR" pristine
+fi
+W() { git -C "$SRCDIR" -c user.name=kboot -c user.email=kboot@localhost "$@"; }
+PRISTINE=$(G rev-parse pristine^{commit})
+
+# the commit to build: the series (or diff) applied to pristine in a scratch
+# index, so that checking it out rewrites only the files that differ from what
+# the worktree holds now (the build directories stay incremental)
+target_commit() {
+    local index=$OUT/apply.index
+    rm -f "$index"
+    GIT_INDEX_FILE=$index G read-tree "$PRISTINE"
+    if [ $MODE = series ]; then
+        local p found=0
+        for p in "$SRC"/*.patch; do
+            case $(basename "$p") in 0000-*) continue ;; esac  # the cover letter
+            found=1
+            GIT_INDEX_FILE=$index G apply --cached "$p" 2>>"$OUT/apply.log" \
+                || die "$(basename "$p") does not apply: see $OUT/apply.log"
+        done
+        [ $found = 1 ] || die "$SRC: no patches (*.patch)"
+    elif [ $MODE = diff ]; then
+        GIT_INDEX_FILE=$index G apply --cached "$SRC" 2>>"$OUT/apply.log" \
+            || die "$SRC does not apply: see $OUT/apply.log"
+    fi
+    local tree
+    tree=$(GIT_INDEX_FILE=$index G write-tree)
+    rm -f "$index"
+    G commit-tree "$tree" -p "$PRISTINE" -m "kernel_boot_check: $(basename "$SRC")"
+}
+TIMES[tree]=$(( $(now) - t ))
+
+# 3. the kernels ---------------------------------------------------------------
+KEY=$( (cat "$HERE/boot.config"; echo "$PRISTINE"; gcc --version | head -1) | sha1sum | cut -c1-16)
+
+configure() {  # $1: build dir
+    make -C "$SRCDIR" O="$1" tinyconfig >"$1/config.log" 2>&1
+    "$SRCDIR/scripts/kconfig/merge_config.sh" -m -O "$1" "$1/.config" "$HERE/boot.config" >>"$1/config.log" 2>&1
+    make -C "$SRCDIR" O="$1" olddefconfig >>"$1/config.log" 2>&1
+    local sym missing=()
+    for sym in $(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=y$/\1/p' "$HERE/boot.config"); do
+        grep -qx "$sym=y" "$1/.config" || missing+=("$sym")
+    done
+    [ ${#missing[@]} = 0 ] || die "config: not set after olddefconfig: ${missing[*]} (see $1/config.log)"
+}
+
+build() {  # $1: build dir, $2: log
+    make -C "$SRCDIR" O="$1" -j"$JOBS" bzImage >"$2" 2>&1 \
+        || { tail -30 "$2" >&2; return 1; }
+}
+
+t=$(now)
+BASE=$BOOT/base
+if [ "$(cat "$BASE/.mp-key" 2>/dev/null)" != "$KEY" ] || [ ! -f "$BASE/arch/x86/boot/bzImage" ]; then
+    say "building the unpatched kernel (once; cached in $BASE)"
+    W checkout -q -f --detach "$PRISTINE"
+    W clean -q -fdx
+    rm -rf "$BASE" "$BOOT/patched" && mkdir -p "$BASE"
+    configure "$BASE"
+    build "$BASE" "$OUT/build-base.log" || die "the unpatched kernel does not build: see $OUT/build-base.log"
+    echo "$KEY" > "$BASE/.mp-key"
+else
+    say "unpatched kernel: cached ($BASE)"
+fi
+TIMES[base]=$(( $(now) - t ))
+
+t=$(now)
+BUILT=0
+if [ $MODE != none ]; then
+    COMMIT=$(target_commit)
+    W checkout -q -f --detach "$COMMIT"
+    PATCHED=$BOOT/patched
+    if [ "$(cat "$PATCHED/.mp-key" 2>/dev/null)" != "$KEY" ]; then
+        say "seeding the patched build directory from the unpatched one"
+        rm -rf "$PATCHED" && cp -a "$BASE" "$PATCHED"
+    fi
+    say "building the patched kernel ($(G diff --stat "$PRISTINE" "$COMMIT" | tail -1 | sed 's/^ *//'))"
+    if build "$PATCHED" "$OUT/build-patched.log"; then
+        BUILT=1
+    fi
+fi
+TIMES[patched]=$(( $(now) - t ))
+
+# 4. the initramfs: busybox, the workload, fsck with its libraries, images ----
+t=$(now)
+ROOT=$OUT/initramfs
+rm -rf "$ROOT" && mkdir -p "$ROOT"/{bin,sbin,proc,sys,dev,tmp,mnt,images}
+cp "$(command -v busybox)" "$ROOT/bin/busybox"
+cp "$HERE/init" "$ROOT/init" && cp "$HERE/workload.sh" "$ROOT/workload.sh"
+chmod +x "$ROOT/init" "$ROOT/workload.sh"
+gcc -static -O2 -Wall -Werror -o "$ROOT/bin/fsprobe" "$HERE/fsprobe.c"
+for tool in e2fsck fsck.minix; do
+    path=$(command -v $tool)
+    cp "$path" "$ROOT/sbin/"
+    for lib in $(ldd "$path" | grep -o '/[^ ]*'); do
+        mkdir -p "$ROOT$(dirname "$lib")" && cp -L "$lib" "$ROOT$lib"
+    done
+done
+truncate -s 16M "$ROOT/images/ext2.img" && mkfs.ext2 -q -F -b 1024 "$ROOT/images/ext2.img"
+truncate -s 32M "$ROOT/images/ext4.img" && mkfs.ext4 -q -F "$ROOT/images/ext4.img"
+truncate -s 8M "$ROOT/images/minix.img" && mkfs.minix -3 "$ROOT/images/minix.img" >/dev/null
+(cd "$ROOT" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$OUT/initramfs.cpio"
+TIMES[initramfs]=$(( $(now) - t ))
+
+# 5. boot and judge -------------------------------------------------------------
+BAD='Oops|BUG:|WARNING:|Kernel panic|Call Trace|general protection fault|kernel BUG|Unable to handle|EXT[24]-fs error|I/O error|INFO: task .* blocked|possible circular locking|bad unlock balance|Busy inodes|WORKLOAD FAIL'
+
+boot() {  # $1: bzImage, $2: log; prints PASS, FAIL or NO VERDICT
+    local rc=0
+    timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -m 512M -smp 1 -no-reboot \
+        -display none -monitor none -serial "file:$2" \
+        -kernel "$1" -initrd "$OUT/initramfs.cpio" \
+        -append "console=ttyS0 panic=-1 oops=panic loglevel=7" </dev/null >/dev/null 2>&1 || rc=$?
+    tr -d '\r' < "$2" > "$2.txt"
+    if grep -Eq "$BAD" "$2.txt"; then
+        echo FAIL
+    elif [ $rc = 0 ] && grep -qx "WORKLOAD OK" "$2.txt"; then
+        echo PASS
+    else
+        echo "NO VERDICT"
+    fi
+}
+
+t=$(now)
+say "booting the unpatched kernel"
+V_BASE=$(boot "$BASE/arch/x86/boot/bzImage" "$OUT/serial-base.log")
+TIMES[boot-base]=$(( $(now) - t ))
+V_PATCHED="-"
+t=$(now)
+if [ $MODE != none ]; then
+    if [ $BUILT = 1 ]; then
+        say "booting the patched kernel"
+        V_PATCHED=$(boot "$PATCHED/arch/x86/boot/bzImage" "$OUT/serial-patched.log")
+    else
+        V_PATCHED="FAIL (does not build)"
+    fi
+fi
+TIMES[boot-patched]=$(( $(now) - t ))
+
+# 6. report ---------------------------------------------------------------------
+{
+    echo "kernel boot check: linux-6.1, tinyconfig + scripts/boot/boot.config, QEMU TCG"
+    echo "tree       $SRCDIR ($([ $MODE = none ] && echo pristine || echo "$SRC"))"
+    echo "unpatched  $V_BASE"
+    echo "patched    $V_PATCHED"
+    for which in base patched; do
+        [ -f "$OUT/serial-$which.log.txt" ] || continue
+        if grep -Eq "$BAD" "$OUT/serial-$which.log.txt"; then
+            echo "--- $which: the lines that failed it"
+            grep -E "$BAD" "$OUT/serial-$which.log.txt" | head -20
+        fi
+        echo "--- $which: the workload's last steps"
+        grep -E '^workload:' "$OUT/serial-$which.log.txt" | tail -3
+    done
+    echo "times (s): deps ${TIMES[deps]}, tree ${TIMES[tree]}, unpatched build ${TIMES[base]}," \
+         "patched build ${TIMES[patched]}, initramfs ${TIMES[initramfs]}," \
+         "boot unpatched ${TIMES[boot-base]}, boot patched ${TIMES[boot-patched]}, total $(( $(now) - T0 ))"
+    echo "logs       $OUT"
+} | tee "$OUT/report.txt"
+
+[ "$V_BASE" = PASS ] || exit 3
+case $V_PATCHED in PASS|-) exit 0 ;; FAIL*) exit 1 ;; *) exit 3 ;; esac
