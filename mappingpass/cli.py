@@ -18,6 +18,7 @@ from pathlib import Path
 from . import graph as graphmod
 from . import index as indexmod
 from . import rules as rulesmod
+from .output import OutputError
 from .resources import fixture_tree
 
 ANALYZE_SCHEMA = "mappingpass.analyze/1"
@@ -265,7 +266,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except InputError as exc:
+    except (InputError, OutputError) as exc:
         print(f"mappingpass: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

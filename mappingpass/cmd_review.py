@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from . import review as reviewmod
+from .output import write_atomic
 
 
 def register(sub, common) -> None:
@@ -64,7 +65,7 @@ def cmd_review(args: argparse.Namespace) -> int:
                          (args.markdown, lambda: reviewmod.to_markdown(result))):
         if target:
             try:
-                Path(target).write_text(text())
+                write_atomic(target, text())
             except OSError as exc:
                 raise InputError(f"{target}: cannot write ({exc.strerror})") from None
     if args.github:

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import graph as graphmod
 from . import index as indexmod
 from . import plan as planmod
+from .output import write_atomic
 
 
 def register(sub, common) -> None:
@@ -284,7 +285,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.dot or args.svg:
         dot = to_dot(out)
         if args.dot:
-            Path(args.dot).write_text(dot)
+            write_atomic(args.dot, dot)
         if args.svg:
             exe = shutil.which("dot")
             if exe is None:
@@ -382,7 +383,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
         if args.diff == "-":
             sys.stdout.write(diff)
         else:
-            Path(args.diff).write_text(diff)
+            write_atomic(args.diff, diff)
     if args.apply:
         if not args.force and _git_dirty(root):
             raise InputError(f"{root}: the git tree has uncommitted changes; commit them or pass --force")

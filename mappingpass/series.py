@@ -62,6 +62,7 @@ from . import __version__
 from . import emit as emitmod
 from .cparse import split_cast_argument
 from .facts import FileFacts
+from .output import make_dir, write_atomic
 from .plan import CallSite, Plan, Rewrite, Step, Unresolved
 from .rules import Rules
 
@@ -977,13 +978,13 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
         date = (datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit()
                 else datetime.now(UTC).replace(microsecond=0))
-    outdir.mkdir(parents=True, exist_ok=True)
+    make_dir(outdir)
     for old in outdir.glob("[0-9][0-9][0-9][0-9]-*.patch"):
         old.unlink()
     n = len(series.patches)
     written = []
     cover_path = outdir / "0000-cover-letter.patch"
-    cover_path.write_text(_email("0" * 40, author, date,
+    write_atomic(cover_path, _email("0" * 40, author, date,
                                  f"[PATCH 0/{n}] pass the mapping down instead of reading "
                                  f"page->{rules.field}", series.cover + "\n", "", ""))
     written.append(cover_path)
@@ -993,7 +994,7 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
         path = outdir / f"{i:04d}-{_slug(subject)}.patch"
         text = _email(sha, author, date, f"[PATCH {i}/{n}] {subject}", body,
                       diffstat(diff), diff)
-        path.write_bytes(text.encode("utf-8", "surrogateescape"))
+        write_atomic(path, text)
         written.append(path)
     return written
 

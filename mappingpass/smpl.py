@@ -25,6 +25,7 @@ import jinja2
 from . import __version__
 from .cparse import _TRANSPARENT
 from .emit import HelperPlacement
+from .output import make_dir, write_atomic
 from .plan import Plan
 from .rules import Rules
 
@@ -251,13 +252,12 @@ def write_spatch(plan: Plan, rules: Rules, outdir: Path, declarations: tuple = (
                  helper: HelperPlacement | None = None) -> list[Path]:
     """Write the plan's semantic patch into outdir: the .cocci file and the
     data file it reads from beside itself. Returns both (the .cocci first)."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = make_dir(outdir)
     cocci = outdir / f"{rules.name}_passdown.cocci"
     data = outdir / f"{rules.name}_passdown.json"
     text, table = render(plan, rules, data.name, declarations, helper)
-    cocci.write_text(text)
-    data.write_text(table)
+    write_atomic(cocci, text)
+    write_atomic(data, table)
     return [cocci, data]
 
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import MINILINUX, REPO, analyze_json, run_cli
 
 
@@ -145,3 +146,57 @@ def test_a_release_install_runs_from_any_directory(tmp_path):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "+++ b/include/linux/page-flags.h" in (work / "out.diff").read_text()
+
+
+@pytest.fixture(scope="module")
+def fixture_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("outdb") / "db"
+    analyze_json(MINILINUX, db)
+    return db
+
+
+@pytest.mark.parametrize("args, first_words", [
+    (["emit", "--diff", "/nonexistent/x.diff"], "/nonexistent/x.diff: cannot write (no directory"),
+    (["emit", "--spatch", "/proc/x"], "/proc/x: cannot create the directory"),
+    (["emit", "--series", "/proc/x"], "/proc/x: cannot create the directory"),
+    (["explain", "--dot", "/nonexistent/x.dot", "tinyfs_writepage"], "/nonexistent/x.dot: cannot write"),
+])
+def test_an_unwritable_output_is_one_line_and_exit_2(fixture_db, args, first_words):
+    code, _, err = run_cli(*args, "--db", str(fixture_db), "-q")
+    assert code == 2
+    assert err.startswith(f"mappingpass: error: {first_words}") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_a_failed_write_leaves_the_old_file(fixture_db, tmp_path, monkeypatch):
+    """Written through a temporary file and a rename: a failure in between
+    leaves what was there, and no temporary file."""
+    import os as os_
+
+    from mappingpass import output
+
+    target = tmp_path / "p.diff"
+    target.write_text("old\n")
+
+    def broken(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(output.os, "replace", broken)
+    code, _, err = run_cli("emit", "--diff", str(target), "--db", str(fixture_db), "-q")
+    assert code == 2 and "p.diff: cannot write (No space left on device)" in err
+    assert target.read_text() == "old\n" and os_.listdir(tmp_path) == ["p.diff"]
+
+
+def test_a_diff_of_a_file_with_invalid_utf8_keeps_its_bytes(minilinux_copy, tmp_path):
+    path = minilinux_copy / "fs" / "tinyfs" / "file.c"
+    # a Latin-1 comment in the context of a rewritten read
+    path.write_bytes(path.read_bytes().replace(b"/* Helper: the block", b"/* caf\xe9: the block", 1))
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    out = tmp_path / "p.diff"
+    code, _, err = run_cli("emit", "--diff", str(out), "--db", str(db), "-q")
+    assert code == 0, err
+    data = out.read_bytes()
+    assert b"+++ b/fs/tinyfs/file.c" in data and b" /* caf\xe9: the block" in data
+    subprocess.run(["git", "init", "-q", str(minilinux_copy)], check=True)
+    subprocess.run(["git", "-C", str(minilinux_copy), "apply", "--check", str(out)], check=True)
