@@ -266,7 +266,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, OutputError) as exc:
+    except (InputError, OutputError, indexmod.StoreError, rulesmod.RulesError) as exc:
         print(f"mappingpass: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -274,6 +274,12 @@ def _main(argv: list[str] | None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug of ours: say so in one line, exit 3
+        if os.environ.get("MAPPINGPASS_DEBUG"):
+            raise
+        print(f"mappingpass: internal error: {type(exc).__name__}: {exc} (a bug: please report it with "
+              "the command; MAPPINGPASS_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
 
 
 def console_main() -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from . import types
+from . import safepickle, types
 from .cparse import split_cast_argument
 from .facts import FileFacts, Function
 from .rules import Rules
@@ -709,13 +709,14 @@ def cached(store, rules: Rules) -> Analysis | None:
     """The cached analysis if the store has not changed since it was built."""
     try:
         with open(store.db_dir / "analysis.pickle", "rb") as fh:
-            if pickle.load(fh) == _cache_key(store, rules):
-                obj = pickle.load(fh)
+            if safepickle.load(fh) == _cache_key(store, rules):
+                obj = safepickle.load(fh)
                 if isinstance(obj, Analysis) and all(
                     hasattr(obj, f.name) for f in dataclasses.fields(Analysis)
                 ):
                     return obj
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError):
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError, IndexError,
+            KeyError):
         pass  # missing or stale cache: rebuild
     return None
 
@@ -742,8 +743,8 @@ def save(store, rules: Rules, analysis: Analysis) -> None:
     cache = store.db_dir / "analysis.pickle"
     tmp = cache.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
-        pickle.dump(_cache_key(store, rules), fh, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.dump(analysis, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        safepickle.dump(_cache_key(store, rules), fh)
+        safepickle.dump(analysis, fh)
     os.replace(tmp, cache)
 
 

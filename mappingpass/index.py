@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import facts as factsmod
+from . import safepickle
 from .cparse import Extractor, ParseConfig
 from .facts import FileFacts
 from .rules import Rules
@@ -162,7 +163,7 @@ def _extract(rel: str, size: int, mtime: int, digest: str, data: bytes, non_utf8
         facts = _EXTRACTOR.extract(rel, data, digest)
     except Exception as exc:  # noqa: BLE001 - a front-end bug must not end the run
         return rel, size, mtime, digest, "skipped", None, f"extractor failed: {type(exc).__name__}: {exc}"
-    blob = zlib.compress(pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    blob = zlib.compress(safepickle.dumps(facts), 1)
     return rel, size, mtime, digest, "parsed", blob, "non-utf8" if non_utf8 else ""
 
 
@@ -244,7 +245,7 @@ def expand_types(root: Path, rules: Rules, store: Store, tags: list[str]) -> lis
 
 # -- store -----------------------------------------------------------------------
 class Store:
-    """SQLite fact store: one row per file, facts as compressed JSON."""
+    """SQLite fact store: one row per file, its facts compressed (safepickle)."""
 
     def __init__(self, db_dir: Path, create: bool = True) -> None:
         self.db_dir = db_dir
@@ -311,19 +312,26 @@ class Store:
 
     def load_facts(self, paths: list[str] | None = None) -> list[FileFacts]:
         """Facts of every parsed file (or of the given paths), in path order.
-        Stored pickled: they are this program's own cache, and unpickling is
-        several times faster than rebuilding dataclasses from JSON."""
-        return [
-            pickle.loads(zlib.decompress(blob))
-            for (blob,) in self.conn.execute(
-                "SELECT facts FROM files WHERE state='parsed' ORDER BY path"
-            )
-        ] if paths is None else [
-            pickle.loads(zlib.decompress(row[0]))
-            for p in sorted(paths)
-            for row in self.conn.execute(
-                "SELECT facts FROM files WHERE state='parsed' AND path=?", (p,))
-        ]
+        Stored pickled (several times faster than rebuilding dataclasses from
+        JSON) and read back by safepickle, which builds only record types."""
+        if paths is None:
+            rows = self.conn.execute("SELECT path, facts FROM files WHERE state='parsed' ORDER BY path")
+        else:
+            rows = (row for p in sorted(paths) for row in self.conn.execute(
+                "SELECT path, facts FROM files WHERE state='parsed' AND path=?", (p,)))
+        return [self._facts(path, blob) for path, blob in rows]
+
+    def _facts(self, path: str, blob: bytes) -> FileFacts:
+        try:
+            facts = safepickle.loads(zlib.decompress(blob))
+        except (pickle.UnpicklingError, zlib.error, EOFError, ValueError, TypeError, AttributeError,
+                IndexError, KeyError) as exc:
+            facts = exc
+        if not isinstance(facts, FileFacts) or facts.path != path:
+            why = f": {facts}" if isinstance(facts, Exception) else ""
+            raise StoreError(f"{self.db_dir}: the facts stored for {path} are not this tool's{why}; "
+                             f"remove the cache directory {self.db_dir} (mappingpass made it) and re-run analyze")
+        return facts
 
     def paths_in_state(self, state: str) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT path FROM files WHERE state=? ORDER BY path", (state,))]

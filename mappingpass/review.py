@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from . import __version__
+from . import __version__, safepickle
 from . import check as checkmod
 from . import emit as emitmod
 from . import graph as graphmod
@@ -352,13 +352,13 @@ class _Cache:
                                 (path, digest, self.version)).fetchone()
         if row is None:
             return False
-        return pickle.loads(zlib.decompress(row[0])) if row[0] else None
+        return safepickle.loads(zlib.decompress(row[0])) if row[0] else None
 
     def put_facts(self, items: list[tuple[str, str, FileFacts | None]]) -> None:
         self.conn.executemany(
             "INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?)",
             [(p, d, self.version,
-              zlib.compress(pickle.dumps(f, protocol=pickle.HIGHEST_PROTOCOL), 1) if f else b"")
+              zlib.compress(safepickle.dumps(f), 1) if f else b"")
              for p, d, f in items])
         self.conn.commit()
 
@@ -738,9 +738,9 @@ class _Context:
         started = time.monotonic()
         try:
             with open(self.store.db_dir / "review-base.pickle", "rb") as fh:
-                if pickle.load(fh) != self._base_key(st):
+                if safepickle.load(fh) != self._base_key(st):
                     return None
-                st.analysis, st.extra, plan = pickle.load(fh)
+                st.analysis, st.extra, plan = safepickle.load(fh)
         except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError):
             return None
         self.stats["base_from_cache"] = 1
@@ -752,8 +752,8 @@ class _Context:
         tmp = path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as fh:
-                pickle.dump(self._base_key(st), fh, protocol=pickle.HIGHEST_PROTOCOL)
-                pickle.dump((st.analysis, st.extra, plan), fh, protocol=pickle.HIGHEST_PROTOCOL)
+                safepickle.dump(self._base_key(st), fh)
+                safepickle.dump((st.analysis, st.extra, plan), fh)
             os.replace(tmp, path)
         except OSError:
             pass  # a cache only

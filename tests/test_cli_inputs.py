@@ -200,3 +200,47 @@ def test_a_diff_of_a_file_with_invalid_utf8_keeps_its_bytes(minilinux_copy, tmp_
     assert b"+++ b/fs/tinyfs/file.c" in data and b" /* caf\xe9: the block" in data
     subprocess.run(["git", "init", "-q", str(minilinux_copy)], check=True)
     subprocess.run(["git", "-C", str(minilinux_copy), "apply", "--check", str(out)], check=True)
+
+
+class _Payload:
+    """Unpickling this runs a command (what a poisoned CI cache would hold)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os as os_
+        return (os_.system, (f"touch {self.marker}",))
+
+
+def test_a_poisoned_graph_cache_runs_no_code(tmp_path):
+    import pickle
+
+    db = tmp_path / "db"
+    analyze_json(MINILINUX, db)
+    marker = tmp_path / "pwned"
+    with open(db / "analysis.pickle", "wb") as fh:  # the payload where the key and graph go
+        pickle.dump(_Payload(marker), fh)
+        pickle.dump(_Payload(marker), fh)
+    code, out, err = run_cli("plan", "--db", str(db), "-q")
+    assert code == 1 and "functions gaining the parameter" in out, err  # rebuilt, as if missing
+    assert not marker.exists()
+
+
+def test_poisoned_facts_run_no_code_and_are_refused_in_one_line(tmp_path):
+    import pickle
+    import sqlite3
+    import zlib
+
+    db = tmp_path / "db"
+    analyze_json(MINILINUX, db)
+    (db / "analysis.pickle").unlink()
+    marker = tmp_path / "pwned"
+    conn = sqlite3.connect(db / "index.sqlite")
+    conn.execute("UPDATE files SET facts=? WHERE path='fs/tinyfs/file.c'",
+                 (zlib.compress(pickle.dumps(_Payload(marker))),))
+    conn.commit()
+    conn.close()
+    code, _, err = run_cli("plan", "--db", str(db), "-q")
+    assert code == 2 and not marker.exists()
+    assert err.count("\n") == 1 and "the facts stored for fs/tinyfs/file.c are not this tool's" in err

@@ -1,0 +1,60 @@
+"""The tool's own caches in --db (facts, the graph, review's base state),
+written with pickle and read back by a loader that builds nothing but the
+package's record types (dataclasses) and networkx's graph classes: a crafted
+or foreign file can at worst be refused, never run code (a CI cache that a
+pull request can write is restored into --db)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pickle
+import sys
+from typing import IO, Any
+
+# what a networkx MultiDiGraph pickles: the graph and the views it caches
+_NETWORKX = {
+    ("networkx.classes.multidigraph", "MultiDiGraph"),
+    ("networkx.classes.digraph", "DiGraph"),
+    ("networkx.classes.graph", "Graph"),
+    ("networkx.classes.coreviews", "AdjacencyView"),
+    ("networkx.classes.coreviews", "MultiAdjacencyView"),
+    ("networkx.classes.reportviews", "NodeView"),
+    ("networkx.classes.reportviews", "DiDegreeView"),
+    ("networkx.classes.reportviews", "DiMultiDegreeView"),
+    ("networkx.classes.reportviews", "InMultiEdgeView"),
+    ("networkx.classes.reportviews", "OutMultiEdgeView"),
+    ("networkx.classes.reportviews", "OutEdgeView"),
+    ("networkx.classes.reportviews", "InEdgeView"),
+}
+
+
+class CacheError(pickle.UnpicklingError):
+    """A cache file holds something other than the tool's records."""
+
+
+class _Loader(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _NETWORKX:
+            return super().find_class(module, name)
+        loaded = sys.modules.get(module) if module.startswith("mappingpass.") else None
+        cls = getattr(loaded, name, None)
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls):
+            return cls
+        raise CacheError(f"{module}.{name} is not one of the tool's record types")
+
+
+def dumps(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def dump(obj: Any, fh: IO[bytes]) -> None:
+    pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(blob: bytes) -> Any:
+    return _Loader(io.BytesIO(blob)).load()
+
+
+def load(fh: IO[bytes]) -> Any:
+    return _Loader(fh).load()
