@@ -112,7 +112,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     result = analyze_report(root, store, stats, analysis, graph_seconds)
     store.close()
     if args.format == "json":
-        json.dump(result, sys.stdout, indent=1)
+        # (no timings: the same tree gives the same bytes; the text report has them)
+        json.dump({k: v for k, v in result.items() if k != "seconds"}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         print_analyze_text(result)

@@ -49,7 +49,7 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
     facts = _FactsCache(store)
     # a warm run on an unchanged store: the rounds found nothing new last time,
     # and the unseen mentions are those found then
-    key = f"{store.content_key()}:{rules.digest}"
+    key = _unseen_key(store, rules)
     kept = json.loads(store.get_meta("plan_unseen") or "{}")
     if kept.get("key") == key:
         unseen = {fid: tuple(at) for fid, at in kept["unseen"].items()}
@@ -82,9 +82,10 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
     if patched:
         graphmod.save(store, rules, analysis)  # for the next command
     unseen = planmod.unseen_mentions(plan, analysis, facts, _texts_mentioning(root, store, plan), rules)
+    unseen |= _outside_mentions(root, rules, store, plan, analysis)
     plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)
     store.set_meta("plan_searched", json.dumps({"key": store.content_key(), "names": sorted(searched)}))
-    store.set_meta("plan_unseen", json.dumps({"key": f"{store.content_key()}:{rules.digest}",
+    store.set_meta("plan_unseen", json.dumps({"key": _unseen_key(store, rules),
                                               "unseen": {k: list(v) for k, v in sorted(unseen.items())}}))
     store.commit()
     store.close()
@@ -113,6 +114,35 @@ def _texts_mentioning(root: Path, store, plan: planmod.Plan) -> dict[str, bytes]
             raise InputError(f"{root / path}: changed since analyze; re-run 'mappingpass analyze'")
         texts[path] = data
     return texts
+
+
+# bump when what compute_plan keeps as unseen changes (2: outside mentions)
+UNSEEN_VERSION = 2
+
+
+def _unseen_key(store, rules) -> str:
+    return f"{UNSEEN_VERSION}:{store.content_key()}:{rules.digest}"
+
+
+def _outside_mentions(root: Path, rules, store, plan: planmod.Plan, analysis) -> dict:
+    """A subset's plan keeps what the rest of the tree names (plan.outside_mentions)."""
+    from .cli import InputError
+
+    outside = store.outside_sources(root, rules.skip_dirs)
+    names = sorted(planmod.outside_names(plan, analysis))
+    if not (outside and names):
+        return {}
+    try:
+        hits = indexmod.grep_files(root, outside, names)
+    except indexmod.StoreError as exc:
+        raise InputError(str(exc)) from None
+    texts = {}
+    for path in hits:
+        try:
+            texts[path] = (root / path).read_bytes()
+        except OSError:
+            continue  # gone since the grep: nothing to keep for it
+    return planmod.outside_mentions(plan, analysis, texts)
 
 
 def patch_in(analysis, rules, root: Path, store, added: list[str], facts) -> graphmod.Analysis:

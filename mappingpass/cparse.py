@@ -448,8 +448,9 @@ class _FileWalker:
                     continue
                 if fnp is not None:
                     params = _params(fnp)
+                    # (owner is a typedef's name for an anonymous struct: no tag)
                     slots.append(
-                        Slot("member", owner.split(" ", 1)[1], name, params,
+                        Slot("member", owner.split(" ", 1)[-1], name, params,
                              decl.start_point[0] + 1, decl.start_byte, decl.end_byte, True, _span(fnp))
                     )
                     fields.append(StructField(owner, name, f"{base} (*)()"))

@@ -202,7 +202,8 @@ def _grep(root: Path, rels: list[str], patterns: list[str], flags: str) -> set[s
             ]
             for proc in procs:
                 out, err = proc.communicate()
-                if proc.returncode > 1:
+                # (2 with nothing said: a file gone since analyze, which --no-messages hides)
+                if proc.returncode > 1 and err.strip():
                     raise StoreError(f"grep failed in {root}: {err.decode(errors='replace').strip()}")
                 found.update(out.decode(errors="surrogateescape").splitlines())
     finally:
@@ -250,6 +251,7 @@ class Store:
     def __init__(self, db_dir: Path, create: bool = True) -> None:
         self.db_dir = db_dir
         self._content_key: str | None = None
+        self._outside: list[str] | None = None  # see outside_sources
         self.reset = False  # the facts were made by another version and dropped
         path = db_dir / "index.sqlite"
         if not create and not path.exists():
@@ -340,6 +342,17 @@ class Store:
         """Deferred files that can hold a declaration (see _deferred_note)."""
         return [r[0] for r in self.conn.execute(
             "SELECT path FROM files WHERE state='deferred' AND note IS NOT ? ORDER BY path", (NO_DECLARATIONS,))]
+
+    def outside_sources(self, root: Path, skip_dirs: frozenset[str]) -> list[str]:
+        """When analyze was given part of a tree (`analyze TREE/fs/ext2
+        TREE/mm`), the tree's other .c/.h files, which the index has never
+        seen; [] for a whole tree."""
+        if self._outside is None:
+            scope = json.loads(self.get_meta("scope") or "null")
+            subset = isinstance(scope, list) and len(scope) > 1 and scope[1] != [""]
+            known = set(self.rows()) if subset else set()
+            self._outside = [rel for rel in iter_sources(root, skip_dirs) if rel not in known] if subset else []
+        return self._outside
 
     def skipped(self) -> list[tuple[str, str]]:
         return list(self.conn.execute("SELECT path, note FROM files WHERE state='skipped' ORDER BY path"))

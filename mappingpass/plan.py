@@ -242,7 +242,9 @@ class _Fixpoint:
                 if d["type"] == "slot" and not fixed.search(n):
                     frozen[n] = ("slot-boundary", n)
         for fid in sorted(self.unseen):
-            if fid in self.g:
+            if fid in self.g and self.g.nodes[fid]["type"] == "slot":
+                frozen.setdefault(fid, ("unseen-slot", fid))  # named outside the analysed paths
+            elif fid in self.g:
                 for member in self.twins(fid):
                     for slot, _, _ in edges_out(self.g, member, "binds"):
                         frozen.setdefault(slot, ("unseen-slot", fid))
@@ -604,8 +606,11 @@ class _Fixpoint:
                 impl = self.frozen[slot][1]
                 steps = (Step(node, "bound-to", file, line, slot),) if slot != node else ()
                 reason = "unseen-slot"
-                chain = (*steps, Step(slot, "implemented-by", *self.home(impl), impl),
-                         Step(impl, "mentioned", *self.unseen[impl]), *chain)
+                if impl == slot:  # the slot itself is named outside the analysed paths
+                    chain = (*steps, Step(slot, "mentioned", *self.unseen[slot]), *chain)
+                else:
+                    chain = (*steps, Step(slot, "implemented-by", *self.home(impl), impl),
+                             Step(impl, "mentioned", *self.unseen[impl]), *chain)
             unresolved.append(Unresolved(node, file, line, reason, chain))
         for node in sorted(self.gains):
             for pred, _, edge in edges_in(self.g, node, "binds"):
@@ -726,6 +731,42 @@ def accounted(ff: FileFacts, names: set[str], functions: set[str],
     for name in ff.exports:
         if name in names:
             out[name] += 1
+    return out
+
+
+def outside_names(plan: Plan, analysis: Analysis) -> dict[str, list[str]]:
+    """name -> the functions and slots of the plan a file outside the
+    analysed paths could name: every function but the static ones of a .c
+    file (no other file can call those), every slot (its member or typedef)."""
+    g = analysis.graph
+    out: dict[str, list[str]] = {}
+    for f in plan.functions:
+        d = g.nodes[f.id] if f.id in g else {}
+        if not (d.get("static") and f.file.endswith(".c")):
+            out.setdefault(f.name, []).append(f.id)
+    for sl in plan.slots:
+        out.setdefault(sl.name, []).append(sl.id)
+    return out
+
+
+def outside_mentions(plan: Plan, analysis: Analysis, texts: dict[str, bytes]) -> dict[str, tuple[str, int, str]]:
+    """When analyze was given part of a tree: the functions and slots of the
+    plan that a file outside the analysed paths names (a caller, an
+    implementation, a call through the slot). The series would leave that
+    file as it is and break it, so they keep their signatures (reasons
+    unseen-mention, unseen-slot), the first such mention their evidence.
+    texts: path -> bytes of the outside files that mention one of
+    outside_names() (a word grep's hits)."""
+    names = outside_names(plan, analysis)
+    out: dict[str, tuple[str, int, str]] = {}
+    pattern = re.compile(rb"\b(" + b"|".join(re.escape(n.encode()) for n in sorted(names)) + rb")\b") if names else None
+    for path in sorted(texts):
+        code = _NOT_CODE.sub(lambda m: b" " + _blank(m), texts[path])
+        for m in pattern.finditer(code) if pattern else ():
+            for node in names[m.group(1).decode()]:
+                if node not in out:
+                    line = code.count(b"\n", 0, m.start()) + 1
+                    out[node] = (path, line, f"{m.group(1).decode()} (outside the analysed paths)")
     return out
 
 

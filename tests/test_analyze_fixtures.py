@@ -195,3 +195,17 @@ def test_summary_counts(fixture_analysis):
     assert a["files"]["skipped"] == 0
     assert a["reads_by_kind"] == {"1": 43, "2": 6, "3": 3, "4": 3, "5": 1}
     assert a["calls"]["slot_call_edges"] >= 10
+
+
+def test_a_typedef_of_an_anonymous_struct_with_a_function_pointer(tmp_path):
+    """`typedef struct { int (*startup)(void *); } kthread_hooks_t;` (the
+    fixture's kthread.h): the member is a slot of the typedef's name, and the
+    file is parsed, not skipped as "extractor failed"."""
+    from mappingpass import rules as rulesmod
+    from mappingpass.cparse import Extractor
+
+    path = MINILINUX / "include" / "linux" / "kthread.h"
+    facts = Extractor(rulesmod.load(None).parse).extract("include/linux/kthread.h", path.read_bytes(), "d")
+    (slot,) = [s for s in facts.slots if s.name == "startup"]
+    assert (slot.kind, slot.owner, [p.name for p in slot.params]) == ("member", "kthread_hooks_t", ["data"])
+    assert ("kthread_hooks_t", "startup", "int (*)()") in {(f.owner, f.name, f.type) for f in facts.fields}

@@ -472,3 +472,25 @@ def test_the_helper_lives_where_every_caller_sees_it(tmp_path):
     assert ("no header can define the helper: include/linux/pagemap.h includes "
             "include/linux/page-flags.h, which calls the helper") in err
     assert not (tmp_path / "q.diff").exists()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_a_series_of_part_of_the_tree_leaves_the_rest_building(minilinux_copy, tmp_path):
+    """analyze TREE/fs/tinyfs: ->writepage is called from mm/ and implemented
+    in fs/smallfs and drivers/, which the index never saw; a series of tinyfs
+    alone that changed the slot would break them (the fs+mm series of
+    linux-6.1 did: fs/libfs.c's simple_read_folio). What the rest of the tree
+    names keeps its signature, the mention its evidence, and the patched tree
+    compiles as the unpatched one does."""
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy / "fs" / "tinyfs", db)
+    _, plan, _ = plan_json(db)
+    assert "member:address_space_operations.writepage" not in {s["id"] for s in plan["slots"]}
+    outside = [st for u in plan["unresolved"] if u["reason"] in ("unseen-slot", "unseen-mention")
+               for st in u["chain"] if "outside the analysed paths" in st["detail"]]
+    assert outside and not any(st["file"].startswith("fs/tinyfs/") for st in outside)
+    assert any(st["node"] == "member:address_space_operations.writepage" for st in outside)
+    before = compile_errors(minilinux_copy, headers=False)
+    code, _, err = run_cli("emit", "--db", str(db), "--apply", "--force", "-q")
+    assert code == 0, err
+    assert set(compile_errors(minilinux_copy, headers=False)) <= set(before)
