@@ -740,6 +740,8 @@ def load_or_build(store, rules: Rules, all_facts: list[FileFacts] | None = None,
 
 def save(store, rules: Rules, analysis: Analysis) -> None:
     """Cache an analysis of what the store holds now (written atomically)."""
+    if getattr(store, "readonly", False):
+        return  # a database the user cannot write: nothing is cached
     cache = store.db_dir / "analysis.pickle"
     tmp = cache.with_suffix(".tmp")
     with open(tmp, "wb") as fh:

@@ -10,12 +10,14 @@ demand when they mention a name the fixpoint changes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
 import pickle
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -90,6 +92,8 @@ _ALL = False
 
 def _init_worker(config: ParseConfig, words: tuple[bytes, ...], parse_all: bool) -> None:
     global _EXTRACTOR, _WORDS, _ANCHORS, _ALL
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is the parent's to handle, in one line
     _EXTRACTOR = Extractor(config)
     _WORDS = words
     _ANCHORS = anchors(words)
@@ -245,6 +249,17 @@ def expand_types(root: Path, rules: Rules, store: Store, tags: list[str]) -> lis
 
 
 # -- store -----------------------------------------------------------------------
+def _in_memory(path: Path) -> sqlite3.Connection:
+    """A copy in memory of a database opened read-only: commands that cache
+    what they learn (plan's on-demand files) work, and write nothing back."""
+    # (immutable: a WAL database needs a writable -shm file otherwise)
+    src = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    mem = sqlite3.connect(":memory:")
+    src.backup(mem)
+    src.close()
+    return mem
+
+
 class Store:
     """SQLite fact store: one row per file, its facts compressed (safepickle)."""
 
@@ -253,15 +268,24 @@ class Store:
         self._content_key: str | None = None
         self._outside: list[str] | None = None  # see outside_sources
         self.reset = False  # the facts were made by another version and dropped
+        self.readonly = False  # a database this user cannot write: worked on in memory
         path = db_dir / "index.sqlite"
+        if db_dir.exists() and not db_dir.is_dir():
+            raise StoreError(f"{db_dir}: not a directory; --db names the directory where mappingpass "
+                             "keeps its index (analyze makes it)")
         if not create and not path.exists():
             raise StoreError(f"{path}: no index here; run 'mappingpass analyze PATH --db {db_dir}' first")
         try:
             if create:
                 db_dir.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(path)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if not create and not (os.access(path, os.W_OK) and os.access(db_dir, os.W_OK)):
+                self.conn = _in_memory(path)
+                self.readonly = True
+            else:
+                self._lock(db_dir)
+                self.conn = sqlite3.connect(path, timeout=60)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -272,7 +296,8 @@ class Store:
             )
             version = self.get_meta("store_schema")
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{path}: unreadable database ({exc}); delete {db_dir} and re-run analyze") from None
+            raise StoreError(f"{path}: not a mappingpass index ({exc}); point --db at another directory, "
+                             "or remove this one if mappingpass made it") from None
         if version is None:
             self.set_meta("store_schema", str(STORE_SCHEMA))
             self.set_meta("facts_version", str(factsmod.FACTS_VERSION))
@@ -283,6 +308,28 @@ class Store:
             self.set_meta("store_schema", str(STORE_SCHEMA))
             self.set_meta("facts_version", str(factsmod.FACTS_VERSION))
             self.conn.commit()
+
+    LOCK_WAIT = 600  # seconds a run waits for another one on the same database
+
+    def _lock(self, db_dir: Path) -> None:
+        """One run at a time on a database: a second one waits (and says so),
+        then gives up in one line."""
+        self._lockfile = open(db_dir / ".lock", "a")  # noqa: SIM115 - released by close()
+        deadline = time.monotonic() + self.LOCK_WAIT
+        said = False
+        while True:
+            try:
+                fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._lockfile.close()
+                    raise StoreError(f"{db_dir}: another mappingpass run is still using it after "
+                                     f"{self.LOCK_WAIT} s; wait for it or use another --db") from None
+                if not said:
+                    print(f"mappingpass: waiting for another run on {db_dir} to finish", file=sys.stderr)
+                    said = True
+                time.sleep(0.2)
 
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -385,6 +432,10 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        lock = getattr(self, "_lockfile", None)
+        if lock is not None:
+            lock.close()  # (closing the file releases the lock)
+            self._lockfile = None
 
 
 def index_tree(
@@ -438,7 +489,12 @@ def index_tree(
     gone = [p for p in known if p not in seen]
     store.delete(gone)
     total = len(todo)
-    results = _run(todo, rules, jobs, parse_all, progress, total)
+    results: list[tuple] = []
+    try:
+        _run(todo, rules, jobs, parse_all, progress, total, results)
+    except KeyboardInterrupt:
+        _keep(store, known, results)  # what was parsed before ^C is not parsed again
+        raise
     new_rows = []
     for rel, size, mtime, digest, state, blob, note in results:
         old = known.get(rel)
@@ -463,13 +519,22 @@ def index_tree(
     return stats
 
 
-def _run(todo, rules: Rules, jobs: int, parse_all: bool, progress, total: int) -> list[tuple]:
+def _keep(store: Store, known: dict, results: list[tuple]) -> None:
+    rows = [r for r in results if r[4] != "same" and not (known.get(r[0]) and known[r[0]][2] == r[3])]
+    store.put(rows)
+    store.commit()
+
+
+def _run(todo, rules: Rules, jobs: int, parse_all: bool, progress, total: int,
+         out: list[tuple] | None = None) -> list[tuple]:
+    """Extract the facts of todo's files, in parallel; results go into out
+    as they come (an interrupted run keeps what it had)."""
+    out = [] if out is None else out
     if not todo:
-        return []
+        return out
     # biggest files first so that the last worker is not left with a giant
     todo = sorted(todo, key=lambda t: -t[2])
     initargs = (rules.parse, rules.relevant_words, parse_all)
-    out: list[tuple] = []
     if jobs <= 1 or len(todo) < 8:
         _init_worker(*initargs)
         for i, item in enumerate(todo):

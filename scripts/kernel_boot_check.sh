@@ -14,6 +14,12 @@
 #                  or extracted here from Debian's linux-source-6.1 the first time)
 #   --out DIR      where logs and the report go (default: a fresh temp dir)
 #   --timeout S    seconds a boot may take before it is "no verdict" (default 300)
+#   --no-context-check  boot the series' helper as it is; by default its
+#                  page_mapping_wp() warns once (a WARNING, so a FAIL) when a
+#                  caller passes a mapping that is not the page's own: the
+#                  helper's contract for a page that is not write protected,
+#                  so every context the workload reaches is checked, not only
+#                  those that would crash
 #   -j N           parallel make jobs (default: nproc)
 #   --no-deps      do not apt-get install QEMU, busybox and the build dependencies
 #
@@ -30,7 +36,7 @@
 # 3 NO VERDICT (or the unpatched kernel does not pass), 2 usage or setup errors.
 set -euo pipefail
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 die() { echo "kernel_boot_check: $*" >&2; exit 2; }
 now() { date +%s; }
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -46,6 +52,7 @@ SRC=""
 DEPS=1
 JOBS=$(nproc)
 TIMEOUT=300
+CONTEXT_CHECK=1
 while [ $# -gt 0 ]; do
     case $1 in
         --series) MODE=series; SRC=$(cd "$2" && pwd) || die "$2: no such directory"; shift 2 ;;
@@ -57,6 +64,7 @@ while [ $# -gt 0 ]; do
         -j) JOBS=$2; shift 2 ;;
         -j*) JOBS=${1#-j}; shift ;;
         --no-deps) DEPS=0; shift ;;
+        --no-context-check) CONTEXT_CHECK=0; shift ;;
         -h|--help) usage ;;
         *) die "unknown argument $1 (--help)" ;;
     esac
@@ -138,10 +146,22 @@ target_commit() {
         GIT_INDEX_FILE=$index G apply --cached "$SRC" 2>>"$OUT/apply.log" \
             || die "$SRC does not apply: see $OUT/apply.log"
     fi
+    [ $CONTEXT_CHECK = 1 ] && check_contexts "$index"
     local tree
     tree=$(GIT_INDEX_FILE=$index G write-tree)
     rm -f "$index"
     G commit-tree "$tree" -p "$PRISTINE" -m "kernel_boot_check: $(basename "$SRC")"
+}
+# the helper's body, made to check its contract (--no-context-check: not)
+check_contexts() {  # $1: the scratch index holding the patched tree
+    local path blob found=0
+    for path in $(GIT_INDEX_FILE=$1 G grep --cached -l 'page_mapping_wp(const struct page \*page,' -- include); do
+        blob=$(GIT_INDEX_FILE=$1 G show ":$path" | sed '/^static inline struct address_space \*page_mapping_wp(const struct page \*page,$/,/^}$/ s|^\treturn READ_ONCE(page->mapping);$|\tstruct address_space *own = READ_ONCE(page->mapping);\n\n\t/* kernel_boot_check: a caller'"'"'s mapping must be the page'"'"'s own */\n\tWARN_ONCE(mapping \&\& own \&\& own != mapping \&\& !((unsigned long)own \& 3),\n\t\t  "page_mapping_wp: the caller'"'"'s mapping is not the page'"'"'s");\n\treturn own;|' \
+               | G hash-object -w --stdin)
+        GIT_INDEX_FILE=$1 G update-index --cacheinfo "100644,$blob,$path"
+        GIT_INDEX_FILE=$1 G show ":$path" | grep -q 'kernel_boot_check: a caller' && found=1
+    done
+    [ $found = 1 ] || say "context check: no page_mapping_wp() definition in the patched tree; booting it as it is"
 }
 TIMES[tree]=$(( $(now) - t ))
 
@@ -256,6 +276,7 @@ TIMES[boot-patched]=$(( $(now) - t ))
 {
     echo "kernel boot check: linux-6.1, tinyconfig + scripts/boot/boot.config, QEMU TCG"
     echo "tree       $SRCDIR ($([ $MODE = none ] && echo pristine || echo "$SRC"))"
+    echo "contexts   $([ $CONTEXT_CHECK = 1 ] && echo "checked: page_mapping_wp() warns when a caller's mapping is not the page's" || echo "not checked (--no-context-check)")"
     echo "unpatched  $V_BASE"
     echo "patched    $V_PATCHED"
     for which in base patched; do

@@ -36,7 +36,7 @@ def test_unreadable_database(tmp_path):
     db.mkdir()
     (db / "index.sqlite").write_bytes(b"this is not sqlite" * 100)
     code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(db))
-    assert code == 2 and "unreadable database" in err and str(db) in err
+    assert code == 2 and "not a mappingpass index" in err and str(db) in err and "delete" not in err
 
 
 def test_warm_rerun_parses_nothing_and_a_change_reparses_one_file(minilinux_copy, tmp_path):
@@ -257,3 +257,71 @@ def test_poisoned_facts_run_no_code_and_are_refused_in_one_line(tmp_path):
     code, _, err = run_cli("plan", "--db", str(db), "-q")
     assert code == 2 and not marker.exists()
     assert err.count("\n") == 1 and "the facts stored for fs/tinyfs/file.c are not this tool's" in err
+
+
+def _tree_bytes(path):
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
+
+
+def test_a_read_only_database_is_read_not_written(tmp_path, monkeypatch):
+    """A --db the user cannot write (a shared cache, another user's): plan,
+    check and emit work on a copy in memory and write nothing back."""
+    from mappingpass import index
+
+    db = tmp_path / "db"
+    analyze_json(MINILINUX, db)
+    (db / "analysis.pickle").unlink()  # plan would cache the graph again if it could
+    before = _tree_bytes(db)
+    real_access = os.access
+    monkeypatch.setattr(index.os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    for args in (["plan"], ["check"], ["emit", "--diff", str(tmp_path / "p.diff")]):
+        code, _, err = run_cli(*args, "--db", str(db), "-q")
+        assert code in (0, 1), (args, err)
+        assert "readonly" not in err
+    assert _tree_bytes(db) == before
+
+
+def test_db_naming_a_file_says_what_db_is(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    for args in (["analyze", str(MINILINUX)], ["plan"]):
+        code, _, err = run_cli(*args, "--db", str(target), "-q")
+        assert code == 2 and "not a directory; --db names the directory" in err and "delete" not in err
+    assert target.read_text() == "mine\n"
+
+
+def test_a_second_run_on_one_database_waits_for_the_first(tmp_path):
+    import fcntl
+    import threading
+    import time
+
+    db = tmp_path / "db"
+    analyze_json(MINILINUX, db)
+    holder = open(db / ".lock", "a")  # noqa: SIM115 - another run holding the database
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    threading.Timer(1.0, holder.close).start()
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mappingpass", "plan", "--db", str(db), "-q"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and time.monotonic() - started >= 1.0
+    assert proc.stderr.splitlines() == [f"mappingpass: waiting for another run on {db} to finish"]
+
+
+def test_an_interrupted_analyze_exits_130_and_keeps_what_it_parsed(minilinux_copy, tmp_path, monkeypatch):
+    from mappingpass import index
+
+    real_work, calls = index._work, []
+
+    def work(item):
+        calls.append(item)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real_work(item)
+
+    monkeypatch.setattr(index, "_work", work)
+    db = tmp_path / "db"
+    code, _, err = run_cli("analyze", str(minilinux_copy), "--db", str(db), "-q", "-j", "1")
+    assert code == 130 and err == "mappingpass: interrupted\n"
+    monkeypatch.setattr(index, "_work", real_work)
+    again = analyze_json(minilinux_copy, db)
+    assert again["files"]["reused"] == 5  # the five parsed before ^C
