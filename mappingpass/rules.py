@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import rules_schema
 from .cparse import ParseConfig
 from .resources import default_rules
 
@@ -215,6 +216,9 @@ def load(path: str | Path | None = None) -> Rules:
 def _build(rules_path: Path, raw: bytes, data: dict) -> Rules:
     if data.get("schema") != "mappingpass.rules/1":
         raise RulesError("schema must be \"mappingpass.rules/1\"")
+    bad = rules_schema.check(data)
+    if bad:
+        raise RulesError(bad)
     read = _need(data, "read", dict, "top level")
     field = _need(read, "field", str, "read")
     accessors = frozenset(_need(read, "accessors", list, "read"))

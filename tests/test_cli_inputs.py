@@ -28,7 +28,7 @@ def test_rules_file_with_bad_entry(tmp_path):
     bad = tmp_path / "r.toml"
     bad.write_text(text)
     code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(bad))
-    assert code == 2 and "kind must be 1..5" in err
+    assert code == 2 and "'kind' in [kind #4] must be an integer from 1 to 5, not 9" in err
 
 
 def test_unreadable_database(tmp_path):
@@ -325,3 +325,66 @@ def test_an_interrupted_analyze_exits_130_and_keeps_what_it_parsed(minilinux_cop
     monkeypatch.setattr(index, "_work", real_work)
     again = analyze_json(minilinux_copy, db)
     assert again["files"]["reused"] == 5  # the five parsed before ^C
+
+
+def _rule_keys(shape, path=()):
+    """Every key of the rules schema, with its shape: (path, shape)."""
+    from mappingpass import rules_schema as rs
+
+    if isinstance(shape, rs.Table):
+        for key, sub in shape.items():
+            yield (*path, key), sub
+            yield from _rule_keys(sub, (*path, key))
+    elif isinstance(shape, list) and isinstance(shape[0], rs.Table):
+        yield from _rule_keys(shape[0], (*path, 0))
+
+
+def _wrong(shape):
+    from mappingpass import rules_schema as rs
+
+    if isinstance(shape, (rs.Table, rs.FreeTable)):
+        return 7
+    if isinstance(shape, list):
+        return "not a list"
+    if isinstance(shape, (rs.OneOf, rs.Ints)) or shape in (int, bool):
+        return "not one of them"
+    return 7  # where a string belongs
+
+
+def _schema_keys():
+    from mappingpass import rules_schema as rs
+    return [p for p, _ in _rule_keys(rs.SCHEMA)]
+
+
+@pytest.mark.parametrize("path", _schema_keys(), ids=lambda p: ".".join(map(str, p)))
+def test_every_rules_key_is_type_checked(path):
+    """A wrong value for any key of the rules is an error naming that key
+    (the real rules file with one value replaced)."""
+    import copy
+    import tomllib
+
+    from mappingpass import rules_schema as rs
+
+    data = tomllib.loads((REPO / "rules" / "mapping.toml").read_text())
+    shapes = dict(_rule_keys(rs.SCHEMA))
+    mutated = copy.deepcopy(data)
+    target = mutated
+    for i, step in enumerate(path[:-1]):
+        if isinstance(step, int):  # the first entry of a list of tables (one made if none)
+            if not target:
+                target.append({})
+            target = target[0]
+        else:
+            target = target.setdefault(step, [] if isinstance(shapes[path[:i + 1]], list) else {})
+    target[path[-1]] = _wrong(shapes[path])
+    bad = rs.check(mutated)
+    assert bad is not None and f"'{path[-1]}'" in bad, bad
+    assert rs.check(data) is None
+
+
+def test_an_unknown_rules_key_is_an_error_naming_it(tmp_path):
+    text = (REPO / "rules" / "mapping.toml").read_text().replace("scope_kinds = ", "scope_kind = ", 1)
+    bad = tmp_path / "r.toml"
+    bad.write_text(text)
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(bad), "-q")
+    assert code == 2 and "unknown key 'scope_kind' in [plan]" in err and not (tmp_path / "db").exists()

@@ -152,7 +152,8 @@ def test_explain_prints_the_evidence(ctx):
 
 
 @pytest.mark.parametrize("bad, words", [
-    ('[[plan.lookup]]\nfunction = "f"\narg = 0\nof = "dentry"\nwhy = "x"\n', "of must be mapping, inode, file or rac"),
+    ('[[plan.lookup]]\nfunction = "f"\narg = 0\nof = "dentry"\nwhy = "x"\n',
+     "'of' in [plan.lookup #36] must be one of 'mapping', 'inode', 'file', 'rac'"),
     ('[[plan.carrier]]\ntype = "struct x *"\nmapping = "x->m"\nwhy = "x"\n', "mapping must use {p}"),
     ('[[plan.never_protected]]\nmapping = "(unclosed"\nwhy = "x"\n', "bad regex"),
     ('[[plan.registration]]\nname = "INIT_WORK"\nslot = "s"\nwhy = "x"\n', "missing 'arg'"),
