@@ -101,6 +101,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         root, subpaths, rules, store, jobs, parse_all=args.scope == "all",
         progress=_progress(args.quiet, "analyze"),
     )
+    if stats.files == 0:
+        store.close()
+        raise InputError(f"{', '.join(args.paths)}: no .c or .h files here; give the top of a kernel tree "
+                         "or directories inside one")
     store.set_meta("root", str(root.resolve()))
     store.set_meta("rules_path", str(Path(rules.path).resolve()))
     store.commit()
@@ -168,6 +172,8 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
             "non_utf8": stats.non_utf8,
         },
         "skipped": [{"file": p, "reason": n} for p, n in stats.skipped_files],
+        # symlinked sources not indexed under their own name: reason -> count
+        "not_indexed": dict(sorted(stats.skipped.items())),
         "parse_failures": {
             "files_with_errors": len(failures),
             "error_nodes": sum(f["error_nodes"] for f in failures),
@@ -202,6 +208,8 @@ def print_analyze_text(r: dict) -> None:
         print(f"           {f['non_utf8']} files have non-UTF-8 bytes (parsed as bytes)")
     for s in r["skipped"][:10]:
         print(f"  skipped  {s['file']}: {s['reason']}")
+    if r["not_indexed"]:
+        print("  not indexed  " + ", ".join(f"{n} {why}" for why, n in r["not_indexed"].items()))
     print(f"parse      {pf['files_with_errors']} files with tree-sitter errors "
           f"({pf['error_nodes']} error nodes), {pf['recovered_functions']} functions recovered")
     print(f"functions  {len(r['functions'])}")
@@ -231,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--db", default=".mappingpass", help="results directory (default ./.mappingpass)")
         sp.add_argument("--format", choices=("text", "json"), default="text")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        if sp.prog.split()[-1] != "analyze":
+            sp.add_argument("--allow-unread", action="store_true",
+                            help="plan even though analyze could not read some files (a function or "
+                                 "slot the plan changes may be used there, unchanged)")
 
     a = sub.add_parser("analyze", help="index a tree: functions, calls, slots and mapping reads")
     a.add_argument("paths", nargs="*", metavar="PATH", default=[str(fixture_tree())],

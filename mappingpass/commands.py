@@ -40,6 +40,12 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
     store, root, rules, analysis = load_analysis(args.db, getattr(args, "rules", None))
     if rules.plan is None:
         raise InputError(f"{rules.path}: no [plan] section; add one (see rules/mapping.toml)")
+    unread = [p for p, note in store.skipped() if note.startswith("unreadable")]
+    if unread and not getattr(args, "allow_unread", False):
+        raise InputError(f"{len(unread)} files of {root} could not be read ({', '.join(unread[:3])}"
+                         f"{', ...' if len(unread) > 3 else ''}): a function or slot the plan changes may "
+                         "be used there and break; make them readable and re-run analyze, "
+                         "or pass --allow-unread")
     # names already searched for in deferred files, valid while the store is unchanged
     searched: set[str] = set()
     memo = json.loads(store.get_meta("plan_searched") or "{}")

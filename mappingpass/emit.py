@@ -466,15 +466,20 @@ def apply_atomically(root: Path, texts: dict[str, tuple[bytes, bytes]]) -> None:
     staged: list[tuple[Path, str]] = []
     try:
         for path, (_old, new) in sorted(texts.items()):
-            target = root / path
+            target = Path(os.path.realpath(root / path))  # through a symlink: the link stays a link
+            if os.path.commonpath([os.path.realpath(root), target]) != os.path.realpath(root):
+                raise EmitError(f"{root / path} is a symlink to {target}, outside the tree; "
+                                "nothing was changed")
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".mp")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(new)
             os.chmod(tmp, target.stat().st_mode & 0o7777)
             staged.append((target, tmp))
-    except OSError as exc:
+    except (OSError, EmitError) as exc:
         for _, tmp in staged:
             os.unlink(tmp)
+        if isinstance(exc, EmitError):
+            raise
         raise EmitError(f"cannot write to the tree ({exc}); nothing was changed") from None
     done: list[Path] = []
     try:
@@ -482,9 +487,9 @@ def apply_atomically(root: Path, texts: dict[str, tuple[bytes, bytes]]) -> None:
             os.replace(tmp, target)
             done.append(target)
     except OSError as exc:
+        originals = {Path(os.path.realpath(root / p)): old for p, (old, _new) in texts.items()}
         for target in done:
-            rel = str(target.relative_to(root))
-            target.write_bytes(texts[rel][0])
+            target.write_bytes(originals[target])
         for _target, tmp in staged[len(done):]:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -121,6 +121,17 @@ def digest_of(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
+def _link_skip(root: Path, abspath: str) -> str:
+    """Why a symlinked source is not indexed under its own name: its target
+    lies inside the tree (indexed there, once) or is missing; "" for a link
+    out of the tree, whose content is indexed under the link's name."""
+    target = os.path.realpath(abspath)
+    if not os.path.exists(target):
+        return "dangling symlink"
+    inside = os.path.commonpath([os.path.realpath(root), target]) == os.path.realpath(root)
+    return "symlink into the tree (indexed at its target)" if inside else ""
+
+
 def _work(item: tuple) -> tuple:
     """(abs path, rel path, size, mtime, context[, known digest]) -> (rel, size,
     mtime, digest, state, blob, note). Context files (headers outside the
@@ -128,6 +139,8 @@ def _work(item: tuple) -> tuple:
     known digest (touched, not changed) is not parsed again: state "same"."""
     abspath, rel, size, mtime, context = item[:5]
     known = item[5] if len(item) > 5 else ""
+    if len(item) > 6:  # could not even stat it
+        return rel, size, mtime, "", "skipped", None, f"unreadable: {item[6]}"
     if size > MAX_FILE_BYTES:
         return rel, size, mtime, "", "skipped", None, f"larger than {MAX_FILE_BYTES >> 20} MiB"
     try:
@@ -473,10 +486,15 @@ def index_tree(
             continue
         seen.add(rel)
         abspath = os.path.join(root, rel)
+        if os.path.islink(abspath):
+            why = _link_skip(root, abspath)
+            if why:  # the same file under its real path, or nothing at all
+                stats.skipped[why] = stats.skipped.get(why, 0) + 1
+                continue
         try:
             st = os.stat(abspath)
-        except OSError:
-            stats.skipped["unreadable"] = stats.skipped.get("unreadable", 0) + 1
+        except OSError as exc:
+            todo.append((abspath, rel, 0, 0, context, "", exc.strerror))
             continue
         old = known.get(rel)
         if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:

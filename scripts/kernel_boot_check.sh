@@ -257,8 +257,20 @@ boot() {  # $1: bzImage, $2: log; prints PASS, FAIL or NO VERDICT
 }
 
 t=$(now)
-say "booting the unpatched kernel"
-V_BASE=$(boot "$BASE/arch/x86/boot/bzImage" "$OUT/serial-base.log")
+# the unpatched kernel's verdict is cached with it, per workload
+WKEY=$( (echo "$KEY"; cat "$HERE/init" "$HERE/workload.sh" "$HERE/fsprobe.c"; echo "$BAD") | sha1sum | cut -c1-16)
+if [ "$(cat "$BASE/.mp-verdict-key" 2>/dev/null)" = "$WKEY" ] && [ -f "$BASE/serial.log.txt" ]; then
+    say "unpatched kernel: verdict cached"
+    cp "$BASE/serial.log.txt" "$OUT/serial-base.log.txt"
+    V_BASE=$(cat "$BASE/.mp-verdict")
+else
+    say "booting the unpatched kernel"
+    V_BASE=$(boot "$BASE/arch/x86/boot/bzImage" "$OUT/serial-base.log")
+    if [ "$V_BASE" = PASS ]; then
+        cp "$OUT/serial-base.log.txt" "$BASE/serial.log.txt"
+        echo "$V_BASE" > "$BASE/.mp-verdict" && echo "$WKEY" > "$BASE/.mp-verdict-key"
+    fi
+fi
 TIMES[boot-base]=$(( $(now) - t ))
 V_PATCHED="-"
 t=$(now)
@@ -283,7 +295,10 @@ TIMES[boot-patched]=$(( $(now) - t ))
         [ -f "$OUT/serial-$which.log.txt" ] || continue
         if grep -Eq "$BAD" "$OUT/serial-$which.log.txt"; then
             echo "--- $which: the lines that failed it"
-            grep -E "$BAD" "$OUT/serial-$which.log.txt" | head -20
+            grep -E "$BAD|the caller's mapping is not the page's|^RIP: " "$OUT/serial-$which.log.txt" | head -20
+            echo "--- $which: the first call trace"
+            awk '/Call Trace:/ {on = 1; next} on && /<\/TASK>|^---\[ end/ {exit} on && !/<TASK>/ {print; if (++n == 12) exit}' \
+                "$OUT/serial-$which.log.txt"
         fi
         echo "--- $which: the workload's last steps"
         grep -E '^workload:' "$OUT/serial-$which.log.txt" | tail -3

@@ -1,11 +1,13 @@
 """Real tier, boot check: the fs+mm series of linux-6.1 (ext2, ext4, minix and
 mm/) boots under QEMU and runs the filesystem workload exactly as the
-unpatched kernel does, and a mutant of it that passes a context evaluated
-through a NULL file (`file->f_mapping` where read_mapping_folio() passes no
-file: directory and symlink reads) is caught. Needs QEMU and a kernel build:
+unpatched kernel does, with every context its helper is handed checked
+against the page's own mapping; and two mutants of it are caught: one that
+hands ext2_delete_entry() the wrong directory's mapping on a rename (no crash:
+the context check's WARNING), one that takes the mapping from the rename's
+target inode, NULL for a new name (an oops). Needs QEMU and a kernel build:
 minutes, not seconds (scripts/kernel_boot_check.sh installs what it needs;
-the unpatched kernel is cached). Run with MAPPINGPASS_BOOT=1, or with the
-`boot` marker selected explicitly."""
+the unpatched kernel and its verdict are cached). Runs with MAPPINGPASS_BOOT=1
+(.ci/run sets it)."""
 
 from __future__ import annotations
 
@@ -22,11 +24,14 @@ pytestmark = [pytest.mark.realtree, pytest.mark.boot,
 
 SCRIPT = REPO / "scripts" / "kernel_boot_check.sh"
 DIRS = ("fs/ext2", "fs/ext4", "fs/minix", "mm")
-# filemap_read_folio() calls its filler with the mapping it was given; the
-# mutant takes it from the file instead, which is NULL on read_mapping_folio()
-# paths (ext2 and minix directories, page-based symlinks)
-RIGHT = "+\terror = filler(mapping, file, folio);\n"
-WRONG = "+\terror = filler(file->f_mapping, file, folio);\n"
+# ext2_rename() removes the old entry from the old directory's page
+RIGHT = "+\text2_delete_entry(old_dir->i_mapping, old_de, old_page, old_page_addr);\n"
+MUTANTS = {
+    "wrong-directory": (RIGHT.replace("old_dir->i_mapping", "new_dir->i_mapping"),
+                        "page_mapping_wp: the caller's mapping is not the page's"),
+    "null-inode": (RIGHT.replace("old_dir->i_mapping", "d_inode(new_dentry)->i_mapping"),
+                   "BUG: kernel NULL pointer dereference"),
+}
 
 
 def boot_check(tmp_path: Path, name: str, *args: str) -> tuple[int, str]:
@@ -49,15 +54,17 @@ def fs_mm(linux_tree, tmp_path_factory) -> Path:
     return base
 
 
-def test_the_fs_mm_series_boots_and_the_mutant_does_not(fs_mm, tmp_path):
+def test_the_fs_mm_series_boots_and_its_mutants_do_not(fs_mm, tmp_path):
     code, report = boot_check(tmp_path, "series", "--series", str(fs_mm / "series"))
     assert code == 0, report
     assert "unpatched  PASS" in report and "patched    PASS" in report
+    assert "contexts   checked" in report
     diff = (fs_mm / "fs.diff").read_text()
     assert diff.count(RIGHT) == 1
-    mutant = tmp_path / "mutant.diff"
-    mutant.write_text(diff.replace(RIGHT, WRONG))
-    code, report = boot_check(tmp_path, "mutant", "--diff", str(mutant))
-    assert code == 1, report
-    assert "patched    FAIL" in report
-    assert "BUG: kernel NULL pointer dereference" in report or "Oops" in report
+    for name, (wrong, symptom) in MUTANTS.items():
+        mutant = tmp_path / f"{name}.diff"
+        mutant.write_text(diff.replace(RIGHT, wrong))
+        code, report = boot_check(tmp_path, name, "--diff", str(mutant))
+        assert code == 1, report
+        assert "patched    FAIL" in report and symptom in report, report
+        assert "ext2_rename" in report  # the trace names the mutated caller

@@ -388,3 +388,64 @@ def test_an_unknown_rules_key_is_an_error_naming_it(tmp_path):
     bad.write_text(text)
     code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(bad), "-q")
     assert code == 2 and "unknown key 'scope_kind' in [plan]" in err and not (tmp_path / "db").exists()
+
+
+def test_a_symlinked_source_is_indexed_once_and_apply_keeps_the_link(minilinux_copy, tmp_path):
+    link = minilinux_copy / "fs" / "tinyfs" / "file_link.c"
+    link.symlink_to("file.c")
+    (minilinux_copy / "fs" / "tinyfs" / "dangling.c").symlink_to("nowhere.c")
+    db = tmp_path / "db"
+    result = analyze_json(minilinux_copy, db)
+    assert result["not_indexed"] == {"dangling symlink": 1, "symlink into the tree (indexed at its target)": 1}
+    assert not any(r["file"].endswith(("file_link.c", "dangling.c")) for r in result["reads"])
+    subprocess.run(["git", "init", "-q", str(minilinux_copy)], check=True)
+    diff = tmp_path / "p.diff"
+    code, _, err = run_cli("emit", "--db", str(db), "--diff", str(diff), "--apply", "--force", "-q")
+    assert code == 0, err
+    assert diff.read_text().count("+++ b/fs/tinyfs/file.c\n") == 1
+    assert link.is_symlink() and os.readlink(link) == "file.c"
+
+
+def test_a_symlink_out_of_the_tree_is_not_written_through(minilinux_copy, tmp_path):
+    outside = tmp_path / "elsewhere.c"
+    real = minilinux_copy / "fs" / "tinyfs" / "file.c"
+    outside.write_bytes(real.read_bytes())
+    real.unlink()
+    real.symlink_to(outside)
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    before = outside.read_bytes()
+    code, _, err = run_cli("emit", "--db", str(db), "--apply", "--force", "-q")
+    assert code == 2 and "is a symlink to" in err and "outside the tree; nothing was changed" in err
+    assert outside.read_bytes() == before and real.is_symlink()
+
+
+def test_an_unreadable_file_stops_the_plan_unless_allowed(minilinux_copy, tmp_path, monkeypatch):
+    from mappingpass import index
+
+    real_open = open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path).endswith("fs/smallfs/inode.c"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(index, "open", guarded_open, raising=False)
+    db = tmp_path / "db"
+    result = analyze_json(minilinux_copy, db, "-j", "1")
+    assert {"file": "fs/smallfs/inode.c", "reason": "unreadable: Permission denied"} in result["skipped"]
+    monkeypatch.undo()
+    code, _, err = run_cli("plan", "--db", str(db), "-q")
+    assert code == 2 and "1 files of" in err and "(fs/smallfs/inode.c)" in err and "--allow-unread" in err
+    code, out, _ = run_cli("plan", "--db", str(db), "-q", "--allow-unread")
+    assert code == 1 and "functions gaining the parameter" in out
+
+
+@pytest.mark.parametrize("make", ["empty", "no-c-files"])
+def test_a_tree_without_sources_is_an_error(tmp_path, make):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    if make == "no-c-files":
+        (tree / "README").write_text("not a kernel\n")
+    code, _, err = run_cli("analyze", str(tree), "--db", str(tmp_path / "db"), "-q")
+    assert code == 2 and "no .c or .h files here" in err
