@@ -449,3 +449,18 @@ def test_a_tree_without_sources_is_an_error(tmp_path, make):
         (tree / "README").write_text("not a kernel\n")
     code, _, err = run_cli("analyze", str(tree), "--db", str(tmp_path / "db"), "-q")
     assert code == 2 and "no .c or .h files here" in err
+
+
+def test_a_file_deleted_after_analyze_is_one_line_not_a_grep_failure(minilinux_copy, tmp_path):
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    (minilinux_copy / "fs" / "smallfs" / "dir.c").unlink()  # parsed
+    (minilinux_copy / "include" / "linux" / "kthread.h").unlink()  # deferred: plan greps it
+    (db / "analysis.pickle").unlink()
+    code, out, err = run_cli("plan", "--db", str(db), "-q")
+    assert code == 1 and "functions gaining the parameter" in out, err
+    code, _, err = run_cli("emit", "--db", str(db), "--diff", str(tmp_path / "p.diff"), "-q")
+    assert code == 2 and err.count("\n") == 1
+    assert "fs/smallfs/dir.c: cannot read (No such file or directory); re-run analyze" in err
+    code, out, err = run_cli("plan", "--db", str(db), "-q")  # and the next command is not stuck
+    assert code == 1, err
