@@ -1,8 +1,9 @@
 """The command line: `main(argv) -> int`, one function per subcommand.
 
-Exit codes: 0 success, 1 found what the command exists to find
-(unresolved reads, unresolvable verdicts), 2 usage or input error with a
-one-line message naming the file and what to do.
+Exit codes (EXIT_CODES, shown by every -h): 0 success, 1 found what the
+command exists to find (unresolved reads, unresolvable verdicts), 2 usage or
+input error with a one-line message naming the file and what to do, 3 an
+internal error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import __version__
 from . import graph as graphmod
 from . import index as indexmod
 from . import rules as rulesmod
@@ -114,6 +116,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         analysis = _build_with_types(root, rules, store, args.scope == "auto")
     graph_seconds = time.monotonic() - started
     result = analyze_report(root, store, stats, analysis, graph_seconds)
+    result["parameter"] = rules.plan.param_name if rules.plan else ""  # what kind 1 passes down
     store.close()
     if args.format == "json":
         # (no timings: the same tree gives the same bytes; the text report has them)
@@ -164,6 +167,7 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
         "root": str(root.resolve()),
         "files": {
             "total": stats.files,
+            "context": stats.context,
             "parsed": states.get("parsed", 0),
             "deferred": states.get("deferred", 0),
             "skipped": states.get("skipped", 0),
@@ -201,9 +205,10 @@ def print_analyze_text(r: dict) -> None:
     f = r["files"]
     pf = r["parse_failures"]
     print(f"tree       {r['root']}")
-    print(f"files      {f['total']} .c/.h: {f['parsed']} parsed, {f['deferred']} deferred "
-          f"(parsed on demand by plan), {f['skipped']} skipped; this run parsed "
-          f"{f['parsed_this_run']}, reused {f['reused']}")
+    context = f" (and {f['context']} headers of include/ for context)" if f["context"] else ""
+    print(f"files      {f['total']} .c/.h{context}: "
+          f"{f['parsed']} parsed, {f['deferred']} deferred (parsed on demand by plan), {f['skipped']} skipped; "
+          f"this run parsed {f['parsed_this_run']}, reused {f['reused']}")
     if f["non_utf8"]:
         print(f"           {f['non_utf8']} files have non-UTF-8 bytes (parsed as bytes)")
     for s in r["skipped"][:10]:
@@ -219,7 +224,7 @@ def print_analyze_text(r: dict) -> None:
           "with no known slot)")
     print(f"slots      {len(r['slots'])} ({r['bindings']} bindings)")
     print(f"reads      {len(r['reads'])} ({len(r['candidates'])} candidates with an unknown receiver type)")
-    names = {"1": "fs/vfs: pass the mapping", "2": "core mm: record walks",
+    names = {"1": f"fs/vfs: pass the {r.get('parameter') or 'mapping'} down", "2": "core mm: record walks",
              "3": "block completion", "4": "debugging", "5": "GUP write",
              "other": "no kind rule"}
     for kind, n in r["reads_by_kind"].items():
@@ -231,13 +236,49 @@ def print_analyze_text(r: dict) -> None:
     print(f"time       index {s['index']:.1f} s, graph {s['graph']:.1f} s")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mappingpass", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Pass struct address_space (the mapping) down to every Linux kernel function
+that reads it from page->mapping, so that pages can be write protected.
 
-    def common(sp: argparse.ArgumentParser) -> None:
+The commands, in pipeline order:
+  analyze  index a tree (or directories of one) into --db
+  plan     the passdown fixpoint: what gains the parameter, what each call passes
+  explain  why a function gains it (its chain to a read)
+  check    the plan run in the write-protect model: a verdict per read
+  emit     the plan as a diff, a Coccinelle semantic patch, a patch series, or applied
+  review   a git range reviewed against the plan (the PR bot)
+Each takes --db DIR (default ./.mappingpass); 'mappingpass COMMAND -h' for its options."""
+
+EXIT_CODES = """\
+exit status: 0 success; 1 found what the command exists to find (unresolved
+reads, unresolvable verdicts, review findings at the --fail-on level); 2 a
+usage or input error, in one line naming the file and what to do; 3 an
+internal error (a bug: please report it); 130 interrupted."""
+
+
+def _jobs(text: str) -> int:
+    """-j: 0 (all cores) or 1 to 4 x the cores."""
+    cores = os.cpu_count() or 1
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= n <= 4 * cores:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {4 * cores} (0: all {cores} cores)")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mappingpass", description=DESCRIPTION, epilog=EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"mappingpass {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser, formats: bool = True) -> None:
         sp.add_argument("--db", default=".mappingpass", help="results directory (default ./.mappingpass)")
-        sp.add_argument("--format", choices=("text", "json"), default="text")
+        if formats:
+            sp.add_argument("--format", choices=("text", "json"), default="text",
+                            help="text for people (default), json for tools (schemas in README.md)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
         if sp.prog.split()[-1] != "analyze":
             sp.add_argument("--allow-unread", action="store_true",
@@ -248,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("paths", nargs="*", metavar="PATH", default=[str(fixture_tree())],
                    help="a kernel tree, or directories inside one (file paths in the results "
                         "are relative to the tree's top); default: the bundled fixtures/minilinux")
-    a.add_argument("-j", "--jobs", type=int, default=0, help="parallel parsers (default: all cores)")
-    a.add_argument("--rules", help="rules file (default: rules/mapping.toml)")
+    a.add_argument("-j", "--jobs", type=_jobs, default=0, help="parallel parsers (default 0: all cores)")
+    a.add_argument("--rules", help="rules file (default: the bundled rules/mapping.toml)")
     a.add_argument("--scope", choices=("auto", "all"), default="auto",
                    help="auto: parse files that can hold a read up front, the rest on demand; "
                         "all: parse every file")
@@ -260,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.register(sub, common)  # plan, explain, emit, check
     cmd_review.register(sub, common)  # review
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    for name, sp in sub.choices.items():  # every command: its purpose and exit codes in -h
+        sp.description = sp.description or helps.get(name, "")
+        sp.epilog = EXIT_CODES
+        sp.formatter_class = argparse.RawDescriptionHelpFormatter
     return p
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -358,7 +359,7 @@ def to_dot(entries: list[dict]) -> str:
 
 
 def register_emit(sub, common) -> None:
-    e = sub.add_parser("emit", help="the plan as a unified diff (or applied to the tree)")
+    e = sub.add_parser("emit", help="the plan as a diff, a semantic patch, a patch series, or applied")
     e.add_argument("--diff", nargs="?", const="-", metavar="FILE",
                    help="write one unified diff (default: stdout)")
     e.add_argument("--spatch", nargs="?", const=".", metavar="DIR",
@@ -366,11 +367,15 @@ def register_emit(sub, common) -> None:
     e.add_argument("--series", metavar="DIR", help="write a git format-patch style series into DIR")
     e.add_argument("--maintainers", metavar="FILE",
                    help="MAINTAINERS file for Cc: lines (default: the tree's own, if any)")
+    e.add_argument("--author", metavar="'NAME <EMAIL>'",
+                   help="the series' From: and Signed-off-by: (default: $GIT_AUTHOR_NAME and "
+                        "$GIT_AUTHOR_EMAIL, else git config user.name and user.email)")
+    e.add_argument("--no-signoff", action="store_true", help="no Signed-off-by: lines in the series")
     e.add_argument("--apply", action="store_true",
                    help="change the tree in place, atomically (all files or none)")
     e.add_argument("--force", action="store_true", help="with --apply: also on a dirty git tree")
     e.add_argument("--rules", help="rules file (default: the one analyze used)")
-    common(e)
+    common(e, formats=False)  # (its outputs have their own formats)
     e.set_defaults(func=cmd_emit)
 
 
@@ -408,6 +413,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
         try:
             written = seriesmod.write_series(plan, facts, rules, root, {p: v[2] for p, v in rows.items()},
                                              Path(args.series), maintainers if maintainers.is_file() else None,
+                                             author=_author(args, root), signoff=not args.no_signoff,
                                              quiet=args.quiet)
         except emitmod.EmitError as exc:
             raise InputError(str(exc)) from None
@@ -430,6 +436,27 @@ def cmd_emit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"emit: changed {len(texts)} files under {root}", file=sys.stderr)
     return 0
+
+
+def _author(args: argparse.Namespace, root: Path) -> str:
+    """Who sends the series: --author, else git's own order (the GIT_AUTHOR_*
+    variables, then user.name and user.email as git config gives them in the
+    tree, which includes the global ones)."""
+    from .cli import InputError
+
+    if args.author:
+        return args.author
+    name, addr = os.environ.get("GIT_AUTHOR_NAME"), os.environ.get("GIT_AUTHOR_EMAIL")
+    if not (name and addr) and shutil.which("git"):
+        def config(key: str) -> str:
+            proc = subprocess.run(["git", "-C", str(root), "config", key], capture_output=True, text=True,
+                                  check=False)
+            return proc.stdout.strip()
+        name, addr = name or config("user.name"), addr or config("user.email")
+    if not (name and addr):
+        raise InputError("emit --series: who is the author? set git config user.name and user.email "
+                         "(git config --global ...), or pass --author 'Name <email>'")
+    return f"{name} <{addr}>"
 
 
 def _git_dirty(root: Path) -> bool:

@@ -44,7 +44,8 @@ class StoreError(Exception):
 
 @dataclass
 class IndexStats:
-    files: int = 0
+    files: int = 0  # .c/.h files under the paths given
+    context: int = 0  # headers of include/ outside them, indexed for context (parsed on demand)
     parsed: int = 0  # parsed in this run
     reused: int = 0  # facts taken from the store unchanged
     deferred: int = 0
@@ -500,10 +501,11 @@ def index_tree(
         if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
             stats.reused += 0 if context else 1
             stats.files += 0 if context else 1
+            stats.context += 1 if context else 0
             continue
         todo.append((abspath, rel, st.st_size, st.st_mtime_ns, context, old[2] if old else ""))
-        if not context:
-            stats.files += 1
+        stats.files += 0 if context else 1
+        stats.context += 1 if context else 0
     gone = [p for p in known if p not in seen]
     store.delete(gone)
     total = len(todo)

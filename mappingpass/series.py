@@ -66,7 +66,6 @@ from .output import make_dir, write_atomic
 from .plan import CallSite, Plan, Rewrite, Step, Unresolved
 from .rules import Rules
 
-DEFAULT_AUTHOR = "mappingpass <mappingpass@localhost>"
 WRAP = 72
 LIST_LIMIT = 40  # entries per list in a commit message before "... and N more"
 
@@ -953,27 +952,26 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
 
 def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
                  digests: dict[str, str], outdir: Path, maintainers: Path | None = None,
-                 *, author: str | None = None, date: datetime | None = None,
+                 *, author: str, signoff: bool = True, date: datetime | None = None,
                  quiet: bool = False) -> list[Path]:
     """Write the series as `git format-patch -o outdir --cover-letter` would:
     0000-cover-letter.patch, then 0001-<subject>.patch ... in order. Earlier
     `NNNN-*.patch` files in outdir are removed first (a shorter re-run must not
     leave stale patches behind). Returns the paths written, cover letter first.
 
-    author: "Name <email>" (default: $GIT_AUTHOR_NAME/$GIT_AUTHOR_EMAIL, else
-    mappingpass's); date: default $SOURCE_DATE_EPOCH, else now (one date for
-    the whole series). Where the series had to differ from emit --diff (the
-    helper's definition placed before its uses in its header) a note goes to
-    stderr unless quiet."""
+    author: "Name <email>", the From: of every patch and, with signoff, its
+    Signed-off-by: (the CLI takes it from --author or the user's git
+    identity); date: default $SOURCE_DATE_EPOCH, else now (one date for the
+    whole series). Notes on where the helper went go to stderr unless quiet."""
     if maintainers is not None and not maintainers.is_file():
         raise emitmod.EmitError(f"{maintainers}: no such MAINTAINERS file")
     series = build_series(plan, facts, rules, root, digests, maintainers)
     if not quiet:
         for note in series.notes:
             print(f"emit --series: note: {note}", file=sys.stderr)
-    if author is None:
-        name, addr = os.environ.get("GIT_AUTHOR_NAME"), os.environ.get("GIT_AUTHOR_EMAIL")
-        author = f"{name} <{addr}>" if name and addr else DEFAULT_AUTHOR
+    name, addr = email.utils.parseaddr(author)
+    if not (name and "@" in addr):
+        raise emitmod.EmitError(f"author {author!r}: give it as 'Name <email>'")
     if date is None:
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
         date = (datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit()
@@ -992,6 +990,9 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
                                                   strict=True), 1):
         sha = hashlib.sha1(f"{subject}\n{diff}".encode("utf-8", "surrogateescape")).hexdigest()
         path = outdir / f"{i:04d}-{_slug(subject)}.patch"
+        if signoff:  # in the trailer block, after the Cc: lines
+            last = body.rstrip("\n").rsplit("\n", 1)[-1]
+            body = body.rstrip("\n") + ("\n" if last.startswith("Cc: ") else "\n\n") + f"Signed-off-by: {author}\n"
         text = _email(sha, author, date, f"[PATCH {i}/{n}] {subject}", body,
                       diffstat(diff), diff)
         write_atomic(path, text)

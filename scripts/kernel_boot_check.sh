@@ -43,8 +43,9 @@ say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$REPO/scripts/boot
+# shellcheck source=scripts/kernel_tree.sh
+. "$REPO/scripts/kernel_tree.sh"
 CACHE=${MAPPINGPASS_CACHE:-$HOME/.cache/mappingpass}
-TARBALL=/usr/src/linux-source-6.1.tar.xz
 TREE=$CACHE/kbuild/linux-6.1
 OUT=""
 MODE=""
@@ -82,19 +83,8 @@ declare -A TIMES
 # 1. dependencies ------------------------------------------------------------
 t=$(now)
 if [ $DEPS = 1 ]; then
-    need=()
-    for p in build-essential flex bison bc libelf-dev libssl-dev python3 cpio git xz-utils \
-             qemu-system-x86 busybox-static e2fsprogs util-linux libc6-dev; do
-        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-    done
-    [ -f "$TARBALL" ] || need+=(linux-source-6.1)
-    if [ ${#need[@]} -gt 0 ]; then
-        say "apt-get install ${need[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends "${need[@]}" >"$OUT/apt.log" 2>&1 \
-            || die "apt-get failed: see $OUT/apt.log"
-    fi
+    kt_install "$OUT" build-essential flex bison bc libelf-dev libssl-dev python3 cpio git xz-utils \
+        qemu-system-x86 busybox-static e2fsprogs util-linux libc6-dev
 fi
 for tool in qemu-system-x86_64 busybox mkfs.ext2 mkfs.ext4 mkfs.minix e2fsck fsck.minix cpio gcc git; do
     command -v $tool >/dev/null || die "$tool not found (drop --no-deps to install it)"
@@ -105,17 +95,7 @@ TIMES[deps]=$(( $(now) - t ))
 # worktree of it, so kernel_build_check.sh may use the tree meanwhile --------
 t=$(now)
 G() { git -C "$TREE" -c user.name=kboot -c user.email=kboot@localhost "$@"; }
-if ! G rev-parse -q --verify refs/tags/pristine >/dev/null 2>&1; then
-    [ -f "$TARBALL" ] || die "$TARBALL missing: apt-get install linux-source-6.1"
-    say "extracting $TARBALL into $TREE (once)"
-    rm -rf "$TREE.partial" && mkdir -p "$TREE.partial"
-    tar xJf "$TARBALL" -C "$TREE.partial"
-    rm -rf "$TREE" && mv "$TREE.partial/linux-source-6.1" "$TREE" && rmdir "$TREE.partial"
-    G init -q
-    G add -A -f .  # -f: Debian's top-level .gitignore ignores everything (/*)
-    G commit -q -m "linux-6.1 from $(basename "$TARBALL")"
-    G tag pristine
-fi
+kt_pristine "$TREE"
 BOOT=$CACHE/boot
 SRCDIR=$BOOT/linux
 mkdir -p "$BOOT"

@@ -39,8 +39,9 @@ now() { date +%s; }
 say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/kernel_tree.sh
+. "$REPO/scripts/kernel_tree.sh"
 CACHE=${MAPPINGPASS_CACHE:-$HOME/.cache/mappingpass}
-TARBALL=/usr/src/linux-source-6.1.tar.xz
 TREE=$CACHE/kbuild/linux-6.1
 OUT=""
 MODE=""
@@ -87,36 +88,15 @@ declare -A TIMES
 # 1. the kernel build's Debian dependencies --------------------------------
 t=$(now)
 if [ $DEPS = 1 ]; then
-    need=()
-    for p in build-essential flex bison bc libelf-dev libssl-dev dwarves python3 cpio kmod \
-             rsync git xz-utils; do
-        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-    done
-    [ -f "$TARBALL" ] || need+=(linux-source-6.1)
-    if [ ${#need[@]} -gt 0 ]; then
-        say "apt-get install ${need[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >/dev/null
-        apt-get install -y -qq "${need[@]}" >"$OUT/apt.log" 2>&1 || die "apt-get failed: see $OUT/apt.log"
-    fi
+    kt_install "$OUT" build-essential flex bison bc libelf-dev libssl-dev dwarves python3 cpio kmod \
+        rsync git xz-utils
 fi
 TIMES[deps]=$(( $(now) - t ))
 
 # 2. the build tree: extracted once, a git commit to reset to ---------------
 t=$(now)
 G() { git -C "$TREE" -c user.name=kbuild -c user.email=kbuild@localhost "$@"; }
-if ! G rev-parse -q --verify refs/tags/pristine >/dev/null 2>&1; then
-    [ -f "$TARBALL" ] || die "$TARBALL missing: apt-get install linux-source-6.1"
-    say "extracting $TARBALL into $TREE (once)"
-    rm -rf "$TREE.partial" && mkdir -p "$TREE.partial"
-    tar xJf "$TARBALL" -C "$TREE.partial"
-    rm -rf "$TREE" && mv "$TREE.partial/linux-source-6.1" "$TREE" && rmdir "$TREE.partial"
-    say "committing the pristine tree (once)"
-    G init -q
-    G add -A -f .  # -f: Debian's top-level .gitignore ignores everything (/*)
-    G commit -q -m "linux-6.1 from $(basename "$TARBALL")"
-    G tag pristine
-fi
+kt_pristine "$TREE"
 G am --abort >/dev/null 2>&1 || true
 G checkout -q -f pristine 2>/dev/null || G checkout -q -f --detach pristine
 G reset -q --hard pristine

@@ -16,6 +16,11 @@ import pytest
 from mappingpass.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
+# the series' author when a test runs `emit --series` (git's own variables:
+# CI machines have no git identity)
+os.environ.setdefault("GIT_AUTHOR_NAME", "Ada Tester")
+os.environ.setdefault("GIT_AUTHOR_EMAIL", "ada@example.org")
+
 MINILINUX = REPO / "fixtures" / "minilinux"
 LINUX_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 CACHE = Path(os.environ.get("MAPPINGPASS_CACHE", Path.home() / ".cache" / "mappingpass"))

@@ -464,3 +464,39 @@ def test_a_file_deleted_after_analyze_is_one_line_not_a_grep_failure(minilinux_c
     assert "fs/smallfs/dir.c: cannot read (No such file or directory); re-run analyze" in err
     code, out, err = run_cli("plan", "--db", str(db), "-q")  # and the next command is not stuck
     assert code == 1, err
+
+
+def test_version_and_help_say_what_each_command_does_and_its_exit_codes(capsys):
+    from mappingpass import __version__
+    from mappingpass.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"mappingpass {__version__}\n"
+    for command in ("analyze", "plan", "explain", "check", "emit", "review"):
+        with pytest.raises(SystemExit):
+            main([command, "-h"])
+        out = capsys.readouterr().out
+        assert "exit status: 0 success; 1 found what the command exists to find" in out, command
+        assert out.split("\n\n")[1].strip(), command  # a description under the usage
+    with pytest.raises(SystemExit):
+        main(["-h"])
+    assert "The commands, in pipeline order:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("jobs", ["1000", "-3", "two"])
+def test_jobs_out_of_range_is_a_usage_error(tmp_path, jobs, capsys):
+    from mappingpass.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "-j", jobs])
+    assert exc.value.code == 2 and "argument -j/--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "db").exists()
+
+
+def test_emit_has_no_json_format(fixture_db, capsys):
+    from mappingpass.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["emit", "--db", str(fixture_db), "--diff", "-", "--format", "json"])
+    assert exc.value.code == 2 and "unrecognized arguments: --format json" in capsys.readouterr().err

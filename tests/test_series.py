@@ -377,7 +377,7 @@ def test_changed_tree_is_refused(made, tmp_path):
     from mappingpass.emit import EmitError
     with pytest.raises(EmitError, match="changed since analyze"):
         series.write_series(made["plan"], made["facts"], made["rules"], tree, made["digests"],
-                            tmp_path / "o", None)
+                            tmp_path / "o", None, author=AUTHOR)
 
 
 def test_helper_definition_precedes_its_uses_in_its_header(made):
@@ -439,3 +439,31 @@ def test_twins_in_two_subsystems_land_in_one_patch(tmp_path):
         proc = git(tree, "am", "-q", str(patch), check=False)
         assert proc.returncode == 0, proc.stderr
         assert compile_failures(tree) <= {"mm/readahead.c"}, patch.name
+
+
+def test_the_author_is_the_users_git_identity_and_signs_off(made, tmp_path, monkeypatch):
+    monkeypatch.delenv("GIT_AUTHOR_NAME")
+    monkeypatch.delenv("GIT_AUTHOR_EMAIL")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.gitconfig
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    out = tmp_path / "s"
+    code, _, err = run_cli("emit", "--db", str(made["db"]), "--series", str(out), "-q")
+    assert code == 2 and "who is the author? set git config user.name and user.email" in err
+    subprocess.run(["git", "-C", str(made["tree"]), "config", "user.name", "Grace Hopper"], check=True)
+    subprocess.run(["git", "-C", str(made["tree"]), "config", "user.email", "grace@example.org"], check=True)
+    code, _, err = run_cli("emit", "--db", str(made["db"]), "--series", str(out), "-q")
+    assert code == 0, err
+    patches = sorted(out.glob("0*.patch"))
+    for p in patches:
+        text = p.read_text()
+        assert "\nFrom: Grace Hopper <grace@example.org>\n" in text
+        body = text.split("\n---\n", 1)[0]
+        if p.name.startswith("0000-"):
+            assert "Signed-off-by:" not in body
+        else:  # the last trailer: after the Cc: lines, in one block
+            assert body.rstrip("\n").endswith("\nSigned-off-by: Grace Hopper <grace@example.org>"), p.name
+    code, _, err = run_cli("emit", "--db", str(made["db"]), "--series", str(out), "-q",
+                           "--author", "Linus T <lt@example.org>", "--no-signoff")
+    assert code == 0, err
+    assert all("Signed-off-by" not in p.read_text() and "From: Linus T <lt@example.org>" in p.read_text()
+               for p in sorted(out.glob("0*.patch")))

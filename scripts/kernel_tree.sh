@@ -1,0 +1,38 @@
+# Shared by kernel_build_check.sh and kernel_boot_check.sh (sourced, not run):
+# the Debian packages a kernel build needs, and the pristine linux-6.1 tree,
+# extracted once from Debian's linux-source-6.1 and kept as a git repository
+# with tag `pristine`. The caller defines say() and die().
+
+# kt_install OUT PACKAGE...: apt-get install those not installed (log in OUT/apt.log)
+kt_install() {
+    local out=$1 p need=()
+    shift
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+    [ -f /usr/src/linux-source-6.1.tar.xz ] || need+=(linux-source-6.1)
+    [ ${#need[@]} -gt 0 ] || return 0
+    say "apt-get install ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >"$out/apt.log" 2>&1 \
+        || die "apt-get failed: see $out/apt.log"
+}
+
+# kt_pristine TREE: make TREE the git repository of linux-6.1 with tag
+# `pristine`, extracting the tarball the first time
+kt_pristine() {
+    local tree=$1 tarball=/usr/src/linux-source-6.1.tar.xz
+    local -a g=(git -C "$tree" -c user.name=kbuild -c user.email=kbuild@localhost)
+    "${g[@]}" rev-parse -q --verify refs/tags/pristine >/dev/null 2>&1 && return 0
+    [ -f "$tarball" ] || die "$tarball missing: apt-get install linux-source-6.1"
+    say "extracting $tarball into $tree (once)"
+    rm -rf "$tree.partial" && mkdir -p "$tree.partial"
+    tar xJf "$tarball" -C "$tree.partial"
+    rm -rf "$tree" && mv "$tree.partial/linux-source-6.1" "$tree" && rmdir "$tree.partial"
+    say "committing the pristine tree (once)"
+    "${g[@]}" init -q
+    "${g[@]}" add -A -f .  # -f: Debian's top-level .gitignore ignores everything (/*)
+    "${g[@]}" commit -q -m "linux-6.1 from $(basename "$tarball")"
+    "${g[@]}" tag pristine
+}
