@@ -19,6 +19,7 @@ from pathlib import Path
 from .facts import FileFacts
 from .plan import Plan
 from .rules import Rules
+from .wrap import rewrap
 
 
 class EmitError(Exception):
@@ -234,6 +235,12 @@ def declarations_needed(rules: Rules, root: Path, sources: dict[str, bytes],
     return out
 
 
+def apply_wrapped(source: bytes, edits: list[Edit], path: str) -> bytes:
+    """apply_edits, then the lines the edits made too long re-wrapped in
+    kernel style (wrap.rewrap): what emit writes."""
+    return rewrap(source, apply_edits(source, edits, path))
+
+
 def apply_edits(source: bytes, edits: list[Edit], path: str) -> bytes:
     text = bytearray(source)
     # from the end backwards; at one offset a replacement goes before an insertion
@@ -368,14 +375,17 @@ def read_sources(plan: Plan, root: Path, digests: dict[str, str], rules: Rules) 
 
 
 def new_texts(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
-              digests: dict[str, str]) -> dict[str, tuple[bytes, bytes]]:
-    """path -> (old bytes, new bytes) for every file the plan changes."""
+              digests: dict[str, str], wrap: bool = True) -> dict[str, tuple[bytes, bytes]]:
+    """path -> (old bytes, new bytes) for every file the plan changes; wrap:
+    changed lines re-wrapped (False: as the edits leave them, which is what
+    the semantic patch writes at spatch's --max-width wide)."""
     sources = read_sources(plan, root, digests, rules)
     helper = place_helper(plan, facts, rules, root, sources)
     edits = edits_for(plan, facts, rules, sources, root, helper)
     if helper is not None and helper.edit is not None:  # first, as in the series' patch 1
         edits[helper.header] = [helper.edit, *edits.get(helper.header, [])]
-    result = {path: (sources[path], apply_edits(sources[path], e, path)) for path, e in edits.items()}
+    apply = apply_wrapped if wrap else apply_edits
+    result = {path: (sources[path], apply(sources[path], e, path)) for path, e in edits.items()}
     return {p: v for p, v in result.items() if v[0] != v[1]}
 
 

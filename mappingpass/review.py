@@ -74,6 +74,7 @@ from .facts import FACTS_VERSION, FileFacts
 from .graph import Analysis, ReadRecord, edges_in, edges_out
 from .plan import Plan, Step
 from .rules import Rules
+from .wrap import rewrap
 
 REVIEW_SCHEMA = "mappingpass.review/1"
 LEVELS = ("none", "note", "warning", "error")
@@ -1425,7 +1426,7 @@ class _Reviewer:
         expected_text = bdata
         if bdata is not None and edits:
             try:
-                expected_text = emitmod.apply_edits(bdata, edits, p)
+                expected_text = emitmod.apply_wrapped(bdata, edits, p)
             except emitmod.EmitError:
                 expected_text = bdata
         e_ops = {(i1, i2, tuple(_lines(expected_text)[j1:j2]))
@@ -1491,7 +1492,8 @@ class _Reviewer:
                         result = emitmod.apply_edits(region, shifted, p)
                     except emitmod.EmitError:
                         continue
-                    if result == target:
+                    # as emit writes it (changed lines re-wrapped), or as a human might
+                    if target in (result, rewrap(region, result)):
                         whole = size == len(keys)
                         return True, ("" if whole else
                                       f"part of the plan's edits here ({', '.join(subset)})"), set(chosen)
@@ -1500,7 +1502,7 @@ class _Reviewer:
         if not inside:
             what = "the plan changes nothing here"
         else:
-            want = emitmod.apply_edits(bdata[lo:hi], [dataclasses.replace(edits[k], start=edits[k].start - lo,
+            want = emitmod.apply_wrapped(bdata[lo:hi], [dataclasses.replace(edits[k], start=edits[k].start - lo,
                                                                           end=edits[k].end - lo)
                                                       for k in inside], p) if bdata is not None else b""
             first = want.decode("utf-8", "replace").strip().splitlines()

@@ -927,7 +927,7 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
         texts = {}
         for path in sorted(p.edits):
             applied.setdefault(path, []).extend(p.edits[path])
-            new = emitmod.apply_edits(sources[path], applied[path], path)
+            new = emitmod.apply_wrapped(sources[path], applied[path], path)
             texts[path] = (current[path], new)
             current[path] = new
         diffs.append(_git_diff(texts, modes))

@@ -136,7 +136,7 @@ target_commit() {
 check_contexts() {  # $1: the scratch index holding the patched tree
     local path blob found=0
     for path in $(GIT_INDEX_FILE=$1 G grep --cached -l 'page_mapping_wp(const struct page \*page,' -- include); do
-        blob=$(GIT_INDEX_FILE=$1 G show ":$path" | sed '/^static inline struct address_space \*page_mapping_wp(const struct page \*page,$/,/^}$/ s|^\treturn READ_ONCE(page->mapping);$|\tstruct address_space *own = READ_ONCE(page->mapping);\n\n\t/* kernel_boot_check: a caller'"'"'s mapping must be the page'"'"'s own */\n\tWARN_ONCE(mapping \&\& own \&\& own != mapping \&\& !((unsigned long)own \& 3),\n\t\t  "page_mapping_wp: the caller'"'"'s mapping is not the page'"'"'s");\n\treturn own;|' \
+        blob=$(GIT_INDEX_FILE=$1 G show ":$path" | sed '/^\(static inline struct address_space \*\)\{0,1\}page_mapping_wp(const struct page \*page,/,/^}$/ s|^\treturn READ_ONCE(page->mapping);$|\tstruct address_space *own = READ_ONCE(page->mapping);\n\n\t/* kernel_boot_check: a caller'"'"'s mapping must be the page'"'"'s own */\n\tWARN_ONCE(mapping \&\& own \&\& own != mapping \&\& !((unsigned long)own \& 3),\n\t\t  "page_mapping_wp: the caller'"'"'s mapping is not the page'"'"'s");\n\treturn own;|' \
                | G hash-object -w --stdin)
         GIT_INDEX_FILE=$1 G update-index --cacheinfo "100644,$blob,$path"
         GIT_INDEX_FILE=$1 G show ":$path" | grep -q 'kernel_boot_check: a caller' && found=1

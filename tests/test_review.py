@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import shutil
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
@@ -332,8 +333,11 @@ def test_missing_argument_and_prototype(repo, tmp_path):
     s.write_text(s.read_text().replace("->writepage(mapping, page, &wbc)", "->writepage(page, &wbc)"))
     h = other / "fs/tinyfs/tinyfs.h"
     text = h.read_text()
-    proto = next(ln for ln in text.splitlines() if "tinyfs_flush_batch(" in ln)
-    h.write_text(text.replace(proto, proto.replace("struct address_space *mapping, ", "")))
+    # the prototype as the base has it (the conversion may have re-wrapped it)
+    base = subprocess.run(["git", "-C", str(other), "show", "c0:fs/tinyfs/tinyfs.h"], capture_output=True,
+                          text=True, check=True).stdout
+    proto = re.search(r"[^\n]*tinyfs_flush_batch\([^;]*;", text).group(0)
+    h.write_text(text.replace(proto, re.search(r"[^\n]*tinyfs_flush_batch\([^;]*;", base).group(0)))
     commit(other, "broken", "broken")
     r = reviewmod.review(other, "c0", "broken", tmp_path / "db")  # a cold index: analyzed first
     dir_c = (other / "fs/smallfs/dir.c").read_text()

@@ -194,7 +194,7 @@ def test_order_helper_first_then_slots_then_subsystems(made):
     # page-flags.h, which pagemap.h includes, calls the helper: defined there
     assert first.helper and first.files == ["include/linux/page-flags.h"]
     assert first.subject == "page-flags: add page_mapping_wp() and folio_mapping_wp()"
-    assert "+static inline struct address_space *page_mapping_wp(" in s.diffs[0]
+    assert "+page_mapping_wp(const struct page *page, struct address_space *mapping)" in s.diffs[0]
     assert [line for line in s.diffs[0].splitlines() if line.startswith("-") and not line.startswith("---")] == []
     where = {e: i for i, p in enumerate(s.patches) for e in p.entities}
     # a slot, all its implementations and every call through it: one patch

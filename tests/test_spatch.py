@@ -4,6 +4,7 @@ applies, with the same result as our own rewriter (mappingpass.emit)."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import shutil
 import subprocess
@@ -41,10 +42,12 @@ def pipeline(src: Path, base: Path, rules: Path | None = None, subpaths: tuple[s
     store.close()
     digests = {p: v[2] for p, v in rows.items()}
     ours = emit.new_texts(plan, facts, rules_, tree, digests)
+    plain = emit.new_texts(plan, facts, rules_, tree, digests, wrap=False)
     decls, header = emit.for_spatch(plan, facts, rules_, tree, digests)
     decls = tuple(decls)
     cocci = smpl.write_spatch(plan, rules_, base / "smpl", decls, header)
-    return SimpleNamespace(base=base, tree=tree, plan=plan, rules=rules_, ours=ours, cocci=cocci, decls=decls,
+    return SimpleNamespace(base=base, tree=tree, plan=plan, rules=rules_, ours=ours, plain=plain, cocci=cocci,
+                           decls=decls,
                            header=header, files=smpl.spatch_files(plan, header))
 
 
@@ -104,23 +107,23 @@ def test_every_file_parses(fx):
 
 
 def assert_same_result(fx: SimpleNamespace, exact: bool = True) -> dict[str, bytes]:
-    """spatch's result is our rewriter's: byte for byte (exact, with no
-    re-wrapping) except where spatch lays out code it adds itself, else token
-    for token. Returns spatch's new texts."""
+    """spatch's result is our rewriter's. exact: at --max-width wide (no
+    re-wrapping by spatch), byte for byte our edits before we re-wrap them,
+    but where spatch lays out code it adds itself (the helper). Else, at
+    spatch's default width, token for token what emit writes: both re-wrap
+    the changed lines, each its own way. Returns spatch's new texts."""
     rc, diff, err = smpl.run_spatch(fx.cocci, fx.tree, fx.files, max_width=WIDE if exact else None)
     assert rc == 0, err
     assert diff.startswith("diff -u -p a/")
     theirs = apply_diff(fx.tree, diff)
     assert sorted(theirs) == sorted(fx.ours)
     header = fx.header.header if fx.header else ""
-    for path, (_old, new) in fx.ours.items():
+    for path, (_old, new) in (fx.plain if exact else fx.ours).items():
         if exact and path != header:
             assert theirs[path].decode() == new.decode(), path
         else:
             # spatch pretty-prints code it adds (the helper's parameter list
-            # joined or re-aligned, one blank line fewer before it) and, at
-            # its default width, re-wraps changed lines at 80 columns with the
-            # kernel's tabs-and-spaces alignment: the same tokens, not bytes
+            # joined or re-aligned, one blank line fewer before it)
             assert tokens(theirs[path]) == tokens(new), path
     return theirs
 
@@ -133,6 +136,34 @@ def test_patch_at_80_columns_same_tokens(fx):
     assert_same_result(fx, exact=False)
 
 
+def test_changed_lines_are_wrapped_in_kernel_style(fx):
+    """Every line emit changed keeps to 80 columns where the line it replaces
+    did (else to that line's width, never over 100), continuations aligned
+    after their open parenthesis with tabs then spaces; and where spatch's
+    own re-wrap at 80 columns differs from ours, ours is no wider."""
+    from mappingpass.wrap import limit_for, width
+
+    rc, diff, err = smpl.run_spatch(fx.cocci, fx.tree, fx.files)
+    assert rc == 0, err
+    theirs = apply_diff(fx.tree, diff)
+    wrapped, over = 0, {"ours": 0, "spatch": 0}
+    helper = set(fx.rules.plan.helper_definition.split("\n"))  # ours as written, not an edit
+    for path, (old, new) in fx.ours.items():
+        plain = fx.plain[path][1].decode().split("\n")
+        olds = old.decode().split("\n")
+        lines = new.decode().split("\n")
+        for line in set(lines) - set(plain) - set(olds):  # continuation lines we made
+            assert re.match(r"^\t* {0,7}\S", line), (path, line)
+            wrapped += 1
+        longest = {ln for ln in plain if ln not in olds and ln not in helper}
+        for ln in longest:
+            if ln in lines:  # left as it was: within its limit, or no break helps
+                original = min(olds, key=lambda o: -difflib.SequenceMatcher(None, o, ln).ratio())
+                assert width(ln) <= limit_for(original) or "," not in ln, (path, ln)
+        assert max(map(width, lines)) <= max(100, max(map(width, olds))), path
+        over["ours"] += sum(width(ln) > 80 for ln in set(lines) - set(olds))
+        over["spatch"] += sum(width(ln) > 80 for ln in set(theirs[path].decode().split("\n")) - set(olds))
+    assert wrapped > 10 and over["ours"] <= over["spatch"], over
 def assert_idempotent(fx: SimpleNamespace, theirs: dict[str, bytes], tmp_path: Path) -> None:
     patched = tmp_path / "patched"
     shutil.copytree(fx.tree, patched)
