@@ -565,6 +565,19 @@ def _names(items: list[str], limit: int = 2) -> str:
     return f"{', '.join(items[:limit])} and {len(items) - limit} more"
 
 
+SUBJECT = 72  # a subject's length at most, where names allow (git log --oneline, checkpatch)
+
+
+def _short(prefix: str, names: list[str]) -> str:
+    """prefix + as many of names as keep the subject within SUBJECT ("f(),
+    g() and 3 more"); at least one."""
+    for limit in (2, 1):
+        text = prefix + _names(names, limit)
+        if len(text) <= SUBJECT:
+            return text
+    return prefix + (f"{names[0]} and {len(names) - 1} more" if len(names) > 1 else names[0])
+
+
 def _name(plan: Plan, rules: Rules, patches: list[PatchPlan]) -> None:
     pr = rules.plan
     assert pr is not None
@@ -577,7 +590,7 @@ def _name(plan: Plan, rules: Rules, patches: list[PatchPlan]) -> None:
             slots = [e for e in p.entities if e.startswith(("member:", "typedef:", "param:"))]
             main = slots or [p.key.split(":", 1)[1]]
             tag = _core_tag(p, main)
-            p.subject = f"{tag}: pass the mapping to {_names([_display(e) for e in main])}"
+            p.subject = _short(f"{tag}: pass the mapping to ", [_display(e) for e in main])
         else:
             tag = _tag(p.key)
             if p.key.startswith("include"):  # static inlines of headers: name the header
@@ -585,7 +598,7 @@ def _name(plan: Plan, rules: Rules, patches: list[PatchPlan]) -> None:
                 tag = stems[0] if len(stems) == 1 else "include"
             funcs = [e for e in p.entities if not e.startswith(("member:", "typedef:", "param:"))]
             if funcs:
-                p.subject = f"{tag}: pass the mapping down to {_names([_display(e) for e in funcs])}"
+                p.subject = _short(f"{tag}: pass the mapping down to ", [_display(e) for e in funcs])
             else:
                 helpers = sorted({r.to.split("(", 1)[0] for r in p.rewrites}) or [pr.helper_page]
                 p.subject = f"{tag}: use {_names([h + '()' for h in helpers])} where the mapping is known"
@@ -681,6 +694,22 @@ _HOW = {
 
 def _wrap(text: str) -> list[str]:
     return textwrap.wrap(text, WRAP, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def fold(body: str, width: int = 75) -> str:
+    """Lines of a commit message over checkpatch's 75 columns (list entries,
+    chains) folded at spaces, the rest indented four more; Cc: and
+    Signed-off-by: trailers are left whole."""
+    out = []
+    for line in body.split("\n"):
+        if (len(line) <= width or line.startswith(("Cc: ", "Signed-off-by: ")) or " " not in line.strip()
+                or re.match(r"\s+\d+/\d+ ", line)):  # (the cover letter's list of subjects)
+            out.append(line)
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        out += textwrap.wrap(line.strip(), width, initial_indent=indent, subsequent_indent=indent + "    ",
+                             break_long_words=False, break_on_hyphens=False)
+    return "\n".join(out)
 
 
 def _limited(items: list, limit: int = LIST_LIMIT) -> tuple[list, int]:
@@ -941,12 +970,12 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
     patches, diffs = [p for p, _ in kept], [d for _, d in kept]
     subjects = [p.subject for p in patches]
     ccs = [cc_for(sections, p.files, root) for p in patches]
-    messages = [message(p, plan, rules, cc) for p, cc in zip(patches, ccs, strict=True)]
+    messages = [fold(message(p, plan, rules, cc)) for p, cc in zip(patches, ccs, strict=True)]
     all_cc: list[str] = []
     for cc in ccs:
         all_cc += [a for a in cc if a not in all_cc]
     stat = diffstat(_git_diff(final, modes))
-    cover = cover_letter(plan, patches, subjects, stat, all_cc)
+    cover = fold(cover_letter(plan, patches, subjects, stat, all_cc))
     return Series(patches, subjects, messages, diffs, cover, final, notes)
 
 

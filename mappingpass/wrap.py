@@ -10,6 +10,7 @@ outermost parenthesis that has commas; the pieces are laid out greedily."""
 from __future__ import annotations
 
 import difflib
+import re
 
 PREFERRED = 80
 HARD = 100
@@ -137,6 +138,16 @@ def _layout(line: str, breaks: list[int], col: int, limit: int) -> list[str]:
     return out
 
 
+_POINTER = re.compile(r"\b((?:struct|union|enum)\s+\w+)\s*\*[ \t]*")
+
+
+def tidy(line: str) -> str:
+    """A changed line's pointer declarations as checkpatch wants them
+    (`struct inode * inode`, `struct page*` -> `struct inode *inode`,
+    `struct page *`): an ERROR on every line a patch touches otherwise."""
+    return _POINTER.sub(lambda m: m.group(1) + " *", line)
+
+
 def rewrap(old: bytes, new: bytes) -> bytes:
     """new (old with edits applied) with every line the edits changed wrapped
     to its limit (limit_for the line it replaced); inserted lines (the
@@ -154,7 +165,7 @@ def rewrap(old: bytes, new: bytes) -> bytes:
             if i is None or b[j] == a[i]:
                 out.append(b[j])
             else:
-                out += wrap_line(b[j], limit_for(a[i]))
+                out += wrap_line(tidy(b[j]), limit_for(a[i]))
     return "\n".join(out).encode("utf-8", "surrogateescape")
 
 
