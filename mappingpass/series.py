@@ -49,9 +49,13 @@ import functools
 import hashlib
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import textwrap
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,6 +176,34 @@ def _file_match(path: str, pattern: str, root: Path | None, dirs: dict | None = 
     return below or path.count("/") == depth
 
 
+GET_MAINTAINER = ("--no-git", "--no-git-fallback", "--no-rolestats")
+
+
+def maintainers_cc(root: Path, maintainers: Path | None, sections: list[Section],
+                   patches: list[tuple[list[str], str]]) -> list[list[str]]:
+    """The Cc: addresses of each patch (its files, its diff): from the tree's
+    own scripts/get_maintainer.pl run on the diff, as kernel developers and b4
+    get them, when the MAINTAINERS file is the tree's and perl is there; else
+    (or where it fails) from cc_for, our reading of MAINTAINERS."""
+    script = root / "scripts" / "get_maintainer.pl"
+    own = maintainers is not None and maintainers.resolve() == (root / "MAINTAINERS").resolve()
+    if not (own and script.is_file() and shutil.which("perl")):
+        return [cc_for(sections, files, root) for files, _diff in patches]
+
+    def one(patch: tuple[list[str], str]) -> list[str]:
+        files, diff = patch
+        with tempfile.NamedTemporaryFile("wb", suffix=".patch") as fh:  # (it reads no stdin)
+            fh.write(diff.encode("utf-8", "surrogateescape"))
+            fh.flush()
+            proc = subprocess.run(["perl", str(script), *GET_MAINTAINER, fh.name], cwd=root,
+                                  capture_output=True, text=True, check=False, errors="surrogateescape")
+        found = [ln.strip() for ln in proc.stdout.splitlines() if "@" in ln]
+        return found if proc.returncode == 0 and found else cc_for(sections, files, root)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(one, patches))
+
+
 def cc_for(sections: list[Section], files: list[str], root: Path | None = None) -> list[str]:
     """Cc: addresses for a patch touching `files`: the M:/R: people and L:
     lists of every section that names one of them. A section that matches a
@@ -205,10 +237,23 @@ def cc_for(sections: list[Section], files: list[str], root: Path | None = None) 
         if i in full or i in lists_only:
             lists.extend(s.lists)
     out: list[str] = []
-    for addr in people + lists:
+    for addr in [_quoted(a) for a in people if a not in PENGUIN_CHIEFS] + lists:
         if addr and addr not in out:
             out.append(addr)
     return out
+
+
+# get_maintainer.pl leaves these out of its default output (--git-chief-penguins)
+PENGUIN_CHIEFS = ("Linus Torvalds <torvalds@linux-foundation.org>",)
+
+
+def _quoted(addr: str) -> str:
+    """A person's address as get_maintainer.pl writes it: a name with RFC 5322
+    specials, such as `Matthew Wilcox (Oracle)`, in quotes."""
+    name, mail = email.utils.parseaddr(addr)
+    if name and re.search(r'[()<>@,;:\\".\[\]]', name) and not name.startswith('"'):
+        return f'"{name}" <{mail}>'
+    return addr
 
 
 # --------------------------------------------------------------------------
@@ -969,7 +1014,7 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
     kept = [(p, d) for p, d in zip(patches, diffs, strict=True) if d]
     patches, diffs = [p for p, _ in kept], [d for _, d in kept]
     subjects = [p.subject for p in patches]
-    ccs = [cc_for(sections, p.files, root) for p in patches]
+    ccs = maintainers_cc(root, maintainers, sections, list(zip([p.files for p in patches], diffs, strict=True)))
     messages = [fold(message(p, plan, rules, cc)) for p, cc in zip(patches, ccs, strict=True)]
     all_cc: list[str] = []
     for cc in ccs:

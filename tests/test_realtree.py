@@ -414,3 +414,32 @@ def test_the_series_passes_the_kernels_checkpatch(linux_tree, tmp_path):
     assert not [ln for ln in found if "LONG_LINE" in ln], found
     assert {ln.split("WARNING:", 1)[1].split(":")[0] for ln in found} <= {
         "FUNCTION_ARGUMENTS", "UNSPECIFIED_INT", "AVOID_BUG", "SPACING", "PREFER_PR_LEVEL", "SYMBOLIC_PERMS"}
+
+
+@pytest.mark.skipif(shutil.which("perl") is None, reason="no perl for get_maintainer.pl")
+def test_cc_lines_come_from_get_maintainer_and_our_reader_agrees(linux_tree, tmp_path):
+    """A series of linux-6.1 takes its Cc: lines from the tree's own
+    scripts/get_maintainer.pl; our MAINTAINERS reader (the fallback without
+    the script or perl) gives the same addresses for every patch."""
+    import re
+
+    from mappingpass import series
+
+    db = tmp_path / "db"
+    code, _, err = run_cli("analyze", *[str(linux_tree / d) for d in EQUIVALENCE_DIRS], "--db", str(db), "-q")
+    assert code == 0, err
+    code, _, err = run_cli("emit", "--db", str(db), "--series", str(tmp_path / "series"), "-q")
+    assert code == 0, err
+    sections = series.parse_maintainers(linux_tree / "MAINTAINERS")
+    checked = 0
+    for patch in sorted((tmp_path / "series").glob("0*.patch"))[1:]:
+        text = patch.read_text()
+        body = text.split("\n---\n", 1)[0]
+        cc = re.findall(r"^Cc: (.*)$", body, re.M)
+        files = sorted(set(re.findall(r"^\+\+\+ b/(\S+)$", text, re.M)))
+        proc = subprocess.run(["perl", "scripts/get_maintainer.pl", *series.GET_MAINTAINER, str(patch)],
+                              cwd=linux_tree, capture_output=True, text=True, check=True)
+        assert cc == [ln.strip() for ln in proc.stdout.splitlines() if "@" in ln], patch.name
+        assert sorted(series.cc_for(sections, files, linux_tree)) == sorted(cc), patch.name
+        checked += 1
+    assert checked > 5
