@@ -4,8 +4,9 @@
 the kernel's scripts/coccinelle form (`virtual patch` / `virtual report`),
 and the plan into a JSON file beside it that the patch's python reads: tables
 keyed by (file, function) and by the text of each call and read, because
-spatch renumbers positions once a rule has changed a function (SPATCH-NOTES.md,
-item 0), so line-based restrictions only hold before the first change. The
+spatch 1.1.1 renumbers positions once a rule has changed a function (they
+name a temporary file then), so line-based restrictions only hold before the
+first change. The
 template says why each rule looks the way it does. `run_spatch` applies
 .cocci files with the real spatch, one file a group so that the tables can
 tell static functions of the same name apart.
@@ -183,7 +184,7 @@ def _type_names(param_type: str) -> list[str]:
 
 
 def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = (),
-           helper: HelperPlacement | None = None) -> tuple[str, str]:
+           helper: HelperPlacement | None = None, groups_file: str = "") -> tuple[str, str]:
     """The semantic patch's text, and the text of its data file (the plan's
     tables, read by the patch from beside itself: spatch 1.1.1 spends time
     proportional to the size of @initialize:python@ on every script call, 30 s
@@ -227,7 +228,8 @@ def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = (),
         confidence="High" if not gaps else "Moderate",
         version=__version__,
         rules_name=rules.name,
-        options=OPTIONS,
+        options=f"{OPTIONS} --file-groups {groups_file}" if groups_file else OPTIONS,
+        groups_file=groups_file,
         data_file=data_file,
         helper=helper_lines,
         declarations=list(declarations),
@@ -255,13 +257,21 @@ def write_spatch(plan: Plan, rules: Rules, outdir: Path, declarations: tuple = (
     outdir = make_dir(outdir)
     cocci = outdir / f"{rules.name}_passdown.cocci"
     data = outdir / f"{rules.name}_passdown.json"
-    text, table = render(plan, rules, data.name, declarations, helper)
+    groups = outdir / f"{rules.name}_passdown.groups"
+    text, table = render(plan, rules, data.name, declarations, helper, groups.name)
     write_atomic(cocci, text)
     write_atomic(data, table)
-    return [cocci, data]
+    write_atomic(groups, groups_text(spatch_files(plan, helper)))
+    return [cocci, data, groups]
 
 
-def _sorted_diff(text: str) -> str:
+def groups_text(files: list[str]) -> str:
+    """spatch's --file-groups file: one file a group (blank lines between), so
+    that the tables tell static functions of the same name apart."""
+    return "\n\n".join(files) + "\n"
+
+
+def sorted_diff(text: str) -> str:
     """spatch's per-file chunks in path order (-j N prints them as they finish)."""
     chunks = re.split(r"(?m)^(?=diff -u -p )", text)
     head, files = chunks[0], chunks[1:]
@@ -285,7 +295,7 @@ def run_spatch(cocci_files: list[Path] | list[str], root: Path, files: list[str]
     with tempfile.TemporaryDirectory(prefix="mappingpass-spatch-") as tmp:
         groups = Path(tmp) / "groups"
         # one file a group: the tables key static functions by their file
-        groups.write_text("\n\n".join(files) + "\n")
+        groups.write_text(groups_text(files))
         base = [exe, "--very-quiet", *OPTIONS.split(), "-D", mode, "--file-groups", str(groups)]
         if max_width:
             base += ["--max-width", str(max_width)]
@@ -300,7 +310,7 @@ def run_spatch(cocci_files: list[Path] | list[str], root: Path, files: list[str]
                                       timeout=timeout)
                 rc = rc or proc.returncode
                 # deterministic whatever -j does to the order
-                out.append(_sorted_diff(proc.stdout) if mode == "patch"
+                out.append(sorted_diff(proc.stdout) if mode == "patch"
                            else "".join(sorted(proc.stdout.splitlines(keepends=True))))
                 err.append(proc.stderr)
             return rc, "".join(out), "".join(err)

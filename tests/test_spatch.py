@@ -90,7 +90,8 @@ def tokens(data: bytes) -> list[bytes]:
 
 
 def test_every_file_parses(fx):
-    assert [p.name for p in fx.cocci] == ["mapping_passdown.cocci", "mapping_passdown.json"]
+    assert [p.name for p in fx.cocci] == ["mapping_passdown.cocci", "mapping_passdown.json",
+                                          "mapping_passdown.groups"]
     # without a mode spatch leaves the rules that depend on one unparsed: each
     # mode is checked as well
     for mode in ([], ["-D", "patch"], ["-D", "report"]):
@@ -265,3 +266,18 @@ def test_other_rules(variant, tmp_path):
     # cast where the replaced expression starts, so compare tokens there
     theirs = assert_same_result(fx, exact=variant == "last")
     assert_idempotent(fx, theirs, tmp_path)
+
+
+def test_the_options_line_is_the_command(fx):
+    """spatch run by hand as the .cocci's header says (its `// Options:`, the
+    groups file beside it, from the top of the tree) gives run_spatch's diff."""
+    header = fx.cocci[0].read_text()
+    options = re.search(r"(?m)^// Options: (.*)$", header).group(1).split()
+    groups = fx.cocci[2]
+    assert groups.read_text() == "\n\n".join(fx.files) + "\n"
+    options = [str(groups) if o == groups.name else o for o in options]
+    proc = subprocess.run(["spatch", "--very-quiet", "-D", "patch", "--sp-file", str(fx.cocci[0]), *options,
+                           "--patch", "."], cwd=fx.tree, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    _, expected, _ = smpl.run_spatch(fx.cocci, fx.tree, fx.files)
+    assert smpl.sorted_diff(proc.stdout) == expected
