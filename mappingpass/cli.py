@@ -256,7 +256,7 @@ usage or input error, in one line naming the file and what to do; 3 an
 internal error (a bug: please report it); 130 interrupted."""
 
 
-def _jobs(text: str) -> int:
+def jobs_arg(text: str) -> int:
     """-j: 0 (all cores) or 1 to 4 x the cores."""
     cores = os.cpu_count() or 1
     try:
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("paths", nargs="*", metavar="PATH", default=[str(fixture_tree())],
                    help="a kernel tree, or directories inside one (file paths in the results "
                         "are relative to the tree's top); default: the bundled fixtures/minilinux")
-    a.add_argument("-j", "--jobs", type=_jobs, default=0, help="parallel parsers (default 0: all cores)")
+    a.add_argument("-j", "--jobs", type=jobs_arg, default=0, help="parallel parsers (default 0: all cores)")
     a.add_argument("--rules", help="rules file (default: the bundled rules/mapping.toml)")
     a.add_argument("--scope", choices=("auto", "all"), default="auto",
                    help="auto: parse files that can hold a read up front, the rest on demand; "

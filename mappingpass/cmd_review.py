@@ -36,7 +36,9 @@ def register(sub, common) -> None:
     r.add_argument("--series", choices=("auto", "yes", "no"), default="auto",
                    help="compare every hunk with what the plan emits: auto (when the range adds the helper "
                         "or functions gain the parameter), yes, no")
-    r.add_argument("-j", "--jobs", type=int, default=0, help="parallel parsers (default: all cores)")
+    from .cli import jobs_arg  # (the one -j rule)
+
+    r.add_argument("-j", "--jobs", type=jobs_arg, default=0, help="parallel parsers (default 0: all cores)")
     common(r)
     r.set_defaults(func=cmd_review)
 

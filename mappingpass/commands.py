@@ -225,7 +225,8 @@ def print_plan_text(plan: planmod.Plan) -> None:
     print(f"  kind-1 reads left as they are    {sum(s['kept_reads'].values())} ({kept})")
     print(f"  needs a human                    {s['needs_human']}")
     print(f"  kind 2-5 reads left to run time  {s['runtime_reads']}")
-    print(f"  files touched                    {s['files']}")
+    print(f"  files with edits of the plan     {s['files']} (emit adds the helper's header and "
+          "the declarations a file needs)")
     if plan.parsed_on_demand:
         print(f"  deferred files parsed            {len(plan.parsed_on_demand)}")
     print(f"  unresolved                       {s['unresolved']}")

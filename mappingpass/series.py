@@ -895,7 +895,7 @@ def cover_letter(plan: Plan, patches: list[PatchPlan], subjects: list[str], stat
               + "".join(f"\n    {k}: {n}" for k, n in s["kept_reads"].items()),
               f"  needs a human: {s['needs_human']}",
               f"  kind 2-5 reads left to run time: {s['runtime_reads']}",
-              f"  files touched: {s['files']}",
+              f"  files with edits of the plan: {s['files']}",
               f"  unresolved: {s['unresolved']}"]
     for reason, n in s["unresolved_by_reason"].items():
         lines.append(f"    {reason}: {n}")

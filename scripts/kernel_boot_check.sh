@@ -36,11 +36,6 @@
 # 3 NO VERDICT (or the unpatched kernel does not pass), 2 usage or setup errors.
 set -euo pipefail
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-die() { echo "kernel_boot_check: $*" >&2; exit 2; }
-now() { date +%s; }
-say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$REPO/scripts/boot
 # shellcheck source=scripts/kernel_tree.sh

@@ -33,11 +33,6 @@
 # kept in OUT/report.txt; make's output in OUT/logs/{base,patched,after-N}/make.log.
 set -euo pipefail
 
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
-die() { echo "kernel_build_check: $*" >&2; exit 2; }
-now() { date +%s; }
-say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/kernel_tree.sh
 . "$REPO/scripts/kernel_tree.sh"
@@ -114,7 +109,9 @@ if [ $MODE = analyze ]; then
     (cd "$REPO" && python3 -m mappingpass plan --db "$db" --format json -q) >"$OUT/plan.json" || true
     say "writing the series"
     if (cd "$REPO" && python3 -m mappingpass emit --help 2>/dev/null | grep -q -- --series); then
-        (cd "$REPO" && python3 -m mappingpass emit --db "$db" --series "$OUT/series" -q)
+        (cd "$REPO" && GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-kernel_build_check} \
+            GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-kbuild@localhost} \
+            python3 -m mappingpass emit --db "$db" --series "$OUT/series" -q)
     else
         (cd "$REPO" && python3 - "$db" "$OUT/series" <<'EOF'
 import sys

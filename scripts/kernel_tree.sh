@@ -1,7 +1,13 @@
 # Shared by kernel_build_check.sh and kernel_boot_check.sh (sourced, not run):
 # the Debian packages a kernel build needs, and the pristine linux-6.1 tree,
 # extracted once from Debian's linux-source-6.1 and kept as a git repository
-# with tag `pristine`. The caller defines say() and die().
+# with tag `pristine`; and the scripts' usage, die, say and now.
+
+# usage: the script's leading comment, then exit 2
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 2; }
+die() { echo "$(basename "$0" .sh): $*" >&2; exit 2; }
+now() { date +%s; }
+say() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 # kt_install OUT PACKAGE...: apt-get install those not installed (log in OUT/apt.log)
 kt_install() {

@@ -95,6 +95,16 @@ def analyze_json(path: Path, db: Path, *extra: str) -> dict:
     return json.loads(out)
 
 
+def emitted_diff(tree: Path, tmp_path: Path, *extra: str) -> tuple[Path, bytes]:
+    """analyze tree into tmp_path/db and emit its diff: (the db, the diff's bytes)."""
+    db = tmp_path / "db"
+    analyze_json(tree, db, *extra)
+    out = tmp_path / "emitted.diff"
+    code, _, err = run_cli("emit", "--db", str(db), "--diff", str(out), "-q")
+    assert code == 0, err
+    return db, out.read_bytes()
+
+
 def plan_json(db: Path) -> tuple[int, dict, str]:
     code, out, err = run_cli("plan", "--db", str(db), "--format", "json", "-q")
     assert out, err

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import MINILINUX, REPO, analyze_json, run_cli
+from conftest import MINILINUX, REPO, analyze_json, emitted_diff, run_cli
 
 
 def test_missing_path_is_a_one_line_error(tmp_path):
@@ -204,15 +204,10 @@ def test_a_diff_of_a_file_with_invalid_utf8_keeps_its_bytes(minilinux_copy, tmp_
     path = minilinux_copy / "fs" / "tinyfs" / "file.c"
     # a Latin-1 comment in the context of a rewritten read
     path.write_bytes(path.read_bytes().replace(b"/* Helper: the block", b"/* caf\xe9: the block", 1))
-    db = tmp_path / "db"
-    analyze_json(minilinux_copy, db)
-    out = tmp_path / "p.diff"
-    code, _, err = run_cli("emit", "--diff", str(out), "--db", str(db), "-q")
-    assert code == 0, err
-    data = out.read_bytes()
+    _, data = emitted_diff(minilinux_copy, tmp_path)
     assert b"+++ b/fs/tinyfs/file.c" in data and b" /* caf\xe9: the block" in data
     subprocess.run(["git", "init", "-q", str(minilinux_copy)], check=True)
-    subprocess.run(["git", "-C", str(minilinux_copy), "apply", "--check", str(out)], check=True)
+    subprocess.run(["git", "-C", str(minilinux_copy), "apply", "--check", str(tmp_path / "emitted.diff")], check=True)
 
 
 class _Payload:

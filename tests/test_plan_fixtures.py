@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MINILINUX, analyze_json, canonical_analysis, compile_errors, plan_json, run_cli
+from conftest import MINILINUX, analyze_json, canonical_analysis, compile_errors, emitted_diff, plan_json, run_cli
 
 from mappingpass import graph as graphmod
 from mappingpass import index as indexmod
@@ -285,12 +285,9 @@ def test_emit_spatch_and_series_from_the_cli(planned, tmp_path):
 def test_emit_diff_is_minimal(minilinux_copy, tmp_path):
     """Every line the diff removes is a line the change rewrites: no `{` or blank
     line re-written for a matcher's heuristic (the series uses the same diff)."""
-    db = tmp_path / "db"
-    analyze_json(minilinux_copy, db)
-    diff = tmp_path / "p.diff"
-    code, _, err = run_cli("emit", "--db", str(db), "--diff", str(diff), "-q")
-    assert code == 0, err
-    text = diff.read_text()
+    _, data = emitted_diff(minilinux_copy, tmp_path)
+    text = data.decode()
+    diff = tmp_path / "emitted.diff"
     subprocess.run(["git", "init", "-q", str(minilinux_copy)], check=True)
     before = {p: (minilinux_copy / p).read_text().splitlines()
               for p in re.findall(r"(?m)^diff --git a/(\S+)", text)}
@@ -450,12 +447,8 @@ def test_the_helper_lives_where_every_caller_sees_it(tmp_path):
     does not build (#15's first cause)."""
     from conftest import REPO
 
-    db = tmp_path / "db"
-    analyze_json(MINILINUX, db)
-    diff = tmp_path / "p.diff"
-    code, _, err = run_cli("emit", "--db", str(db), "--diff", str(diff), "-q")
-    assert code == 0, err
-    text = diff.read_text()
+    _, data = emitted_diff(MINILINUX, tmp_path)
+    text = data.decode()
     flags = text.split("+++ b/include/linux/page-flags.h\n", 1)[1].split("\ndiff --git", 1)[0]
     assert flags.index("+page_mapping_wp(const struct page *page, struct address_space *mapping)") < flags.index(
         "+static inline bool folio_test_accountable(")
