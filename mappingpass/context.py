@@ -27,6 +27,7 @@ never-protected mappings) is rules data; this module only follows the code.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -437,7 +438,7 @@ class Context:
                 continue  # a nullable provider some caller passes NULL for
             hit = False
             for rank, (ptype2, prov) in enumerate(self.providers, start=1):
-                if ptype == ptype2:
+                if ptype == ptype2 and not self._excluded(prov, fid):
                     expr = prov.expr.format(p=name)
                     add(Candidate(expr, rank, f"{evidence}: {prov.why}", self.never(expr), prov.weak, after))
                     hit = True
@@ -452,6 +453,13 @@ class Context:
         cands = sorted(out.values(), key=lambda c: (c.rank, c.expr))
         self._cands[fid] = cands
         return cands
+
+    def _excluded(self, prov, fid: str) -> bool:
+        """The provider's rule says its type names no mapping in fid's file."""
+        if not prov.not_in:
+            return False
+        paths = {p for p, _ in self.g.nodes[fid].get("bodies", ())} if fid in self.g else set()
+        return any(fnmatch.fnmatch(p, glob) for p in paths for glob in prov.not_in)
 
     def _from_reads(self, fid: str) -> set[str]:
         """Locals whose value comes from the field being replaced

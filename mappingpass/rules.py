@@ -97,6 +97,9 @@ class Provider:
     # beside a page may be the inode a directory entry points to): the plan
     # passes the mapping down instead, and callers decide from where the page came
     weak: bool = False
+    # path globs of code where the type does not name the mapping (a vm_fault
+    # in core mm's generic fault path may be a special mapping's, with no file)
+    not_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,8 @@ def _plan(plan: dict) -> PlanRules:
             raise RulesError(f"{where}: expr must use {{p}} for the parameter")
         providers.append(
             Provider(_need(entry, "type", str, where), expr, _need(entry, "why", str, where),
-                     bool(entry.get("nullable", False)), bool(entry.get("weak", False)))
+                     bool(entry.get("nullable", False)), bool(entry.get("weak", False)),
+                     tuple(entry.get("not_in", [])))
         )
     boundary = plan.get("boundary", {})
     position = param.get("position", "first")

@@ -49,7 +49,7 @@ SCHEMA = Table(
         helper=Table(page=str, folio=str, page_of=str, folio_of=str, header=str, fallback_headers=STRS,
                      definition=str),
         membership=Table(page=str, folio=str, page_of=str, folio_of=str),
-        provider=[Table(type=str, expr=str, why=str, nullable=bool, weak=bool)],
+        provider=[Table(type=str, expr=str, why=str, nullable=bool, weak=bool, not_in=STRS)],
         receiver_provider=[Table(struct=str, strip=str)],
         boundary=Table(functions=str, paths=STRS, exported=bool, slots=str, mention_macros=str),
         lookup=[Table(function=str, arg=Ints(0, 15), of=OneOf("mapping", "inode", "file", "rac"),

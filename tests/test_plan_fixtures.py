@@ -162,6 +162,7 @@ def test_unresolved_reasons(planned):
         ("no-callers", "tinyfs_debug_orphan"),
         ("no-callers", "folio_mark_dirty"),
         ("no-callers", "clear_page_dirty_for_io"),
+        ("kind-2", "do_generic_fault"),  # mm/memory.c: core mm calls folio_invalidate with no context
         ("slot-boundary", "fs/ctxfs/file.c::ctxfs_flusher"),  # a kthread function
         ("unseen-mention", "fs/tinyfs/xattr.c::tinyfs_xattr_check"),
         ("unseen-mention", "fs/tinyfs/xattr.c::tinyfs_xattr_sync"),
@@ -487,3 +488,16 @@ def test_a_series_of_part_of_the_tree_leaves_the_rest_building(minilinux_copy, t
     code, _, err = run_cli("emit", "--db", str(db), "--apply", "--force", "-q")
     assert code == 0, err
     assert set(compile_errors(minilinux_copy, headers=False)) <= set(before)
+
+
+def test_a_vm_fault_in_core_mm_names_no_file(planned):
+    """mm/memory.c's generic fault path (kind 2) serves VMAs with no file: the
+    vm_fault provider is scoped to the code the plan converts (a file's own
+    ->fault), so the call there passes no context instead of evaluating
+    vmf->vma->vm_file->f_mapping (a NULL vm_file for a special mapping)."""
+    _, _, plan, _ = planned
+    (site,) = [c for c in plan["call_sites"] if c["caller"] == "do_generic_fault"]
+    assert site["callee"] == "folio_invalidate" and site["argument"] == "NULL"
+    # in a file's own ->fault the vm_fault does name the mapping
+    inside = [r for r in plan["rewrites"] if "vmf->vma->vm_file->f_mapping" in r["to"]]
+    assert inside and all(r["file"].startswith("fs/") for r in inside)
