@@ -40,8 +40,6 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$REPO/scripts/boot
 # shellcheck source=scripts/kernel_tree.sh
 . "$REPO/scripts/kernel_tree.sh"
-CACHE=${MAPPINGPASS_CACHE:-$HOME/.cache/mappingpass}
-TREE=$CACHE/kbuild/linux-6.1
 OUT=""
 MODE=""
 SRC=""

@@ -36,8 +36,6 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/kernel_tree.sh
 . "$REPO/scripts/kernel_tree.sh"
-CACHE=${MAPPINGPASS_CACHE:-$HOME/.cache/mappingpass}
-TREE=$CACHE/kbuild/linux-6.1
 OUT=""
 MODE=""
 SRC=""

@@ -3,6 +3,10 @@
 # extracted once from Debian's linux-source-6.1 and kept as a git repository
 # with tag `pristine`; and the scripts' usage, die, say and now.
 
+# where the kernel trees and builds are kept (--tree overrides TREE)
+CACHE=${MAPPINGPASS_CACHE:-$HOME/.cache/mappingpass}
+TREE=$CACHE/kbuild/linux-6.1
+
 # usage: the script's leading comment, then exit 2
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 2; }
 die() { echo "$(basename "$0" .sh): $*" >&2; exit 2; }
