@@ -84,15 +84,16 @@ def emit_rows(tree: Path, db: Path, work: Path) -> list[tuple[str, str, str, str
     """emit of the whole plan (diff, semantic patch, series) beside real spatch
     applying that semantic patch to the same files."""
     from mappingpass import smpl
-    from mappingpass.commands import compute_plan
-    from mappingpass.rules import load as load_rules
 
+    # (the series needs an author: the user's git identity, else this one)
+    os.environ.setdefault("GIT_AUTHOR_NAME", "mappingpass bench")
+    os.environ.setdefault("GIT_AUTHOR_EMAIL", "bench@localhost")
     base = [sys.executable, "-m", "mappingpass", "emit", "--db", str(db), "-q"]
     dt, drss, _ = timed([*base, "--diff", str(work / "whole.diff")])
     st, srss, _ = timed([*base, "--spatch", str(work / "smpl")])
     wt, wrss, _ = timed([*base, "--series", str(work / "series")])
-    plan, _ = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
-    files = smpl.spatch_files(plan, load_rules())
+    # the plan's files, as emit --spatch lists them for --file-groups
+    files = (work / "smpl" / "mapping_passdown.groups").read_text().split()
     cocci = sorted((work / "smpl").glob("*.cocci"))
     started = time.monotonic()
     rc, _, _ = smpl.run_spatch(cocci, tree, files, max_width=10_000, jobs=os.cpu_count() or 1)
