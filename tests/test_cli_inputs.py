@@ -495,3 +495,18 @@ def test_emit_has_no_json_format(fixture_db, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["emit", "--db", str(fixture_db), "--diff", "-", "--format", "json"])
     assert exc.value.code == 2 and "unrecognized arguments: --format json" in capsys.readouterr().err
+
+
+def test_an_internal_error_is_one_line_and_exit_3(fixture_db, monkeypatch):
+    from mappingpass import commands
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(commands, "compute_plan", broken)
+    code, _, err = run_cli("plan", "--db", str(fixture_db), "-q")
+    assert code == 3 and err.count("\n") == 1
+    assert err.startswith("mappingpass: internal error: KeyError: 'a bug of ours' (a bug: please report it")
+    monkeypatch.setenv("MAPPINGPASS_DEBUG", "1")
+    with pytest.raises(KeyError):
+        run_cli("plan", "--db", str(fixture_db), "-q")
