@@ -19,7 +19,7 @@ from pathlib import Path
 from .facts import FileFacts
 from .plan import Plan
 from .rules import Rules
-from .wrap import rewrap
+from .wrap import rewrap_edited
 
 
 class EmitError(Exception):
@@ -238,7 +238,7 @@ def declarations_needed(rules: Rules, root: Path, sources: dict[str, bytes],
 def apply_wrapped(source: bytes, edits: list[Edit], path: str) -> bytes:
     """apply_edits, then the lines the edits made too long re-wrapped in
     kernel style (wrap.rewrap): what emit writes."""
-    return rewrap(source, apply_edits(source, edits, path))
+    return rewrap_edited(source, apply_edits(source, edits, path), [(e.start, e.end, e.text) for e in edits])
 
 
 def apply_edits(source: bytes, edits: list[Edit], path: str) -> bytes:

@@ -177,6 +177,9 @@ def _file_match(path: str, pattern: str, root: Path | None, dirs: dict | None = 
 
 
 GET_MAINTAINER = ("--no-git", "--no-git-fallback", "--no-rolestats")
+# get_maintainer.pl orders addresses of equal rank by perl's hash order, which
+# perl randomises per process: a fixed seed makes the same series the same bytes
+_PERL_ENV = {**os.environ, "PERL_HASH_SEED": "0", "PERL_PERTURB_KEYS": "0"}
 
 
 def maintainers_cc(root: Path, maintainers: Path | None, sections: list[Section],
@@ -195,7 +198,7 @@ def maintainers_cc(root: Path, maintainers: Path | None, sections: list[Section]
         with tempfile.NamedTemporaryFile("wb", suffix=".patch") as fh:  # (it reads no stdin)
             fh.write(diff.encode("utf-8", "surrogateescape"))
             fh.flush()
-            proc = subprocess.run(["perl", str(script), *GET_MAINTAINER, fh.name], cwd=root,
+            proc = subprocess.run(["perl", str(script), *GET_MAINTAINER, fh.name], cwd=root, env=_PERL_ENV,
                                   capture_output=True, text=True, check=False, errors="surrogateescape")
         found = [ln.strip() for ln in proc.stdout.splitlines() if "@" in ln]
         return found if proc.returncode == 0 and found else cc_for(sections, files, root)

@@ -9,6 +9,7 @@ outermost parenthesis that has commas; the pieces are laid out greedily."""
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 
@@ -146,6 +147,30 @@ def tidy(line: str) -> str:
     (`struct inode * inode`, `struct page*` -> `struct inode *inode`,
     `struct page *`): an ERROR on every line a patch touches otherwise."""
     return _POINTER.sub(lambda m: m.group(1) + " *", line)
+
+
+def rewrap_edited(old: bytes, new: bytes, edits: list[tuple[int, int, str]]) -> bytes:
+    """rewrap, knowing the edits (start, end, text) that made new of old: the
+    lines they changed are those their starts lie on (an edit whose text has a
+    newline inserts whole lines: the helper's definition, a declaration), so
+    no diff of the two texts is needed (a whole-tree series applies thousands
+    of edits to fs.h, patch after patch)."""
+    if not edits:
+        return new
+    edits = list(dict.fromkeys(edits))  # (apply_edits applies a repeated edit once)
+    starts = [0]
+    for i, byte in enumerate(old):
+        if byte == 10:
+            starts.append(i + 1)
+    olds = old.decode("utf-8", "surrogateescape").split("\n")
+    lines = new.decode("utf-8", "surrogateescape").split("\n")
+    added = sorted((e[0], e[2].count("\n") - old.count(b"\n", e[0], e[1])) for e in edits)
+    changed = sorted({bisect.bisect_right(starts, e[0]) - 1 for e in edits if "\n" not in e[2]}, reverse=True)
+    for i in changed:  # bottom up: a wrapped line's new lines do not move the ones above
+        j = i + sum(n for at, n in added if at <= starts[i] and n)
+        if lines[j] != olds[i]:
+            lines[j:j + 1] = wrap_line(tidy(lines[j]), limit_for(olds[i]))
+    return "\n".join(lines).encode("utf-8", "surrogateescape")
 
 
 def rewrap(old: bytes, new: bytes) -> bytes:

@@ -501,3 +501,28 @@ def test_a_vm_fault_in_core_mm_names_no_file(planned):
     # in a file's own ->fault the vm_fault does name the mapping
     inside = [r for r in plan["rewrites"] if "vmf->vma->vm_file->f_mapping" in r["to"]]
     assert inside and all(r["file"].startswith("fs/") for r in inside)
+
+
+def test_rewrapping_from_the_edits_is_rewrapping_from_a_diff(minilinux_copy, tmp_path):
+    """emit re-wraps the lines its edits changed (wrap.rewrap_edited, no diff
+    of the texts); what review uses on a region (wrap.rewrap, from a line
+    diff) gives the same bytes on every file of the fixture's plan."""
+    from mappingpass import emit
+    from mappingpass.series import load_inputs
+    from mappingpass.wrap import rewrap
+
+    db = tmp_path / "db"
+    analyze_json(minilinux_copy, db)
+    plan, facts, rules, root, digests = load_inputs(str(db))
+    sources = emit.read_sources(plan, root, digests, rules)
+    helper = emit.place_helper(plan, facts, rules, root, sources)
+    edits = emit.edits_for(plan, facts, rules, sources, root, helper)
+    if helper is not None and helper.edit is not None:
+        edits[helper.header] = [helper.edit, *edits.get(helper.header, [])]
+    wrapped = 0
+    for path, file_edits in edits.items():
+        plain = emit.apply_edits(sources[path], file_edits, path)
+        ours = emit.apply_wrapped(sources[path], file_edits, path)
+        assert ours == rewrap(sources[path], plain), path
+        wrapped += ours != plain
+    assert wrapped >= 5
