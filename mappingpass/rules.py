@@ -248,9 +248,7 @@ def _build(rules_path: Path, raw: bytes, data: dict) -> Rules:
     kinds = []
     for i, entry in enumerate(data.get("kind", [])):
         where = f"kind #{i + 1}"
-        kind = _need(entry, "kind", int, where)
-        if kind not in (1, 2, 3, 4, 5):
-            raise RulesError(f"{where}: kind must be 1..5")
+        kind = _need(entry, "kind", int, where)  # (its range: rules_schema)
         funcs = entry.get("functions")
         bound = entry.get("bound_to")
         kinds.append(
@@ -288,9 +286,7 @@ def _plan(plan: dict) -> PlanRules:
                      tuple(entry.get("not_in", [])))
         )
     boundary = plan.get("boundary", {})
-    position = param.get("position", "first")
-    if position not in ("first", "last"):
-        raise RulesError("[plan.parameter] position must be \"first\" or \"last\"")
+    position = param.get("position", "first")  # (first or last: rules_schema)
     funcs = boundary.get("functions")
     receivers = tuple(
         ReceiverProvider(_need(e, "struct", str, "plan.receiver_provider"),
@@ -329,9 +325,7 @@ def _context_rules(plan: dict) -> dict:
     lookups = []
     for i, e in enumerate(plan.get("lookup", [])):
         where = f"plan.lookup #{i + 1}"
-        of = e.get("of", "mapping")
-        if of not in ("mapping", "inode", "file", "rac"):
-            raise RulesError(f"{where}: of must be mapping, inode, file or rac")
+        of = e.get("of", "mapping")  # (which values: rules_schema)
         lookups.append(Lookup(_need(e, "function", str, where), _need(e, "arg", int, where), of,
                               int(e.get("fills", -1)), _need(e, "why", str, where)))
     carriers = []
@@ -371,8 +365,6 @@ def _context_rules(plan: dict) -> dict:
     )
 
 
-def _debug_macros(table) -> dict[str, tuple[int, ...]]:
-    if not isinstance(table, dict) or not all(
-            isinstance(v, list) and all(isinstance(i, int) for i in v) for v in table.values()):
-        raise RulesError("[plan.context] debug_macros must map a macro to a list of argument indexes")
+def _debug_macros(table: dict) -> dict[str, tuple[int, ...]]:
+    """(rules_schema has checked it maps macros to lists of argument indexes)"""
     return {k: tuple(v) for k, v in table.items()}
