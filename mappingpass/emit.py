@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .facts import FileFacts
+from .index import digest_of, inside_tree
 from .plan import Plan
 from .rules import Rules
 from .wrap import rewrap_edited
@@ -354,8 +355,6 @@ def helper_definition_edit(rules: Rules, original: bytes, before: int | None) ->
 def read_sources(plan: Plan, root: Path, digests: dict[str, str], rules: Rules) -> dict[str, bytes]:
     """The original bytes of every file the plan names; a file whose content
     changed since analyze (its digest differs) stops emit before anything is written."""
-    from .index import digest_of
-
     paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
     paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
     paths |= {p for s in plan.slots for p, _ in s.decls}
@@ -477,7 +476,7 @@ def apply_atomically(root: Path, texts: dict[str, tuple[bytes, bytes]]) -> None:
     try:
         for path, (_old, new) in sorted(texts.items()):
             target = Path(os.path.realpath(root / path))  # through a symlink: the link stays a link
-            if os.path.commonpath([os.path.realpath(root), target]) != os.path.realpath(root):
+            if not inside_tree(root, target):
                 raise EmitError(f"{root / path} is a symlink to {target}, outside the tree; "
                                 "nothing was changed")
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".mp")

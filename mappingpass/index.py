@@ -122,6 +122,12 @@ def digest_of(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
+def inside_tree(root: Path | str, path: Path | str) -> bool:
+    """Whether path, its links resolved, lies inside the tree at root."""
+    top = os.path.realpath(root)
+    return os.path.commonpath([top, os.path.realpath(path)]) == top
+
+
 def _link_skip(root: Path, abspath: str) -> str:
     """Why a symlinked source is not indexed under its own name: its target
     lies inside the tree (indexed there, once) or is missing; "" for a link
@@ -129,8 +135,7 @@ def _link_skip(root: Path, abspath: str) -> str:
     target = os.path.realpath(abspath)
     if not os.path.exists(target):
         return "dangling symlink"
-    inside = os.path.commonpath([os.path.realpath(root), target]) == os.path.realpath(root)
-    return "symlink into the tree (indexed at its target)" if inside else ""
+    return "symlink into the tree (indexed at its target)" if inside_tree(root, target) else ""
 
 
 def _work(item: tuple) -> tuple:
