@@ -238,7 +238,7 @@ def declarations_needed(rules: Rules, root: Path, sources: dict[str, bytes],
 
 def apply_wrapped(source: bytes, edits: list[Edit], path: str) -> bytes:
     """apply_edits, then the lines the edits made too long re-wrapped in
-    kernel style (wrap.rewrap): what emit writes."""
+    kernel style (wrap.rewrap_edited): what emit writes."""
     return rewrap_edited(source, apply_edits(source, edits, path), [(e.start, e.end, e.text) for e in edits])
 
 

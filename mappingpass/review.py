@@ -74,7 +74,7 @@ from .facts import FACTS_VERSION, FileFacts
 from .graph import Analysis, ReadRecord, edges_in, edges_out
 from .plan import Plan, Step
 from .rules import Rules
-from .wrap import rewrap
+from .wrap import rewrap_edited
 
 REVIEW_SCHEMA = "mappingpass.review/1"
 LEVELS = ("none", "note", "warning", "error")
@@ -1493,7 +1493,7 @@ class _Reviewer:
                     except emitmod.EmitError:
                         continue
                     # as emit writes it (changed lines re-wrapped), or as a human might
-                    if target in (result, rewrap(region, result)):
+                    if target in (result, rewrap_edited(region, result, [(e.start, e.end, e.text) for e in shifted])):
                         whole = size == len(keys)
                         return True, ("" if whole else
                                       f"part of the plan's edits here ({', '.join(subset)})"), set(chosen)

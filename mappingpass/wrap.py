@@ -10,7 +10,6 @@ outermost parenthesis that has commas; the pieces are laid out greedily."""
 from __future__ import annotations
 
 import bisect
-import difflib
 import re
 
 PREFERRED = 80
@@ -150,11 +149,12 @@ def tidy(line: str) -> str:
 
 
 def rewrap_edited(old: bytes, new: bytes, edits: list[tuple[int, int, str]]) -> bytes:
-    """rewrap, knowing the edits (start, end, text) that made new of old: the
-    lines they changed are those their starts lie on (an edit whose text has a
-    newline inserts whole lines: the helper's definition, a declaration), so
-    no diff of the two texts is needed (a whole-tree series applies thousands
-    of edits to fs.h, patch after patch)."""
+    """new (old with the edits (start, end, text) applied) with every line the
+    edits changed wrapped to its limit (limit_for the line it replaced). The
+    changed lines are those the edits start on; an edit whose text has a
+    newline inserts whole lines (the helper's definition, a declaration),
+    which stay as they are. No diff of the two texts is needed (a whole-tree
+    series applies thousands of edits to fs.h, patch after patch)."""
     if not edits:
         return new
     edits = list(dict.fromkeys(edits))  # (apply_edits applies a repeated edit once)
@@ -171,43 +171,3 @@ def rewrap_edited(old: bytes, new: bytes, edits: list[tuple[int, int, str]]) -> 
         if lines[j] != olds[i]:
             lines[j:j + 1] = wrap_line(tidy(lines[j]), limit_for(olds[i]))
     return "\n".join(lines).encode("utf-8", "surrogateescape")
-
-
-def rewrap(old: bytes, new: bytes) -> bytes:
-    """new (old with edits applied) with every line the edits changed wrapped
-    to its limit (limit_for the line it replaced); inserted lines (the
-    helper's definition, declarations) and unchanged ones stay as they are."""
-    if old == new:
-        return new
-    a = old.decode("utf-8", "surrogateescape").split("\n")
-    b = new.decode("utf-8", "surrogateescape").split("\n")
-    out: list[str] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag == "equal" or tag == "insert" or tag == "delete":
-            out += b[j1:j2]
-            continue
-        for j, i in _pairs(a, b, i1, i2, j1, j2):
-            if i is None or b[j] == a[i]:
-                out.append(b[j])
-            else:
-                out += wrap_line(tidy(b[j]), limit_for(a[i]))
-    return "\n".join(out).encode("utf-8", "surrogateescape")
-
-
-def _pairs(a: list[str], b: list[str], i1: int, i2: int, j1: int, j2: int) -> list[tuple[int, int | None]]:
-    """Each new line of a replaced block with the old line it changes (None:
-    inserted): one to one when the counts agree, else by similarity, in order."""
-    if i2 - i1 == j2 - j1:
-        return [(j1 + k, i1 + k) for k in range(j2 - j1)]
-    out: list[tuple[int, int | None]] = []
-    i = i1
-    for j in range(j1, j2):
-        best = None
-        for k in range(i, i2):
-            if difflib.SequenceMatcher(None, a[k], b[j], autojunk=False).ratio() > 0.6:
-                best = k
-                break
-        out.append((j, best))
-        if best is not None:
-            i = best + 1
-    return out
