@@ -97,11 +97,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         rel = str(resolved.relative_to(root))
         subpaths.append("" if rel == "." else rel)
     rules = _load_rules(args.rules)
-    store = _open_store(args.db, create=True)
     jobs = args.jobs or os.cpu_count() or 1
+    precise = _precise_setup(args, root, jobs) if args.precise or args.compile_commands else None
+    store = _open_store(args.db, create=True)
     stats = indexmod.index_tree(
         root, subpaths, rules, store, jobs, parse_all=args.scope == "all",
-        progress=_progress(args.quiet, "analyze"),
+        progress=_progress(args.quiet, "analyze"), mode=precise[0] if precise else "",
     )
     if stats.files == 0:
         store.close()
@@ -110,6 +111,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     store.set_meta("root", str(root.resolve()))
     store.set_meta("rules_path", str(Path(rules.path).resolve()))
     store.commit()
+    precise_stats = None
+    if precise:
+        from .precise import driver
+
+        precise_stats = driver.run(root, store, rules, precise[1], precise[2], jobs,
+                                   lambda label: _progress(args.quiet, label))
     started = time.monotonic()
     analysis = graphmod.cached(store, rules)
     if analysis is None:
@@ -117,6 +124,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     graph_seconds = time.monotonic() - started
     result = analyze_report(root, store, stats, analysis, graph_seconds)
     result["parameter"] = rules.plan.param_name if rules.plan else ""  # what kind 1 passes down
+    if precise_stats is not None:
+        result["precise"] = precise_stats.to_json()
+        result["precise"]["macro_call_edges"] = graphmod.graph_stats(analysis.graph)["macro_call_edges"]
+        # (headers: tree-sitter's facts, counted once analyze parsed those its types need)
+        result["precise"]["headers_tree_sitter"] = sum(p.endswith(".h") for p in store.paths_in_state("parsed"))
+        result["seconds"]["precise"] = precise_stats.seconds
     store.close()
     if args.format == "json":
         # (no timings: the same tree gives the same bytes; the text report has them)
@@ -125,6 +138,31 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     else:
         print_analyze_text(result)
     return 0
+
+
+def _precise_setup(args: argparse.Namespace, root: Path, jobs: int) -> tuple:
+    """(index mode, build, compile commands) for --precise: the configured
+    build made (or found) out of the tree, or the user's compile_commands.json."""
+    try:
+        import clang.cindex  # noqa: F401 - precise mode's one dependency, said in one line if missing
+
+        from .precise import driver, kbuild
+    except ImportError as exc:
+        raise InputError(f"--precise needs libclang's Python bindings ({exc}); "
+                         "pip install 'libclang==18.1.1'") from None
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    try:
+        if args.compile_commands:
+            commands = kbuild.compile_commands(Path(args.compile_commands), root)
+            if not commands:
+                raise InputError(f"{args.compile_commands}: no .c file of {root} in it")
+            digest = indexmod.digest_of(json.dumps(commands, sort_keys=True).encode())
+            return driver.mode_key("cc-" + digest), None, commands
+        build_dir = Path(args.build_dir) if args.build_dir else kbuild.default_build_dir(Path(args.db), args.config)
+        build = kbuild.prepare(root, build_dir.resolve(), args.config, jobs, say)
+    except kbuild.KbuildError as exc:
+        raise InputError(str(exc)) from None
+    return driver.mode_key(build.config_digest), build, None
 
 
 def _build_with_types(root: Path, rules, store, expand: bool):
@@ -232,8 +270,30 @@ def print_analyze_text(r: dict) -> None:
     top = list(r["reads_by_subsystem"].items())[:12]
     if top:
         print("  by subsystem: " + ", ".join(f"{k} {v}" for k, v in top))
+    if "precise" in r:
+        print_precise_text(r["precise"])
     s = r["seconds"]
-    print(f"time       index {s['index']:.1f} s, graph {s['graph']:.1f} s")
+    extra = "".join(f", {k} {v:.1f} s" for k, v in s.get("precise", {}).items())
+    print(f"time       index {s['index']:.1f} s{extra}, graph {s['graph']:.1f} s")
+
+
+def print_precise_text(p: dict) -> None:
+    where = f" in {p['build_dir']}" if p["build_dir"] else ""
+    print(f"precise    {p['config']}{where}: {p['merged']} of {p['targets']} .c files with libclang's facts "
+          f"(parsed {p['parsed']}, reused {p['reused']}); tree-sitter only: {len(p['failed'])} with libclang "
+          f"errors, {len(p['not_compiled'])} this configuration does not compile, "
+          f"{p['headers_tree_sitter']} headers")
+    print(f"           added {p['added']['macro_body_calls']} calls made in macro bodies, "
+          f"{p['added']['macro_registrations']} registrations made by macros; "
+          f"{p['receivers_settled']} receiver types settled, {p['marked_macro_arg_calls']} calls in macro "
+          f"arguments; kept {p['skipped_range_facts']} tree-sitter facts in #if branches not built")
+    print(f"           {p['macro_call_edges']} call edges from macro bodies (a function they reach "
+          "keeps its signature: macro-body-call)")
+    if p["macro_body_reads"] or p["clang_only_source_calls"]:
+        print(f"           not used: {p['macro_body_reads']} ->mapping reads in macro bodies (no span to "
+              f"rewrite), {p['clang_only_source_calls']} calls only libclang saw in the file")
+    for f in p["failed"][:5]:
+        print(f"  libclang {f['file']}: {f['error']}")
 
 
 DESCRIPTION = """\
@@ -294,6 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--scope", choices=("auto", "all"), default="auto",
                    help="auto: parse files that can hold a read up front, the rest on demand; "
                         "all: parse every file")
+    p_ = a.add_argument_group("precise mode (libclang over a configured tree; see README)")
+    p_.add_argument("--precise", action="store_true",
+                    help="also parse the .c files with libclang under a kernel configuration: calls and "
+                         "registrations macros make, exact receiver types")
+    p_.add_argument("--config", default="allmodconfig", metavar="allmodconfig|defconfig|FILE",
+                    help="the configuration (default allmodconfig; FILE: a .config)")
+    p_.add_argument("--build-dir", metavar="DIR",
+                    help="where 'make O=DIR <config> prepare' runs (default: inside --db; never the tree)")
+    p_.add_argument("--compile-commands", metavar="FILE",
+                    help="take each file's flags from a compile_commands.json of a tree you built "
+                         "(implies --precise; no make run)")
     common(a)
     a.set_defaults(func=cmd_analyze)
 

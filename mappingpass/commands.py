@@ -193,12 +193,28 @@ class _FactsCache:
         return self.cache[path]
 
 
+def precise_front_end(db: str) -> dict | None:
+    """What analyze --precise left in the database (config, files merged), or None."""
+    store = indexmod.Store(Path(db), create=False)
+    try:
+        return json.loads(store.get_meta("precise_summary") or "null")
+    finally:
+        store.close()
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     plan, _ = compute_plan(args)
+    front = precise_front_end(args.db)
     if args.format == "json":
-        json.dump(plan.to_json(), sys.stdout, indent=1)
+        data = plan.to_json()
+        if front:
+            data["front_end"] = front
+        json.dump(data, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
+        if front:
+            print(f"front-end: tree-sitter + libclang ({front['config']}: {front['merged']} .c files; "
+                  f"macro-body-call boundaries are precise mode's)")
         print_plan_text(plan)
     return 1 if plan.unresolved or plan.summary()["needs_human"] else 0
 

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 10
+FACTS_VERSION = 12
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,11 @@ class Call:
     arg_spans: tuple[tuple[int, int], ...]
     paren: int  # byte offset of "(" of the argument list
     fn_text: str = ""  # the called expression as written: "mapping->a_ops->writepage"
+    # precise mode (libclang): "source", "macro-arg" (written as a macro's
+    # argument) or "macro-body" (written in the body of `macro`, which the file
+    # invokes: no argument list in the file to edit; kept in FileFacts.macro_calls)
+    origin: str = "source"
+    macro: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class Binding:
     receiver: str  # type recipe of the assigned-to struct for "assign", else ""
     cast: str  # cast type text if the function was cast ("filler_t *"), else ""
     context: str | None  # enclosing function, None at file scope
+    macro: str = ""  # precise mode: the macro whose body makes it (INIT_WORK's `->func = f`)
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,11 @@ class FileFacts:
     error_nodes: int = 0  # ERROR/MISSING nodes tree-sitter reported
     error_lines: tuple[int, ...] = ()  # first lines of the first few errors
     recovered: int = 0  # functions recovered from inside error nodes
+    precise: str = ""  # the configuration libclang parsed it under (precise mode), else ""
+    # precise mode: calls a macro's body makes, apart from `calls` (whose spans
+    # every later stage reads): their span is the macro's invocation, args the
+    # functions they name, no argument spans, paren -1
+    macro_calls: tuple[Call, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return _to_plain(self)
@@ -194,6 +205,9 @@ class FileFacts:
             error_nodes=data["error_nodes"],
             error_lines=tuple(data["error_lines"]),
             recovered=data["recovered"],
+            precise=data.get("precise", ""),
+            macro_calls=tuple(Call(**{**c, "args": tuple(c["args"]), "arg_spans": ()})
+                              for c in data.get("macro_calls", ())),
         )
 
 

@@ -148,12 +148,13 @@ def missing_types(all_facts: list[FileFacts], chain_from: re.Pattern[str] | None
         for r in ff.reads:
             if r.via == "field":
                 env.resolve(r.receiver)
+        # (the member's own type too: it names the slot, `bio_end_io_t *bi_end_io`)
         for c in ff.calls:
-            if c.via == "member":
-                env.resolve(c.receiver)
+            if c.via == "member" and c.receiver:
+                env.resolve(["f", json.loads(c.receiver), c.callee])
         for b in ff.bindings:
-            if b.kind == "assign":
-                env.resolve(b.receiver)
+            if b.kind == "assign" and b.receiver:
+                env.resolve(["f", json.loads(b.receiver), b.member])
             elif b.owner:
                 env.resolve(["f", ["t", f"struct {b.owner}", 0], b.member])
     return env.missing
@@ -293,7 +294,8 @@ def graph_stats(g: nx.MultiDiGraph) -> dict[str, int]:
     nodes = Counter(d["type"] for _, d in g.nodes(data=True))
     edges = Counter(k for _, _, k in g.edges(keys=True))
     return {"functions": nodes["function"], "slots": nodes["slot"], "call_edges": edges["call"],
-            "slot_call_edges": edges["call-through-slot"], "bindings": edges["binds"], "twins": edges["twin"]}
+            "slot_call_edges": edges["call-through-slot"], "bindings": edges["binds"], "twins": edges["twin"],
+            "macro_call_edges": edges["macro-call"]}
 
 
 def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dict[str, FileFacts],
@@ -349,7 +351,7 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
         for s in ff.slots:
             if slot_id(s) in g:
                 touched.add(slot_id(s))
-        for call in ff.calls:
+        for call in (*ff.calls, *ff.macro_calls):
             if call.caller is not None:
                 src = resolve_function(path, call.caller)
                 if src is not None:
@@ -560,9 +562,34 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
             g.add_edge(a, b, key=kind, kind=kind, sites=[site])
 
     defined = {name for _, name in statics} | externs
+
+    def bind_arguments(path: str, call, target: str) -> None:
+        """A function passed to a function-pointer parameter binds to it."""
+        for ai, arg in enumerate(call.args):
+            if arg not in defined and arg[:1] not in "(&":
+                continue
+            fname, cast = function_argument(arg)
+            if fname is None or fname not in defined:
+                continue
+            bound = resolve_function(path, fname)
+            if bound is None:
+                continue
+            sid = param_slot(target, ai)
+            if sid is not None:
+                add_edge(bound, sid, "binds", (path, call.line, "arg", cast))
     registrations = {r.name: r for r in (rules.plan.registrations if rules.plan else ())}
     for path in order:
         ff = new[path]
+        for ci, call in enumerate(ff.macro_calls):
+            # made by a macro's body (precise mode): an edge of its own kind,
+            # since no argument list in the file can be edited
+            caller = resolve_function(path, call.caller) if call.caller else None
+            target = resolve_function(path, call.callee) if call.via == "direct" else \
+                member_slot(call.receiver, call.callee) if call.via == "member" else None
+            if caller is not None and target is not None:
+                add_edge(caller, target, "macro-call", (path, call.line, ci))
+                if call.via == "direct":
+                    bind_arguments(path, call, target)
         for ci, call in enumerate(ff.calls):
             if call.caller is None:
                 continue
@@ -581,18 +608,7 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
                 add_edge(caller, target, "call" if g.nodes[target]["type"] == "function"
                          else "call-through-slot", site)
             if call.via == "direct" and target is not None:
-                for ai, arg in enumerate(call.args):
-                    if arg not in defined and arg[:1] not in "(&":
-                        continue
-                    fname, cast = function_argument(arg)
-                    if fname is None or fname not in defined:
-                        continue
-                    bound = resolve_function(path, fname)
-                    if bound is None:
-                        continue
-                    sid = param_slot(target, ai)
-                    if sid is not None:
-                        add_edge(bound, sid, "binds", (path, call.line, "arg", cast))
+                bind_arguments(path, call, target)
         for call in ff.calls:
             reg = registrations.get(call.callee) if call.via == "direct" and call.caller else None
             if reg is None or reg.arg >= len(call.args):

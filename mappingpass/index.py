@@ -355,6 +355,7 @@ class Store:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
+        self._content_key = None
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def rows(self) -> dict[str, tuple[int, int, str, str]]:
@@ -374,6 +375,13 @@ class Store:
     def delete(self, paths: list[str]) -> None:
         self._content_key = None
         self.conn.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
+
+    def put_facts(self, rows: list[tuple[str, bytes]]) -> None:
+        """New facts (compressed safepickle) for files already parsed, their
+        content unchanged: precise mode's merged facts."""
+        self._content_key = None
+        self.conn.executemany("UPDATE files SET facts=? WHERE path=? AND state='parsed'",
+                              [(blob, path) for path, blob in rows])
 
     def touch(self, updates: list[tuple[int, str]]) -> None:
         self.conn.executemany("UPDATE files SET mtime=? WHERE path=?", updates)
@@ -439,6 +447,8 @@ class Store:
         if self._content_key is not None:
             return self._content_key
         h = hashlib.blake2b(digest_size=16)
+        # (precise mode merges new facts into unchanged files: its key says which)
+        h.update(f"{self.get_meta('scope')}\0{self.get_meta('precise_key')}\n".encode())
         for path, digest, state in self.conn.execute(
             "SELECT path, digest, state FROM files ORDER BY path"
         ):
@@ -465,17 +475,22 @@ def index_tree(
     jobs: int,
     parse_all: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    mode: str = "",
 ) -> IndexStats:
     """Bring the store up to date with the files under root/subpaths ("" for
-    the whole tree). Returns what was done."""
+    the whole tree). Returns what was done. mode keeps facts made another way
+    apart (precise mode's merged facts: `precise.driver.mode_key`)."""
     started = time.monotonic()
     stats = IndexStats()
     subpaths = sorted(set(subpaths)) or [""]
-    scope_key = json.dumps([str(root.resolve()), subpaths, rules.digest, parse_all])
+    scope = [str(root.resolve()), subpaths, rules.digest, parse_all] + ([mode] if mode else [])
+    scope_key = json.dumps(scope)
     if store.get_meta("scope") != scope_key:
-        # another tree, rules or scope: facts may differ (relevance, blanking)
+        # another tree, rules, scope or mode: facts may differ (relevance, blanking)
         store.clear()
         store.set_meta("scope", scope_key)
+        store.set_meta("precise_key", "")
+        store.set_meta("precise_summary", "null")
     known = store.rows()
     todo: list[tuple[str, str, int, int]] = []
     touch: list[tuple[int, str]] = []

@@ -330,6 +330,8 @@ class _Fixpoint:
         for member in group:
             if member in self.unseen:
                 return "unseen-mention"
+            if edges_in(self.g, member, "macro-call"):
+                return "macro-body-call"  # a macro's body calls it: a human changes the macro
             md = self.g.nodes[member]
             if self.pr.boundary_functions is not None and self.pr.boundary_functions.search(md["name"]):
                 return "syscall"
@@ -404,6 +406,9 @@ class _Fixpoint:
     def _slot(self, sid: str, why: Step, param: int) -> None:
         if sid in self.frozen:
             self.stopped[sid] = (self.frozen[sid][0], why)
+            return
+        if edges_in(self.g, sid, "macro-call"):
+            self.stopped[sid] = ("macro-body-call", why)
             return
         self.gains[sid] = why
         self.page_param[sid] = param
@@ -597,6 +602,8 @@ class _Fixpoint:
                 (path, line), member = min(
                     (k, v) for m in self.twins(node) for k, v in self.g.nodes[m].get("unslotted", {}).items())
                 chain = (Step(node, "stored-in", path, line, member), *chain)
+            elif reason == "macro-body-call":
+                chain = (self._macro_call_step(node), *chain)
             elif reason == "unseen-mention":
                 at = next(self.unseen[m] for m in self.twins(node) if m in self.unseen)
                 chain = (Step(node, "mentioned", *at), *chain)
@@ -627,6 +634,15 @@ class _Fixpoint:
         kept = tuple(sorted(self.kept, key=lambda k: (k.file, k.line, k.expr)))
         return Plan(self.rules.name, tuple(functions), tuple(slots), call_sites,
                     tuple(self.rewrites()) if sites else (), tuple(unresolved), runtime, parsed, kept, human)
+
+    def _macro_call_step(self, node: str) -> Step:
+        """Where a macro's body calls node (precise mode), the first such call."""
+        members = self.twins(node) if self.g.nodes[node]["type"] == "function" else [node]
+        pred, site = min((p, s) for m in members for p, _, e in edges_in(self.g, m, "macro-call")
+                         for s in e["sites"])
+        ff = self.facts(site[0]) if callable(self.facts) else self.facts.get(site[0])
+        macro = ff.macro_calls[site[2]].macro if ff is not None and site[2] < len(ff.macro_calls) else "?"
+        return Step(node, "called-in-macro", site[0], site[1], f"{macro}() in {pred}")
 
     def _site_candidates(self, c: CallSite) -> tuple[str, ...]:
         return tuple(f"{x.expr} ({x.evidence})" for x in self.ctx.candidates(c.caller))
