@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 12
+FACTS_VERSION = 13
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class Call:
     # invokes: no argument list in the file to edit; kept in FileFacts.macro_calls)
     origin: str = "source"
     macro: str = ""
+    # precise mode, macro-body calls: where the declaration called is (of two
+    # definitions under #if, the one the configuration builds)
+    callee_file: str = ""
+    callee_line: int = 0
 
 
 @dataclass(frozen=True)

@@ -325,6 +325,23 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
         cands = header_statics.get(name)
         return sorted(cands)[0] if cands else None
 
+    def declared_function(path: str, call) -> str | None:
+        """The function a macro-made call calls: the one declared where libclang
+        says (of a static stub and an extern under #if, the one built), else
+        none of them (`writeq` made by a macro of asm/io.h, not niu.c's own)."""
+        where = (call.callee_file, call.callee_line)
+        cands = [c for c in (statics.get((path, call.callee)), call.callee if call.callee in externs else None,
+                             *header_statics.get(call.callee, ())) if c is not None]
+        if not call.callee_file:
+            return resolve_function(path, call.callee)
+        for fid in cands:
+            d = g.nodes[fid]
+            if where in map(tuple, (*d.get("bodies", ()), *d.get("protos", ()))):
+                return fid
+        # not a static libclang saw declared: the extern (its prototype may be in
+        # a header the index has not parsed), if there is one
+        return call.callee if call.callee in externs else None
+
     def member_slot(owner_recipe: str, member: str, owner: str = "") -> str | None:
         if not owner and owner_recipe:
             resolved = env.resolve(owner_recipe)
@@ -584,7 +601,7 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
             # made by a macro's body (precise mode): an edge of its own kind,
             # since no argument list in the file can be edited
             caller = resolve_function(path, call.caller) if call.caller else None
-            target = resolve_function(path, call.callee) if call.via == "direct" else \
+            target = declared_function(path, call) if call.via == "direct" else \
                 member_slot(call.receiver, call.callee) if call.via == "member" else None
             if caller is not None and target is not None:
                 add_edge(caller, target, "macro-call", (path, call.line, ci))

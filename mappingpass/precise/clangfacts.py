@@ -110,6 +110,7 @@ class _Walker:
     def __init__(self, tu, path: str, read_field: str, unread_macros: frozenset[str] = frozenset()) -> None:
         self.tu, self.lib, self.field = tu, library(), read_field
         self.main = tu.spelling
+        self.root = self.main[: -len(path)] if self.main.endswith(path) else "\0"
         with open(self.main, "rb") as fh:
             self.text = fh.read()
         self.calls: list[CCall] = []
@@ -131,12 +132,26 @@ class _Walker:
         if i < 0 or not (self.macros[i][0] <= exp < self.macros[i][1]):
             return "source", "", written
         name = self.macros[i][2]
+        if callee and name == callee:
+            return "source", "", written  # `#define readl readl`: the call is the file's own
         at = _file_location(self.lib, loc)
         if callee and self.written_at(at[2], callee):
             return "macro-arg", name, at
         if not callee and (at[2] != exp or exp != self.macros[i][0]):
             return "macro-arg", name, at
+        # the innermost macro written at that place: INODE_PKEY() inside reiserfs_panic()'s arguments
+        j = bisect.bisect_right(self.macros, (at[2], 1 << 62, "")) - 1
+        if j >= 0 and self.macros[j][0] <= at[2] < self.macros[j][1]:
+            return "macro-body", self.macros[j][2], at
         return "macro-body", name, written
+
+    def tree_location(self, decl) -> tuple[str, int]:
+        """(tree-relative file, line) of a declaration, ("", 0) outside the tree."""
+        loc = decl.location
+        name = loc.file.name if loc.file is not None else ""
+        if not name.startswith(self.root):
+            return "", 0
+        return name[len(self.root):], loc.line
 
     def written_at(self, offset: int, callee: str) -> bool:
         """The file's text at offset names callee before its "(": the call is
@@ -187,12 +202,15 @@ class _Walker:
             return
         fn = _strip(kids[0])
         receiver = ""
+        declared = ("", 0)
         if fn.kind == K.DECL_REF_EXPR:
             ref = fn.referenced
             if ref is None:
                 return
             via = "direct" if ref.kind == K.FUNCTION_DECL else "pointer"
             callee = fn.spelling
+            if via == "direct":
+                declared = self.tree_location(ref)
         elif fn.kind == K.MEMBER_REF_EXPR:
             via, callee = "member", fn.spelling
             base = _named_base(fn)
@@ -208,7 +226,7 @@ class _Walker:
             return  # a macro that expands its argument several times (per-cpu ops, _Generic)
         self.seen.add(once)
         self.calls.append(CCall(caller, line, col, start, cur.extent.end.offset, via, callee, receiver,
-                                origin, macro, tuple(_function_named(a) for a in kids[1:])))
+                                origin, macro, tuple(_function_named(a) for a in kids[1:]), *declared))
 
     def read(self, function: str, cur) -> None:
         base = _named_base(cur)

@@ -105,7 +105,7 @@ def _merge_calls(ts: FileFacts, cf: ClangFacts, defined: set[str],
         if cc.origin == "macro-body":
             made.append(Call(cc.caller, cc.line, cc.col, cc.start, cc.start, cc.via, cc.callee,
                              types.known(cc.receiver) if cc.receiver else "", cc.fn_args, (), -1,
-                             f"{cc.macro}(...)", "macro-body", cc.macro))
+                             f"{cc.macro}(...)", "macro-body", cc.macro, cc.callee_file, cc.callee_line))
             counts.macro_body_calls += 1
             continue
         hits = index.get((cc.caller, cc.line, cc.callee))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-CLANG_FACTS_VERSION = 4
+CLANG_FACTS_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class CCall:
     macro: str = ""
     # per argument: the function it names (`fn`, `&fn`, `(cast)fn`), else ""
     fn_args: tuple[str, ...] = ()
+    # for "direct": where the declaration the configuration calls is (tree-relative
+    # file and line): of two definitions under #if, the one built
+    callee_file: str = ""
+    callee_line: int = 0
 
 
 @dataclass(frozen=True)
