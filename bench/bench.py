@@ -83,7 +83,7 @@ def ctags_functions(tree: Path, dirs: list[str]) -> tuple[float, int, dict]:
 def emit_rows(tree: Path, db: Path, work: Path) -> list[tuple[str, str, str, str]]:
     """emit of the whole plan (diff, semantic patch, series) beside real spatch
     applying that semantic patch to the same files."""
-    from mappingpass import smpl
+    from mappingpass.emit import smpl
 
     # (the series needs an author: the user's git identity, else this one)
     os.environ.setdefault("GIT_AUTHOR_NAME", "mappingpass bench")

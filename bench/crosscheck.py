@@ -33,7 +33,7 @@ from pathlib import Path
 
 from mappingpass import index
 from mappingpass import rules as rulesmod
-from mappingpass.precise import crosscheck
+from mappingpass.index.precise import crosscheck
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import timed  # noqa: E402  (one way of timing for both benchmarks)

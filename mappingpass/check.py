@@ -48,9 +48,9 @@ from functools import lru_cache
 
 from . import model
 from . import types as ctypes
-from .context import Context, parse_call, root_of, strip
 from .graph import Analysis, ReadRecord
 from .plan import CallSite, Plan, Rewrite
+from .plan.context import Context, parse_call, root_of, strip
 from .rules import Rules
 
 CHECK_SCHEMA = "mappingpass.check/2"

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from . import safepickle, types
-from .cparse import split_cast_argument
 from .facts import FileFacts, Function
+from .index.cparse import split_cast_argument
 from .rules import Rules
 from .types import TypeEnv
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rules_schema
-from .cparse import ParseConfig
+from .index.cparse import ParseConfig
 from .resources import default_rules
 
 

@@ -154,7 +154,7 @@ def plan_mutants(plan, analysis, rules, facts):
     the real tier)."""
     import dataclasses
 
-    from mappingpass.context import Context
+    from mappingpass.plan.context import Context
 
     ctx = Context(analysis.graph, analysis.types, rules.plan, facts.get)
     reads = {(r.file, r.start): r for r in analysis.reads}

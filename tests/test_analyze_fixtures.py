@@ -202,7 +202,7 @@ def test_a_typedef_of_an_anonymous_struct_with_a_function_pointer(tmp_path):
     fixture's kthread.h): the member is a slot of the typedef's name, and the
     file is parsed, not skipped as "extractor failed"."""
     from mappingpass import rules as rulesmod
-    from mappingpass.cparse import Extractor
+    from mappingpass.index.cparse import Extractor
 
     path = MINILINUX / "include" / "linux" / "kthread.h"
     facts = Extractor(rulesmod.load(None).parse).extract("include/linux/kthread.h", path.read_bytes(), "d")

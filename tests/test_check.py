@@ -11,7 +11,7 @@ from conftest import MINILINUX, analyze_json, plan_mutants, run_cli
 
 from mappingpass import check as checkmod
 from mappingpass import rules as rulesmod
-from mappingpass.commands import compute_plan
+from mappingpass.cli.commands import compute_plan
 from mappingpass.index import Store
 
 

@@ -498,7 +498,7 @@ def test_emit_has_no_json_format(fixture_db, capsys):
 
 
 def test_an_internal_error_is_one_line_and_exit_3(fixture_db, monkeypatch):
-    from mappingpass import commands
+    from mappingpass.cli import commands
 
     def broken(*args, **kwargs):
         raise KeyError("a bug of ours")

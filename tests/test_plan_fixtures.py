@@ -509,7 +509,7 @@ def test_rewrapping_from_the_edits_is_rewrapping_from_a_diff(minilinux_copy, tmp
     of the texts); finding those lines from a line diff instead gives the
     same bytes on every file of the fixture's plan."""
     from mappingpass import emit
-    from mappingpass.series import load_inputs
+    from mappingpass.emit.series import load_inputs
 
     db = tmp_path / "db"
     analyze_json(minilinux_copy, db)
@@ -532,7 +532,7 @@ def _rewrap_by_diff(old: bytes, new: bytes) -> bytes:
     """The oracle: new (old with edits applied) with every line the edits
     changed wrapped, the changed lines found from a line diff of the two texts
     (inserted lines, the helper's definition and declarations, stay)."""
-    from mappingpass.wrap import limit_for, tidy, wrap_line
+    from mappingpass.emit.wrap import limit_for, tidy, wrap_line
 
     if old == new:
         return new

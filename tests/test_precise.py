@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import MINILINUX, REPO, analyze_json, plan_json, run_cli
 
-from mappingpass.precise import kbuild
+from mappingpass.index.precise import kbuild
 
 pytest.importorskip("clang.cindex")
 
@@ -141,7 +141,8 @@ def test_libclang_is_imported_only_in_precise_mode(tmp_path):
     code = ("import sys; from mappingpass.cli import main; "
             f"main(['analyze', {str(MINILINUX)!r}, '--db', {str(tmp_path / 'db')!r}, '-q', '--format', 'json']); "
             f"main(['plan', '--db', {str(tmp_path / 'db')!r}, '-q', '--format', 'json']); "
-            "sys.stderr.write(str(sorted(m for m in sys.modules if m.startswith(('clang', 'mappingpass.precise')))))")
+            "sys.stderr.write(str(sorted(m for m in sys.modules "
+            "if m.startswith(('clang', 'mappingpass.index.precise')))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
 

@@ -77,7 +77,7 @@ def test_ops_tables_bind_across_the_tree(linux_tree, tmp_path):
     and its implementations keep their signatures, with that evidence."""
     import argparse
 
-    from mappingpass.commands import compute_plan
+    from mappingpass.cli.commands import compute_plan
     from mappingpass.graph import edges_in
 
     db = tmp_path / "db"
@@ -150,7 +150,7 @@ def whole_tree_plan(linux_tree, tmp_path_factory):
     """analyze + plan of the whole linux-6.1 tree (deferred files parsed on demand)."""
     import argparse
 
-    from mappingpass.commands import compute_plan
+    from mappingpass.cli.commands import compute_plan
 
     db = tmp_path_factory.mktemp("wholedb")
     code, _, err = run_cli("analyze", str(linux_tree), "--db", str(db), "-q")
@@ -323,8 +323,8 @@ def test_spatch_applies_what_our_diff_applies(linux_tree, tmp_path):
 
     from test_spatch import WIDE, apply_diff, pipeline, tokens
 
-    from mappingpass import smpl
-    from mappingpass.commands import compute_plan
+    from mappingpass.cli.commands import compute_plan
+    from mappingpass.emit import smpl
 
     fx = pipeline(linux_tree, tmp_path, subpaths=EQUIVALENCE_DIRS, copy=False)
     plan, ours, cocci, files = fx.plan, fx.ours, fx.cocci, fx.files
@@ -380,7 +380,7 @@ def _planned(linux_tree: Path, tmp_path: Path, dirs: tuple[str, ...]):
     import argparse
 
     from mappingpass import rules as rulesmod
-    from mappingpass.commands import compute_plan
+    from mappingpass.cli.commands import compute_plan
     from mappingpass.index import Store
 
     db = tmp_path / "db"
@@ -424,7 +424,7 @@ def test_cc_lines_come_from_get_maintainer_and_our_reader_agrees(linux_tree, tmp
     the script or perl) gives the same addresses for every patch."""
     import re
 
-    from mappingpass import series
+    from mappingpass.emit import series
 
     db = tmp_path / "db"
     code, _, err = run_cli("analyze", *[str(linux_tree / d) for d in EQUIVALENCE_DIRS], "--db", str(db), "-q")

@@ -47,7 +47,7 @@ def test_ext2_parses_cleanly_under_defconfig(precise_db):
 
 def test_precise_facts_agree_with_tree_sitter(precise_db):
     db, _, _ = precise_db
-    from mappingpass.precise import crosscheck
+    from mappingpass.index.precise import crosscheck
 
     store = index.Store(db, create=False)
     table, notes = crosscheck.from_store(store, rulesmod.load(None))

@@ -28,9 +28,9 @@ import jsonschema
 import pytest
 from conftest import MINILINUX, canonical_analysis, run_cli
 
-from mappingpass import cmd_review
 from mappingpass import emit as emitmod
 from mappingpass import review as reviewmod
+from mappingpass.cli import review as cmd_review
 from mappingpass.index import Store
 
 PLAN_OF_C0: dict = {}  # the plan's summary at c0, filled by the fixture
@@ -143,7 +143,7 @@ def repo(tmp_path_factory):
     code, _, err = run_cli("analyze", str(tree), "--db", str(emit_db), "-q")
     assert code == 0, err
     from mappingpass import rules as rulesmod
-    from mappingpass.commands import compute_plan
+    from mappingpass.cli.commands import compute_plan
 
     plan, _ = compute_plan(argparse.Namespace(db=str(emit_db), rules=None, quiet=True), progress=False)
     store = Store(emit_db, create=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, MINILINUX, analyze_json, compile_errors, run_cli
 
-from mappingpass import series
+from mappingpass.emit import series
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("cc") is None,
                                 reason="needs git and a C compiler (apt-get install git build-essential)")

@@ -14,9 +14,10 @@ from types import SimpleNamespace
 import pytest
 from conftest import MINILINUX, REPO, run_cli
 
-from mappingpass import emit, smpl
+from mappingpass import emit
 from mappingpass.cli import _load_rules, _open_store
-from mappingpass.commands import compute_plan
+from mappingpass.cli.commands import compute_plan
+from mappingpass.emit import smpl
 
 pytestmark = pytest.mark.skipif(shutil.which("spatch") is None,
                                 reason="spatch not installed (apt-get install coccinelle)")
@@ -142,7 +143,7 @@ def test_changed_lines_are_wrapped_in_kernel_style(fx):
     did (else to that line's width, never over 100), continuations aligned
     after their open parenthesis with tabs then spaces; and where spatch's
     own re-wrap at 80 columns differs from ours, ours is no wider."""
-    from mappingpass.wrap import limit_for, width
+    from mappingpass.emit.wrap import limit_for, width
 
     rc, diff, err = smpl.run_spatch(fx.cocci, fx.tree, fx.files)
     assert rc == 0, err

@@ -21,7 +21,7 @@ import time
 
 import clang.cindex as ci
 
-from .. import types
+from ... import types
 from .records import CBinding, CCall, CFunction, ClangFacts, CRead
 
 K = ci.CursorKind

@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import graph as graphmod
-from . import index as indexmod
-from . import plan as planmod
-from .output import write_atomic
+from .. import graph as graphmod
+from .. import index as indexmod
+from .. import plan as planmod
+from ..output import write_atomic
 
 
 def register(sub, common) -> None:
@@ -36,7 +36,7 @@ def register(sub, common) -> None:
 def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planmod.Plan, object]:
     """Run the fixpoint, parsing deferred files that mention a changed name
     (a tree-wide textual prefilter) until no new file turns up."""
-    from .cli import InputError, load_analysis
+    from . import InputError, load_analysis
 
     store, root, rules, analysis = load_analysis(args.db, getattr(args, "rules", None))
     if rules.plan is None:
@@ -101,7 +101,7 @@ def compute_plan(args: argparse.Namespace, progress: bool = True) -> tuple[planm
 
 def _texts_mentioning(root: Path, store, plan: planmod.Plan) -> dict[str, bytes]:
     """The bytes of the parsed files that mention a function of the plan."""
-    from .cli import InputError
+    from . import InputError
 
     names = sorted({f.name for f in plan.functions})
     if not names:
@@ -133,7 +133,7 @@ def _unseen_key(store, rules) -> str:
 
 def _outside_mentions(root: Path, rules, store, plan: planmod.Plan, analysis) -> dict:
     """A subset's plan keeps what the rest of the tree names (plan.outside_mentions)."""
-    from .cli import InputError
+    from . import InputError
 
     outside = store.outside_sources(root, rules.skip_dirs)
     names = sorted(planmod.outside_names(plan, analysis))
@@ -170,7 +170,7 @@ def patch_in(analysis, rules, root: Path, store, added: list[str], facts) -> gra
 
 
 def _progress_bar(label: str):
-    from .cli import _progress
+    from . import _progress
 
     return _progress(False, label)
 
@@ -277,7 +277,7 @@ def _find(plan: planmod.Plan, analysis, name: str) -> list[str]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .cli import InputError
+    from . import InputError
 
     plan, analysis = compute_plan(args, progress=False)
     ids = _find(plan, analysis, args.function)
@@ -397,8 +397,8 @@ def register_emit(sub, common) -> None:
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    from . import emit as emitmod
-    from .cli import InputError, _load_rules, _open_store
+    from .. import emit as emitmod
+    from . import InputError, _load_rules, _open_store
 
     if not (args.diff or args.apply or args.spatch or args.series):
         raise InputError("emit: say what to emit: --diff [FILE], --spatch [DIR], --series DIR or --apply")
@@ -415,14 +415,14 @@ def cmd_emit(args: argparse.Namespace) -> int:
     except emitmod.EmitError as exc:
         raise InputError(str(exc)) from None
     if args.spatch:
-        from . import smpl
+        from ..emit import smpl
 
         decls, header = emitmod.for_spatch(plan, facts, rules, root, {p: v[2] for p, v in rows.items()})
         for path in smpl.write_spatch(plan, rules, Path(args.spatch), tuple(decls), header):
             if not args.quiet:
                 print(f"emit: wrote {path}", file=sys.stderr)
     if args.series:
-        from . import series as seriesmod
+        from ..emit import series as seriesmod
 
         maintainers = Path(args.maintainers) if args.maintainers else root / "MAINTAINERS"
         if args.maintainers and not maintainers.is_file():
@@ -459,7 +459,7 @@ def _author(args: argparse.Namespace, root: Path) -> str:
     """Who sends the series: --author, else git's own order (the GIT_AUTHOR_*
     variables, then user.name and user.email as git config gives them in the
     tree, which includes the global ones)."""
-    from .cli import InputError
+    from . import InputError
 
     if args.author:
         return args.author
@@ -492,8 +492,8 @@ def register_check(sub, common) -> None:
 
 
 def run_check(args: argparse.Namespace):
-    from . import check as checkmod
-    from .cli import _load_rules, _open_store
+    from .. import check as checkmod
+    from . import _load_rules, _open_store
 
     plan, analysis = compute_plan(args)
     store = _open_store(args.db, create=False)

@@ -32,10 +32,10 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from . import types
-from .facts import Call, Value
-from .graph import callers_of, edges_out
-from .rules import PlanRules
+from .. import types
+from ..facts import Call, Value
+from ..graph import callers_of, edges_out
+from ..rules import PlanRules
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _LOCAL_WORD = re.compile(r"(?<!->)(?<!\.)(?<![\w])[A-Za-z_]\w*")  # not a member after -> or .

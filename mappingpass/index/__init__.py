@@ -28,11 +28,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import facts as factsmod
-from . import safepickle
+from .. import facts as factsmod
+from .. import safepickle
+from ..facts import FileFacts
+from ..rules import Rules
 from .cparse import Extractor, ParseConfig
-from .facts import FileFacts
-from .rules import Rules
 
 STORE_SCHEMA = 3
 MAX_FILE_BYTES = 16 * 1024 * 1024  # bigger .c/.h files are generated register tables

@@ -24,8 +24,8 @@ import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .. import types
-from ..facts import Binding, Call, FileFacts
+from ... import types
+from ...facts import Binding, Call, FileFacts
 from .records import ClangFacts
 
 # a compiler's own functions are no kernel functions: never callers or callees

@@ -16,10 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .facts import FileFacts
-from .index import digest_of, inside_tree
-from .plan import Plan
-from .rules import Rules
+from ..facts import FileFacts
+from ..index import digest_of, inside_tree
+from ..plan import Plan
+from ..rules import Rules
 from .wrap import rewrap_edited
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__
-from .cparse import _TRANSPARENT
-from .emit import HelperPlacement
-from .output import make_dir, write_atomic
-from .plan import Plan
-from .rules import Rules
+from .. import __version__
+from ..index.cparse import _TRANSPARENT
+from ..output import make_dir, write_atomic
+from ..plan import Plan
+from ..rules import Rules
+from . import HelperPlacement
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # what coccicheck passes: headers are handled as files of their own, never
@@ -315,7 +315,7 @@ def run_spatch(cocci_files: list[Path] | list[str], root: Path, files: list[str]
                 err.append(proc.stderr)
             return rc, "".join(out), "".join(err)
         # several patches: each applies to the previous one's result
-        from .emit import unified_diff
+        from . import unified_diff
 
         scratch = Path(tmp) / "tree"
         for f in files:

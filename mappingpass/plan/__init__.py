@@ -32,11 +32,11 @@ import re
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 
-from . import types
+from .. import types
+from ..facts import Call, FileFacts
+from ..graph import Analysis, ReadRecord, edges_in, edges_out, function_argument
+from ..rules import PlanRules, Rules
 from .context import Context, Decision, Origin
-from .facts import Call, FileFacts
-from .graph import Analysis, ReadRecord, edges_in, edges_out, function_argument
-from .rules import PlanRules, Rules
 
 PLAN_SCHEMA = "mappingpass.plan/1"
 # a mapping expression that is itself a read of the field (never passed as context)

@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from . import graph as graphmod
-from . import index as indexmod
-from . import rules as rulesmod
-from .output import OutputError
-from .resources import fixture_tree
+from .. import __version__
+from .. import graph as graphmod
+from .. import index as indexmod
+from .. import rules as rulesmod
+from ..output import OutputError
+from ..resources import fixture_tree
 
 ANALYZE_SCHEMA = "mappingpass.analyze/1"
 
@@ -113,7 +113,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     store.commit()
     precise_stats = None
     if precise:
-        from .precise import driver
+        from ..index.precise import driver
 
         precise_stats = driver.run(root, store, rules, precise[1], precise[2], jobs,
                                    lambda label: _progress(args.quiet, label))
@@ -146,7 +146,7 @@ def _precise_setup(args: argparse.Namespace, root: Path, jobs: int) -> tuple:
     try:
         import clang.cindex  # noqa: F401 - precise mode's one dependency, said in one line if missing
 
-        from .precise import driver, kbuild
+        from ..index.precise import driver, kbuild
     except ImportError as exc:
         raise InputError(f"--precise needs libclang's Python bindings ({exc}); "
                          "pip install 'libclang==18.1.1'") from None
@@ -368,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(a)
     a.set_defaults(func=cmd_analyze)
 
-    from . import cmd_review, commands  # kept apart to keep this file thin
+    from . import commands
+    from . import review as cmd_review
 
     commands.register(sub, common)  # plan, explain, emit, check
     cmd_review.register(sub, common)  # review

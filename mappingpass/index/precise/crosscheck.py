@@ -17,7 +17,7 @@ import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .. import graph, types
+from ... import graph, types
 from ..cparse import Extractor
 from .records import ClangFacts
 

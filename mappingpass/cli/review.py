@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import review as reviewmod
-from .output import write_atomic
+from .. import review as reviewmod
+from ..output import write_atomic
 
 
 def register(sub, common) -> None:
@@ -36,7 +36,7 @@ def register(sub, common) -> None:
     r.add_argument("--series", choices=("auto", "yes", "no"), default="auto",
                    help="compare every hunk with what the plan emits: auto (when the range adds the helper "
                         "or functions gain the parameter), yes, no")
-    from .cli import jobs_arg  # (the one -j rule)
+    from . import jobs_arg
 
     r.add_argument("-j", "--jobs", type=jobs_arg, default=0, help="parallel parsers (default 0: all cores)")
     common(r)
@@ -44,7 +44,7 @@ def register(sub, common) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from .cli import InputError
+    from . import InputError
 
     if args.github and args.format == "json":
         raise InputError("--github and --format json both write to stdout; use one of them "
@@ -82,7 +82,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def _indexed_root(db: str) -> str | None:
     """The tree an existing index holds, so that `review --base X` works from anywhere."""
-    from .index import Store, StoreError
+    from ..index import Store, StoreError
 
     if not (Path(db) / "index.sqlite").exists():
         return None
@@ -99,7 +99,7 @@ def _indexed_root(db: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """`mappingpass review ...`: argv without the program name, starting with
     "review"; the CLI's own entry point, so exit codes and errors are the same."""
-    from .cli import main as cli_main
+    from . import main as cli_main
 
     return cli_main(argv)
 

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import index as indexmod
-from .. import safepickle
-from ..rules import Rules
+from ... import index as indexmod
+from ... import safepickle
+from ...rules import Rules
 from . import kbuild
 from .merge import MergeCounts, merge
 from .records import CLANG_FACTS_VERSION, ClangFacts

@@ -62,13 +62,13 @@ from pathlib import Path
 
 import networkx as nx
 
-from . import __version__
-from . import emit as emitmod
-from .cparse import split_cast_argument
-from .facts import FileFacts
-from .output import make_dir, write_atomic
-from .plan import CallSite, Plan, Rewrite, Step, Unresolved
-from .rules import Rules
+from .. import __version__
+from .. import emit as emitmod
+from ..facts import FileFacts
+from ..index.cparse import split_cast_argument
+from ..output import make_dir, write_atomic
+from ..plan import CallSite, Plan, Rewrite, Step, Unresolved
+from ..rules import Rules
 
 WRAP = 72
 LIST_LIMIT = 40  # entries per list in a commit message before "... and N more"
@@ -1082,8 +1082,8 @@ def load_inputs(db: str, rules_path: str | None = None, quiet: bool = True):
     callers outside the CLI (tests, scripts)."""
     import argparse
 
-    from .cli import _load_rules, _open_store
-    from .commands import compute_plan
+    from ..cli import _load_rules, _open_store
+    from ..cli.commands import compute_plan
 
     args = argparse.Namespace(db=db, rules=rules_path, quiet=quiet)
     plan, _ = compute_plan(args, progress=not quiet)

@@ -61,20 +61,20 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from . import __version__, safepickle
-from . import check as checkmod
-from . import emit as emitmod
-from . import graph as graphmod
-from . import index as indexmod
-from . import plan as planmod
-from . import rules as rulesmod
-from . import types as ctypes
-from .cparse import Extractor
-from .facts import FACTS_VERSION, FileFacts
-from .graph import Analysis, ReadRecord, edges_in, edges_out
-from .plan import Plan, Step
-from .rules import Rules
-from .wrap import rewrap_edited
+from .. import __version__, safepickle
+from .. import check as checkmod
+from .. import emit as emitmod
+from .. import graph as graphmod
+from .. import index as indexmod
+from .. import plan as planmod
+from .. import rules as rulesmod
+from .. import types as ctypes
+from ..emit.wrap import rewrap_edited
+from ..facts import FACTS_VERSION, FileFacts
+from ..graph import Analysis, ReadRecord, edges_in, edges_out
+from ..index.cparse import Extractor
+from ..plan import Plan, Step
+from ..rules import Rules
 
 REVIEW_SCHEMA = "mappingpass.review/1"
 LEVELS = ("none", "note", "warning", "error")

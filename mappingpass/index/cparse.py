@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
-from . import types
-from .facts import Binding, Call, FileFacts, Function, Param, Read, Slot, StructField, Value
+from .. import types
+from ..facts import Binding, Call, FileFacts, Function, Param, Read, Slot, StructField, Value
 
 LANGUAGE = Language(tree_sitter_c.language())
 
