@@ -86,7 +86,7 @@ def main() -> int:
             with open(tree / p, "a") as fh:
                 fh.write(NEW_READER.format(n=n))
         git(tree, "commit", "-q", "-am", "new readers")
-        review = [*py, "mappingpass.cli.review", "review", "--base", "HEAD~1", "--head", "HEAD", str(tree),
+        review = [*py, "mappingpass", "review", "--base", "HEAD~1", "--head", "HEAD", str(tree),
                   "--db", str(db), "-q", "--format", "json"]
         first, out = run(review)
         result = json.loads(out)

@@ -9,8 +9,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import UserError
 
-class OutputError(Exception):
+
+class OutputError(UserError):
     """An output file that cannot be written; the message names it and why."""
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rules_schema
+from .errors import UserError
 from .index.cparse import ParseConfig
 from .resources import default_rules
 
 
-class RulesError(Exception):
+class RulesError(UserError):
     """A rules file that cannot be used; the message names the file and the entry."""
 
 

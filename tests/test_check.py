@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
@@ -11,15 +10,15 @@ from conftest import MINILINUX, analyze_json, plan_mutants, run_cli
 
 from mappingpass import check as checkmod
 from mappingpass import rules as rulesmod
-from mappingpass.cli.commands import compute_plan
 from mappingpass.index import Store
+from mappingpass.workspace import compute_plan
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     db = tmp_path_factory.mktemp("checkdb")
     analyze_json(MINILINUX, db)
-    plan, analysis = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
+    plan, analysis = compute_plan(str(db))
     store = Store(db, create=False)
     facts = {f.path: f for f in store.load_facts()}
     store.close()

@@ -498,12 +498,12 @@ def test_emit_has_no_json_format(fixture_db, capsys):
 
 
 def test_an_internal_error_is_one_line_and_exit_3(fixture_db, monkeypatch):
-    from mappingpass.cli import commands
+    from mappingpass.cli import common
 
     def broken(*args, **kwargs):
         raise KeyError("a bug of ours")
 
-    monkeypatch.setattr(commands, "compute_plan", broken)
+    monkeypatch.setattr(common.workspace, "compute_plan", broken)
     code, _, err = run_cli("plan", "--db", str(fixture_db), "-q")
     assert code == 3 and err.count("\n") == 1
     assert err.startswith("mappingpass: internal error: KeyError: 'a bug of ours' (a bug: please report it")

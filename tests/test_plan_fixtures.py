@@ -509,7 +509,7 @@ def test_rewrapping_from_the_edits_is_rewrapping_from_a_diff(minilinux_copy, tmp
     of the texts); finding those lines from a line diff instead gives the
     same bytes on every file of the fixture's plan."""
     from mappingpass import emit
-    from mappingpass.emit.series import load_inputs
+    from mappingpass.workspace import load_inputs
 
     db = tmp_path / "db"
     analyze_json(minilinux_copy, db)

@@ -75,14 +75,13 @@ def test_ops_tables_bind_across_the_tree(linux_tree, tmp_path):
     part of the tree: ->writepage is called from mm/ and implemented in
     block/ and drivers/ too, which a series of fs/ would break, so the slot
     and its implementations keep their signatures, with that evidence."""
-    import argparse
 
-    from mappingpass.cli.commands import compute_plan
     from mappingpass.graph import edges_in
+    from mappingpass.workspace import compute_plan
 
     db = tmp_path / "db"
     analyze_json(linux_tree / "fs", db)
-    plan, analysis = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
+    plan, analysis = compute_plan(str(db))
     bound = {fn for fn, _, _ in edges_in(analysis.graph, "member:address_space_operations.writepage", "binds")}
     assert {"fs/ext2/inode.c::ext2_writepage", "fs/minix/inode.c::minix_writepage"} <= bound
     assert "fs/ext2/inode.c" in plan.parsed_on_demand  # no read in it: not parsed up front
@@ -148,14 +147,13 @@ def test_function_recall_against_ctags(linux_tree, tmp_path):
 @pytest.fixture(scope="module")
 def whole_tree_plan(linux_tree, tmp_path_factory):
     """analyze + plan of the whole linux-6.1 tree (deferred files parsed on demand)."""
-    import argparse
 
-    from mappingpass.cli.commands import compute_plan
+    from mappingpass.workspace import compute_plan
 
     db = tmp_path_factory.mktemp("wholedb")
     code, _, err = run_cli("analyze", str(linux_tree), "--db", str(db), "-q")
     assert code == 0, err
-    plan, analysis = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
+    plan, analysis = compute_plan(str(db))
     return db, plan, analysis
 
 
@@ -319,12 +317,11 @@ def test_spatch_applies_what_our_diff_applies(linux_tree, tmp_path):
     the tree our own rewriter gives: the same files, byte for byte with no
     re-wrapping, except the helper's header, where spatch lays out the code it
     adds itself (same tokens)."""
-    import argparse
 
     from test_spatch import WIDE, apply_diff, pipeline, tokens
 
-    from mappingpass.cli.commands import compute_plan
     from mappingpass.emit import smpl
+    from mappingpass.workspace import compute_plan
 
     fx = pipeline(linux_tree, tmp_path, subpaths=EQUIVALENCE_DIRS, copy=False)
     plan, ours, cocci, files = fx.plan, fx.ours, fx.cocci, fx.files
@@ -360,7 +357,7 @@ def test_spatch_applies_what_our_diff_applies(linux_tree, tmp_path):
     db2 = tmp_path / "db2"
     code, _, err = run_cli("analyze", *[str(patched / d) for d in EQUIVALENCE_DIRS], "--db", str(db2), "-q")
     assert code == 0, err
-    again, _ = compute_plan(argparse.Namespace(db=str(db2), rules=None, quiet=True), progress=False)
+    again, _ = compute_plan(str(db2))
     assert (again.functions, again.slots, again.call_sites, again.rewrites) == ((), (), (), ())
     assert {(u.function, u.reason) for u in again.unresolved} <= {(u.function, u.reason) for u in plan.unresolved}
 
@@ -377,16 +374,15 @@ def _only_continuations_differ(theirs: bytes, ours: bytes) -> bool:
 
 def _planned(linux_tree: Path, tmp_path: Path, dirs: tuple[str, ...]):
     """analyze these directories of linux-6.1 and plan: (plan, analysis, facts, rules)."""
-    import argparse
 
     from mappingpass import rules as rulesmod
-    from mappingpass.cli.commands import compute_plan
     from mappingpass.index import Store
+    from mappingpass.workspace import compute_plan
 
     db = tmp_path / "db"
     code, _, err = run_cli("analyze", *[str(linux_tree / d) for d in dirs], "--db", str(db), "-q")
     assert code == 0, err
-    plan, analysis = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
+    plan, analysis = compute_plan(str(db))
     store = Store(db, create=False)
     facts = {f.path: f for f in store.load_facts()}
     store.close()

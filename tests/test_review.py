@@ -30,6 +30,7 @@ from conftest import MINILINUX, canonical_analysis, run_cli
 
 from mappingpass import emit as emitmod
 from mappingpass import review as reviewmod
+from mappingpass.cli import main as cli_main
 from mappingpass.cli import review as cmd_review
 from mappingpass.index import Store
 
@@ -143,9 +144,9 @@ def repo(tmp_path_factory):
     code, _, err = run_cli("analyze", str(tree), "--db", str(emit_db), "-q")
     assert code == 0, err
     from mappingpass import rules as rulesmod
-    from mappingpass.cli.commands import compute_plan
+    from mappingpass.workspace import compute_plan
 
-    plan, _ = compute_plan(argparse.Namespace(db=str(emit_db), rules=None, quiet=True), progress=False)
+    plan, _ = compute_plan(str(emit_db))
     store = Store(emit_db, create=False)
     facts = {ff.path: ff for ff in store.load_facts()}
     store.close()
@@ -202,7 +203,7 @@ def validate_sarif(review: reviewmod.Review) -> dict:
 def cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        code = cmd_review.main(list(argv))
+        code = cli_main(list(argv))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -472,7 +473,7 @@ def test_not_a_git_tree(tmp_path):
     code, _, err = cli("review", "--base", "HEAD", str(tmp_path / "nope"), "--db", str(tmp_path / "db"))
     assert code == 2 and "no such directory" in err
     with pytest.raises(SystemExit) as exc, redirect_stderr(io.StringIO()):
-        cmd_review.main(["review", str(tree)])  # --base is required
+        cli_main(["review", str(tree)])  # --base is required
     assert exc.value.code == 2
 
 

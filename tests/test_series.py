@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, MINILINUX, analyze_json, compile_errors, run_cli
 
+from mappingpass import workspace
 from mappingpass.emit import series
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("cc") is None,
@@ -110,7 +111,7 @@ def made(tmp_path_factory):
     git_repo(tree)
     db = base / "db"
     analyze_json(tree, db)
-    plan, facts, rules, root, digests = series.load_inputs(str(db))
+    plan, facts, rules, root, digests = workspace.load_inputs(str(db))
     out = base / "out"
     paths = series.write_series(plan, facts, rules, root, digests, out, None, author=AUTHOR, date=DATE)
     return {"tree": tree, "db": db, "plan": plan, "facts": facts, "rules": rules, "root": root,
@@ -429,7 +430,7 @@ def test_twins_in_two_subsystems_land_in_one_patch(tmp_path):
     git_repo(tree)
     db = tmp_path / "db"
     analyze_json(tree, db)
-    plan, facts, rules, root, digests = series.load_inputs(str(db))
+    plan, facts, rules, root, digests = workspace.load_inputs(str(db))
     stub = "include/linux/pagemap.h::tinyfs_xattr_page"
     assert {stub, "tinyfs_xattr_page"} <= {f.id for f in plan.functions}
     assert next(f for f in plan.functions if f.id == stub).reason[0].why == "reads"

@@ -3,7 +3,6 @@ applies, with the same result as our own rewriter (mappingpass.emit)."""
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import re
 import shutil
@@ -15,9 +14,8 @@ import pytest
 from conftest import MINILINUX, REPO, run_cli
 
 from mappingpass import emit
-from mappingpass.cli import _load_rules, _open_store
-from mappingpass.cli.commands import compute_plan
 from mappingpass.emit import smpl
+from mappingpass.workspace import compute_plan, load_rules, open_store
 
 pytestmark = pytest.mark.skipif(shutil.which("spatch") is None,
                                 reason="spatch not installed (apt-get install coccinelle)")
@@ -35,9 +33,9 @@ def pipeline(src: Path, base: Path, rules: Path | None = None, subpaths: tuple[s
     paths = [str(tree / p) for p in subpaths] or [str(tree)]
     code, _, err = run_cli("analyze", *paths, "--db", str(db), "-q", *extra)
     assert code == 0, err
-    plan, _ = compute_plan(argparse.Namespace(db=str(db), rules=None, quiet=True), progress=False)
-    store = _open_store(str(db), create=False)
-    rules_ = _load_rules(store.get_meta("rules_path"))
+    plan, _ = compute_plan(str(db))
+    store = open_store(str(db), create=False)
+    rules_ = load_rules(store.get_meta("rules_path"))
     rows = store.rows()
     facts = {f.path: f for f in store.load_facts(sorted(p for p, v in rows.items() if v[3] == "parsed"))}
     store.close()

@@ -1,300 +1,24 @@
-"""The command line: `main(argv) -> int`, one function per subcommand.
+"""The command line: `main(argv) -> int`, one module per command
+(analyze, plan and explain, emit, check, review), each with `register(sub,
+common)` and a `cmd_*` function of the parsed arguments.
 
 Exit codes (EXIT_CODES, shown by every -h): 0 success, 1 found what the
 command exists to find (unresolved reads, unresolvable verdicts), 2 usage or
-input error with a one-line message naming the file and what to do, 3 an
-internal error, 130 interrupted.
+input error with a one-line message naming the file and what to do (any
+`errors.UserError`, caught here once), 3 an internal error, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
-import time
-from pathlib import Path
 
 from .. import __version__
-from .. import graph as graphmod
-from .. import index as indexmod
-from .. import rules as rulesmod
-from ..output import OutputError
-from ..resources import fixture_tree
-
-ANALYZE_SCHEMA = "mappingpass.analyze/1"
-
-
-class InputError(Exception):
-    """A bad path, rules file or database: reported in one line, exit 2."""
-
-
-def _progress(quiet: bool, label: str):
-    if quiet:
-        return None
-    tty = sys.stderr.isatty()
-    state = {"last": time.monotonic()}
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done != total and now - state["last"] < (0.1 if tty else 5.0):
-            return
-        state["last"] = now
-        if tty:
-            width = 30
-            filled = width * done // max(total, 1)
-            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-            if done == total:
-                sys.stderr.write("\n")
-        else:
-            sys.stderr.write(f"{label}: {done}/{total} files\n")
-        sys.stderr.flush()
-
-    return report
-
-
-def _open_store(db: str, create: bool) -> indexmod.Store:
-    try:
-        return indexmod.Store(Path(db), create=create)
-    except indexmod.StoreError as exc:
-        raise InputError(str(exc)) from None
-
-
-def _load_rules(path: str | None) -> rulesmod.Rules:
-    try:
-        return rulesmod.load(path)
-    except rulesmod.RulesError as exc:
-        raise InputError(str(exc)) from None
-
-
-def load_analysis(db: str, rules_path: str | None = None):
-    """What every later command starts from: the store, its root, rules and graph."""
-    store = _open_store(db, create=False)
-    root = store.get_meta("root")
-    if root is None:
-        raise InputError(f"{db}: the index is empty; run 'mappingpass analyze PATH --db {db}'")
-    if store.reset or not store.state_counts():
-        raise InputError(f"{db}: the index was made by another version of mappingpass and holds no facts "
-                         f"now; re-run 'mappingpass analyze {root} --db {db}'")
-    rules = _load_rules(rules_path or store.get_meta("rules_path"))
-    analysis = graphmod.load_or_build(store, rules)
-    return store, Path(root), rules, analysis
-
-
-def cmd_analyze(args: argparse.Namespace) -> int:
-    for given in args.paths:
-        if not Path(given).exists():
-            raise InputError(f"{given}: no such directory; give the top of a kernel tree")
-        if not Path(given).is_dir():
-            raise InputError(f"{given}: not a directory; give the top of a kernel tree")
-    root = indexmod.find_tree_top(Path(args.paths[0]))
-    subpaths = []
-    for given in args.paths:
-        resolved = Path(given).resolve()
-        if resolved != root and root not in resolved.parents:
-            raise InputError(f"{given}: not inside the tree {root}; analyze one tree at a time")
-        rel = str(resolved.relative_to(root))
-        subpaths.append("" if rel == "." else rel)
-    rules = _load_rules(args.rules)
-    jobs = args.jobs or os.cpu_count() or 1
-    precise = _precise_setup(args, root, jobs) if args.precise or args.compile_commands else None
-    store = _open_store(args.db, create=True)
-    stats = indexmod.index_tree(
-        root, subpaths, rules, store, jobs, parse_all=args.scope == "all",
-        progress=_progress(args.quiet, "analyze"), mode=precise[0] if precise else "",
-    )
-    if stats.files == 0:
-        store.close()
-        raise InputError(f"{', '.join(args.paths)}: no .c or .h files here; give the top of a kernel tree "
-                         "or directories inside one")
-    store.set_meta("root", str(root.resolve()))
-    store.set_meta("rules_path", str(Path(rules.path).resolve()))
-    store.commit()
-    precise_stats = None
-    if precise:
-        from ..index.precise import driver
-
-        precise_stats = driver.run(root, store, rules, precise[1], precise[2], jobs,
-                                   lambda label: _progress(args.quiet, label))
-    started = time.monotonic()
-    analysis = graphmod.cached(store, rules)
-    if analysis is None:
-        analysis = _build_with_types(root, rules, store, args.scope == "auto")
-    graph_seconds = time.monotonic() - started
-    result = analyze_report(root, store, stats, analysis, graph_seconds)
-    result["parameter"] = rules.plan.param_name if rules.plan else ""  # what kind 1 passes down
-    if precise_stats is not None:
-        result["precise"] = precise_stats.to_json()
-        result["precise"]["macro_call_edges"] = graphmod.graph_stats(analysis.graph)["macro_call_edges"]
-        # (headers: tree-sitter's facts, counted once analyze parsed those its types need)
-        result["precise"]["headers_tree_sitter"] = sum(p.endswith(".h") for p in store.paths_in_state("parsed"))
-        result["seconds"]["precise"] = precise_stats.seconds
-    store.close()
-    if args.format == "json":
-        # (no timings: the same tree gives the same bytes; the text report has them)
-        json.dump({k: v for k, v in result.items() if k != "seconds"}, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print_analyze_text(result)
-    return 0
-
-
-def _precise_setup(args: argparse.Namespace, root: Path, jobs: int) -> tuple:
-    """(index mode, build, compile commands) for --precise: the configured
-    build made (or found) out of the tree, or the user's compile_commands.json."""
-    try:
-        import clang.cindex  # noqa: F401 - precise mode's one dependency, said in one line if missing
-
-        from ..index.precise import driver, kbuild
-    except ImportError as exc:
-        raise InputError(f"--precise needs libclang's Python bindings ({exc}); "
-                         "pip install 'libclang==18.1.1'") from None
-    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    try:
-        if args.compile_commands:
-            commands = kbuild.compile_commands(Path(args.compile_commands), root)
-            if not commands:
-                raise InputError(f"{args.compile_commands}: no .c file of {root} in it")
-            digest = indexmod.digest_of(json.dumps(commands, sort_keys=True).encode())
-            return driver.mode_key("cc-" + digest), None, commands
-        build_dir = Path(args.build_dir) if args.build_dir else kbuild.default_build_dir(Path(args.db), args.config)
-        build = kbuild.prepare(root, build_dir.resolve(), args.config, jobs, say)
-    except kbuild.KbuildError as exc:
-        raise InputError(str(exc)) from None
-    return driver.mode_key(build.config_digest), build, None
-
-
-def _build_with_types(root: Path, rules, store, expand: bool):
-    facts = store.load_facts()
-    if expand:
-        # struct definitions that type a receiver may live in deferred headers
-        for _ in range(4):
-            tags = sorted(graphmod.missing_types(facts, rules.plan.chain_from if rules.plan else None))
-            added = indexmod.expand_types(root, rules, store, tags) if tags else []
-            if not added:
-                break
-            facts += store.load_facts(added)
-    return graphmod.load_or_build(store, rules, facts)
-
-
-def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, graph_seconds: float) -> dict:
-    states = store.state_counts()
-    failures = [
-        {"file": path, "error_nodes": errors, "lines": list(lines)}
-        for path, (errors, lines, _rec, _calls) in sorted(analysis.files.items()) if errors
-    ]
-    functions = [
-        {"name": d["name"], "id": n, "file": path, "line": line, "static": d["static"]}
-        for n, d in analysis.graph.nodes(data=True) if d["type"] == "function"
-        for path, line in d["bodies"]
-    ]
-    functions.sort(key=lambda f: (f["file"], f["line"], f["name"]))
-    slots = [
-        {"id": n, "kind": d["slot_kind"], "name": d["name"], "owner": d["owner"],
-         "params": [t for _, t in d["params"]],
-         "bound": [a for a, _, _ in graphmod.edges_in(analysis.graph, n, "binds")],
-         "decls": [{"file": p, "line": ln} for p, ln in d["decls"]]}
-        for n, d in sorted(analysis.graph.nodes(data=True)) if d["type"] == "slot"
-    ]
-    calls = sum(v[3] for v in analysis.files.values())
-    summary = graphmod.summary(analysis)
-    counts = graphmod.graph_stats(analysis.graph)
-    return {
-        "schema": ANALYZE_SCHEMA,
-        "root": str(root.resolve()),
-        "files": {
-            "total": stats.files,
-            "context": stats.context,
-            "parsed": states.get("parsed", 0),
-            "deferred": states.get("deferred", 0),
-            "skipped": states.get("skipped", 0),
-            "parsed_this_run": stats.parsed,
-            "reused": stats.reused,
-            "non_utf8": stats.non_utf8,
-        },
-        "skipped": [{"file": p, "reason": n} for p, n in stats.skipped_files],
-        # symlinked sources not indexed under their own name: reason -> count
-        "not_indexed": dict(sorted(stats.skipped.items())),
-        "parse_failures": {
-            "files_with_errors": len(failures),
-            "error_nodes": sum(f["error_nodes"] for f in failures),
-            "recovered_functions": sum(v[2] for v in analysis.files.values()),
-            "files": failures,
-        },
-        "functions": functions,
-        "calls": {
-            "sites": calls,
-            "call_edges": counts["call_edges"],
-            "slot_call_edges": counts["slot_call_edges"],
-            "unresolved_member_calls": analysis.unresolved_member_calls,
-        },
-        "slots": slots,
-        "bindings": counts["bindings"],
-        "reads": [r.to_json() for r in analysis.reads],
-        "candidates": [r.to_json() for r in analysis.candidates],
-        "reads_by_kind": summary["reads_by_kind"],
-        "reads_by_subsystem": summary["reads_by_subsystem"],
-        "seconds": {"index": round(stats.seconds, 3), "graph": round(graph_seconds, 3)},
-    }
-
-
-def print_analyze_text(r: dict) -> None:
-    f = r["files"]
-    pf = r["parse_failures"]
-    print(f"tree       {r['root']}")
-    context = f" (and {f['context']} headers of include/ for context)" if f["context"] else ""
-    print(f"files      {f['total']} .c/.h{context}: "
-          f"{f['parsed']} parsed, {f['deferred']} deferred (parsed on demand by plan), {f['skipped']} skipped; "
-          f"this run parsed {f['parsed_this_run']}, reused {f['reused']}")
-    if f["non_utf8"]:
-        print(f"           {f['non_utf8']} files have non-UTF-8 bytes (parsed as bytes)")
-    for s in r["skipped"][:10]:
-        print(f"  skipped  {s['file']}: {s['reason']}")
-    if r["not_indexed"]:
-        print("  not indexed  " + ", ".join(f"{n} {why}" for why, n in r["not_indexed"].items()))
-    print(f"parse      {pf['files_with_errors']} files with tree-sitter errors "
-          f"({pf['error_nodes']} error nodes), {pf['recovered_functions']} functions recovered")
-    print(f"functions  {len(r['functions'])}")
-    c = r["calls"]
-    print(f"calls      {c['sites']} sites, {c['call_edges']} direct edges, "
-          f"{c['slot_call_edges']} through slots ({c['unresolved_member_calls']} member calls "
-          "with no known slot)")
-    print(f"slots      {len(r['slots'])} ({r['bindings']} bindings)")
-    print(f"reads      {len(r['reads'])} ({len(r['candidates'])} candidates with an unknown receiver type)")
-    names = {"1": f"fs/vfs: pass the {r.get('parameter') or 'mapping'} down", "2": "core mm: record walks",
-             "3": "block completion", "4": "debugging", "5": "GUP write",
-             "other": "no kind rule"}
-    for kind, n in r["reads_by_kind"].items():
-        print(f"  kind {kind:<5} {n:6}  {names.get(kind, '')}")
-    top = list(r["reads_by_subsystem"].items())[:12]
-    if top:
-        print("  by subsystem: " + ", ".join(f"{k} {v}" for k, v in top))
-    if "precise" in r:
-        print_precise_text(r["precise"])
-    s = r["seconds"]
-    extra = "".join(f", {k} {v:.1f} s" for k, v in s.get("precise", {}).items())
-    print(f"time       index {s['index']:.1f} s{extra}, graph {s['graph']:.1f} s")
-
-
-def print_precise_text(p: dict) -> None:
-    where = f" in {p['build_dir']}" if p["build_dir"] else ""
-    print(f"precise    {p['config']}{where}: {p['merged']} of {p['targets']} .c files with libclang's facts "
-          f"(parsed {p['parsed']}, reused {p['reused']}); tree-sitter only: {len(p['failed'])} with libclang "
-          f"errors, {len(p['not_compiled'])} this configuration does not compile, "
-          f"{p['headers_tree_sitter']} headers")
-    print(f"           added {p['added']['macro_body_calls']} calls made in macro bodies, "
-          f"{p['added']['macro_registrations']} registrations made by macros; "
-          f"{p['receivers_settled']} receiver types settled, {p['marked_macro_arg_calls']} calls in macro "
-          f"arguments; kept {p['skipped_range_facts']} tree-sitter facts in #if branches not built")
-    print(f"           {p['macro_call_edges']} call edges from macro bodies (a function they reach "
-          "keeps its signature: macro-body-call)")
-    if p["macro_body_reads"] or p["clang_only_source_calls"]:
-        print(f"           not used: {p['macro_body_reads']} ->mapping reads in macro bodies (no span to "
-              f"rewrite), {p['clang_only_source_calls']} calls only libclang saw in the file")
-    for f in p["failed"][:5]:
-        print(f"  libclang {f['file']}: {f['error']}")
-
+from ..errors import UserError
+from . import analyze, check, emit, plan, review
+from .common import EXIT_CODES
 
 DESCRIPTION = """\
 Pass struct address_space (the mapping) down to every Linux kernel function
@@ -308,24 +32,6 @@ The commands, in pipeline order:
   emit     the plan as a diff, a Coccinelle semantic patch, a patch series, or applied
   review   a git range reviewed against the plan (the PR bot)
 Each takes --db DIR (default ./.mappingpass); 'mappingpass COMMAND -h' for its options."""
-
-EXIT_CODES = """\
-exit status: 0 success; 1 found what the command exists to find (unresolved
-reads, unresolvable verdicts, review findings at the --fail-on level); 2 a
-usage or input error, in one line naming the file and what to do; 3 an
-internal error (a bug: please report it); 130 interrupted."""
-
-
-def jobs_arg(text: str) -> int:
-    """-j: 0 (all cores) or 1 to 4 x the cores."""
-    cores = os.cpu_count() or 1
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= n <= 4 * cores:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {4 * cores} (0: all {cores} cores)")
-    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,34 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="plan even though analyze could not read some files (a function or "
                                  "slot the plan changes may be used there, unchanged)")
 
-    a = sub.add_parser("analyze", help="index a tree: functions, calls, slots and mapping reads")
-    a.add_argument("paths", nargs="*", metavar="PATH", default=[str(fixture_tree())],
-                   help="a kernel tree, or directories inside one (file paths in the results "
-                        "are relative to the tree's top); default: the bundled fixtures/minilinux")
-    a.add_argument("-j", "--jobs", type=jobs_arg, default=0, help="parallel parsers (default 0: all cores)")
-    a.add_argument("--rules", help="rules file (default: the bundled rules/mapping.toml)")
-    a.add_argument("--scope", choices=("auto", "all"), default="auto",
-                   help="auto: parse files that can hold a read up front, the rest on demand; "
-                        "all: parse every file")
-    p_ = a.add_argument_group("precise mode (libclang over a configured tree; see README)")
-    p_.add_argument("--precise", action="store_true",
-                    help="also parse the .c files with libclang under a kernel configuration: calls and "
-                         "registrations macros make, exact receiver types")
-    p_.add_argument("--config", default="allmodconfig", metavar="allmodconfig|defconfig|FILE",
-                    help="the configuration (default allmodconfig; FILE: a .config)")
-    p_.add_argument("--build-dir", metavar="DIR",
-                    help="where 'make O=DIR <config> prepare' runs (default: inside --db; never the tree)")
-    p_.add_argument("--compile-commands", metavar="FILE",
-                    help="take each file's flags from a compile_commands.json of a tree you built "
-                         "(implies --precise; no make run)")
-    common(a)
-    a.set_defaults(func=cmd_analyze)
-
-    from . import commands
-    from . import review as cmd_review
-
-    commands.register(sub, common)  # plan, explain, emit, check
-    cmd_review.register(sub, common)  # review
+    # one module per command, in pipeline order
+    for command in (analyze, plan, emit, check, review):
+        command.register(sub, common)
     helps = {c.dest: c.help for c in sub._choices_actions}
     for name, sp in sub.choices.items():  # every command: its purpose and exit codes in -h
         sp.description = sp.description or helps.get(name, "")
@@ -397,7 +78,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, OutputError, indexmod.StoreError, rulesmod.RulesError) as exc:
+    except UserError as exc:
         print(f"mappingpass: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

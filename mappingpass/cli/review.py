@@ -1,4 +1,4 @@
-"""`mappingpass review`: the PR bot's command. Registered by cli (`register(sub, common)`).
+"""`mappingpass review`: the PR bot's command.
 
     mappingpass review --base REV [--head REV] [PATH] [--sarif FILE] [--markdown FILE]
                        [--github] [--fail-on error|warning|note] [--series auto|yes|no]
@@ -16,7 +16,10 @@ import sys
 from pathlib import Path
 
 from .. import review as reviewmod
+from ..errors import InputError
+from ..index import Store, StoreError
 from ..output import write_atomic
+from .common import jobs_arg
 
 
 def register(sub, common) -> None:
@@ -36,16 +39,12 @@ def register(sub, common) -> None:
     r.add_argument("--series", choices=("auto", "yes", "no"), default="auto",
                    help="compare every hunk with what the plan emits: auto (when the range adds the helper "
                         "or functions gain the parameter), yes, no")
-    from . import jobs_arg
-
     r.add_argument("-j", "--jobs", type=jobs_arg, default=0, help="parallel parsers (default 0: all cores)")
     common(r)
     r.set_defaults(func=cmd_review)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from . import InputError
-
     if args.github and args.format == "json":
         raise InputError("--github and --format json both write to stdout; use one of them "
                          "(--sarif FILE keeps the machine-readable form)")
@@ -82,8 +81,6 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def _indexed_root(db: str) -> str | None:
     """The tree an existing index holds, so that `review --base X` works from anywhere."""
-    from ..index import Store, StoreError
-
     if not (Path(db) / "index.sqlite").exists():
         return None
     try:
@@ -94,15 +91,3 @@ def _indexed_root(db: str) -> str | None:
         return store.get_meta("root")
     finally:
         store.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`mappingpass review ...`: argv without the program name, starting with
-    "review"; the CLI's own entry point, so exit codes and errors are the same."""
-    from . import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
 from ..facts import FileFacts
 from ..index import digest_of, inside_tree
 from ..plan import Plan
@@ -23,7 +24,7 @@ from ..rules import Rules
 from .wrap import rewrap_edited
 
 
-class EmitError(Exception):
+class EmitError(UserError):
     """The tree changed since analyze, or an edit does not fit the text."""
 
 

@@ -1075,23 +1075,3 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
         write_atomic(path, text)
         written.append(path)
     return written
-
-
-def load_inputs(db: str, rules_path: str | None = None, quiet: bool = True):
-    """What `mappingpass emit` loads: (plan, facts, rules, root, digests), for
-    callers outside the CLI (tests, scripts)."""
-    import argparse
-
-    from ..cli import _load_rules, _open_store
-    from ..cli.commands import compute_plan
-
-    args = argparse.Namespace(db=db, rules=rules_path, quiet=quiet)
-    plan, _ = compute_plan(args, progress=not quiet)
-    store = _open_store(db, create=False)
-    root = Path(store.get_meta("root"))
-    rules = _load_rules(rules_path or store.get_meta("rules_path"))
-    rows = store.rows()
-    paths = sorted({p for p, v in rows.items() if v[3] == "parsed"})
-    facts = {f.path: f for f in store.load_facts(paths)}
-    store.close()
-    return plan, facts, rules, root, {p: v[2] for p, v in rows.items()}

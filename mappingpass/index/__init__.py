@@ -27,9 +27,11 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import facts as factsmod
 from .. import safepickle
+from ..errors import UserError
 from ..facts import FileFacts
 from ..rules import Rules
 from .cparse import Extractor, ParseConfig
@@ -38,7 +40,16 @@ STORE_SCHEMA = 3
 MAX_FILE_BYTES = 16 * 1024 * 1024  # bigger .c/.h files are generated register tables
 
 
-class StoreError(Exception):
+class FileRow(NamedTuple):
+    """What the store knows of one file without reading its facts."""
+
+    size: int
+    mtime: int
+    digest: str
+    state: str  # "parsed", "deferred" (parsed on demand) or "skipped"
+
+
+class StoreError(UserError):
     """The database cannot be opened or was written by an incompatible version."""
 
 
@@ -358,9 +369,9 @@ class Store:
         self._content_key = None
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def rows(self) -> dict[str, tuple[int, int, str, str]]:
+    def rows(self) -> dict[str, FileRow]:
         return {
-            r[0]: (r[1], r[2], r[3], r[4])
+            r[0]: FileRow(r[1], r[2], r[3], r[4])
             for r in self.conn.execute("SELECT path, size, mtime, digest, state FROM files")
         }
 
@@ -518,12 +529,12 @@ def index_tree(
             todo.append((abspath, rel, 0, 0, context, "", exc.strerror))
             continue
         old = known.get(rel)
-        if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+        if old is not None and old.size == st.st_size and old.mtime == st.st_mtime_ns:
             stats.reused += 0 if context else 1
             stats.files += 0 if context else 1
             stats.context += 1 if context else 0
             continue
-        todo.append((abspath, rel, st.st_size, st.st_mtime_ns, context, old[2] if old else ""))
+        todo.append((abspath, rel, st.st_size, st.st_mtime_ns, context, old.digest if old else ""))
         stats.files += 0 if context else 1
         stats.context += 1 if context else 0
     gone = [p for p in known if p not in seen]
@@ -538,7 +549,7 @@ def index_tree(
     new_rows = []
     for rel, size, mtime, digest, state, blob, note in results:
         old = known.get(rel)
-        if old is not None and old[2] == digest and digest:
+        if old is not None and old.digest == digest and digest:
             touch.append((mtime, rel))  # same content, new mtime: nothing to parse
             stats.reused += 1
             continue
@@ -560,7 +571,7 @@ def index_tree(
 
 
 def _keep(store: Store, known: dict, results: list[tuple]) -> None:
-    rows = [r for r in results if r[4] != "same" and not (known.get(r[0]) and known[r[0]][2] == r[3])]
+    rows = [r for r in results if r[4] != "same" and not (known.get(r[0]) and known[r[0]].digest == r[3])]
     store.put(rows)
     store.commit()
 

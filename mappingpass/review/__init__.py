@@ -70,6 +70,7 @@ from .. import plan as planmod
 from .. import rules as rulesmod
 from .. import types as ctypes
 from ..emit.wrap import rewrap_edited
+from ..errors import UserError
 from ..facts import FACTS_VERSION, FileFacts
 from ..graph import Analysis, ReadRecord, edges_in, edges_out
 from ..index.cparse import Extractor
@@ -83,7 +84,7 @@ PATCH_LIMIT = 200  # files a patch may touch before a full build is cheaper (or 
 MARKDOWN_LIMIT = 60000  # GitHub refuses comments over 65536 characters
 
 
-class ReviewError(Exception):
+class ReviewError(UserError):
     """Bad input (not a git tree, unknown revision, unusable index): one line, exit 2."""
 
 
@@ -394,6 +395,10 @@ def _extract_one(item: tuple[str, bytes, str]) -> FileFacts | None:
 
 
 # -- states of the tree --------------------------------------------------------------
+def _state(row) -> str:
+    return row.state if row is not None else ""
+
+
 def _is_source(rel: str, skip_dirs: frozenset[str]) -> bool:
     if not rel.endswith((".c", ".h")):
         return False
@@ -454,7 +459,7 @@ class _Context:
         self._all_facts: dict[str, FileFacts] | None = None
         self._anchor_ok: bool | None = None
         self._untracked: set[str] | None = None
-        self.parsed_count = sum(1 for r in self.rows.values() if r[3] == "parsed")
+        self.parsed_count = sum(1 for r in self.rows.values() if r.state == "parsed")
 
     # facts ----------------------------------------------------------------------
     def stored(self, path: str) -> FileFacts | None:
@@ -464,7 +469,7 @@ class _Context:
         return self._stored[path]
 
     def preload(self, paths: Iterable[str]) -> None:
-        want = [p for p in paths if p not in self._stored and self.rows.get(p, ("",) * 4)[3] == "parsed"]
+        want = [p for p in paths if p not in self._stored and _state(self.rows.get(p)) == "parsed"]
         if want:
             for ff in self.store.load_facts(want):
                 self._stored[ff.path] = ff
@@ -491,7 +496,7 @@ class _Context:
         for path, (data, force) in sorted(items.items()):
             digest = indexmod.digest_of(data)
             row = self.rows.get(path)
-            if row is not None and row[2] == digest and row[3] == "parsed":
+            if row is not None and row.digest == digest and row.state == "parsed":
                 out[path] = self.stored(path)
                 self.stats["facts_from_store"] += 1
                 continue
@@ -562,10 +567,10 @@ class _Context:
             except OSError:
                 drift.add(rel)
                 continue
-            if row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            if row.size == st.st_size and row.mtime == st.st_mtime_ns:
                 continue
             try:
-                same = bool(row[2]) and indexmod.digest_of((self.root / rel).read_bytes()) == row[2]
+                same = bool(row.digest) and indexmod.digest_of((self.root / rel).read_bytes()) == row.digest
             except OSError:
                 same = False
             if not same:
@@ -625,7 +630,7 @@ class _Context:
         paths = self.overrides(rev) | range_files
         started = time.monotonic()
         st.data = self.git.blobs(rev, paths)
-        items = {p: (d, p in range_files or self.rows.get(p, ("",) * 4)[3] == "parsed")
+        items = {p: (d, p in range_files or _state(self.rows.get(p)) == "parsed")
                  for p, d in st.data.items() if d is not None}
         facts = self.extract(items)
         st.files = {p: facts.get(p) for p in paths}
@@ -685,7 +690,7 @@ class _Context:
         patching = set(old) | set(new)
         # files as the work tree has them: the store's (where the state keeps them) and on-demand ones
         on_disk = [p for p, r in self.rows.items()
-                   if r[3] == "parsed" and p not in st.files and p not in st.extra and p not in patching]
+                   if r.state == "parsed" and p not in st.files and p not in st.extra and p not in patching]
         on_disk += [p for p in st.extra if p not in patching]
         whole, fixed = graphmod.split_words(words)
         hits = set(indexmod.grep_files(self.root, sorted(on_disk), whole, fixed)) if on_disk else set()
@@ -709,7 +714,7 @@ class _Context:
         one of names (for plan.unseen_mentions)."""
         if not names:
             return {}
-        on_disk = {p for p, r in self.rows.items() if r[3] == "parsed" and p not in st.files}
+        on_disk = {p for p, r in self.rows.items() if r.state == "parsed" and p not in st.files}
         on_disk |= {p for p in st.extra if p not in st.files}
         texts: dict[str, bytes] = {}
         for p in indexmod.grep_files(self.root, sorted(on_disk), sorted(names)) if on_disk else []:

@@ -172,7 +172,7 @@ def run(root: Path, store: indexmod.Store, rules: Rules, build: kbuild.Build | N
     compiled = [p for p in targets if p in flags]
     stats.compiled = len(compiled)
     versions = _versions()
-    digests = {p: row[2] for p, row in store.rows().items()}
+    digests = {p: row.digest for p, row in store.rows().items()}
     keys = {p: _key(digests[p], flags[p], versions) for p in compiled}
     cached = _valid_cache(store, keys, prints)
     todo = [(p, str(root / p), flags[p], keys[p]) for p in compiled if p not in cached]

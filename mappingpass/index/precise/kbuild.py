@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...errors import UserError
+
 CONFIGS = ("allmodconfig", "defconfig")
 ARCH = "x86_64"
 ARCH_DIR = "x86"
@@ -41,7 +43,7 @@ _COMMAND = re.compile(r"(?:^|;)\s*(\S*(?:gcc|cc|clang)(?:-\d+)?\s.*?\s-c\s+-o\s+
 _BATCH = 300  # targets per make run
 
 
-class KbuildError(Exception):
+class KbuildError(UserError):
     """The configured build cannot be made or read: one line, what to do."""
 
 

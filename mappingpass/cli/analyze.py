@@ -1,0 +1,258 @@
+"""`mappingpass analyze`: index a tree (and, with --precise, parse it with
+libclang under a configuration), build the graph, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .. import graph as graphmod
+from .. import index as indexmod
+from ..errors import InputError
+from ..resources import fixture_tree
+from ..workspace import load_rules, open_store
+from .common import jobs_arg, progress, say
+
+ANALYZE_SCHEMA = "mappingpass.analyze/1"
+
+
+def register(sub, common) -> None:
+    a = sub.add_parser("analyze", help="index a tree: functions, calls, slots and mapping reads")
+    a.add_argument("paths", nargs="*", metavar="PATH", default=[str(fixture_tree())],
+                   help="a kernel tree, or directories inside one (file paths in the results "
+                        "are relative to the tree's top); default: the bundled fixtures/minilinux")
+    a.add_argument("-j", "--jobs", type=jobs_arg, default=0, help="parallel parsers (default 0: all cores)")
+    a.add_argument("--rules", help="rules file (default: the bundled rules/mapping.toml)")
+    a.add_argument("--scope", choices=("auto", "all"), default="auto",
+                   help="auto: parse files that can hold a read up front, the rest on demand; "
+                        "all: parse every file")
+    p_ = a.add_argument_group("precise mode (libclang over a configured tree; see README)")
+    p_.add_argument("--precise", action="store_true",
+                    help="also parse the .c files with libclang under a kernel configuration: calls and "
+                         "registrations macros make, exact receiver types")
+    p_.add_argument("--config", default="allmodconfig", metavar="allmodconfig|defconfig|FILE",
+                    help="the configuration (default allmodconfig; FILE: a .config)")
+    p_.add_argument("--build-dir", metavar="DIR",
+                    help="where 'make O=DIR <config> prepare' runs (default: inside --db; never the tree)")
+    p_.add_argument("--compile-commands", metavar="FILE",
+                    help="take each file's flags from a compile_commands.json of a tree you built "
+                         "(implies --precise; no make run)")
+    common(a)
+    a.set_defaults(func=cmd_analyze)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    for given in args.paths:
+        if not Path(given).exists():
+            raise InputError(f"{given}: no such directory; give the top of a kernel tree")
+        if not Path(given).is_dir():
+            raise InputError(f"{given}: not a directory; give the top of a kernel tree")
+    root = indexmod.find_tree_top(Path(args.paths[0]))
+    subpaths = []
+    for given in args.paths:
+        resolved = Path(given).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise InputError(f"{given}: not inside the tree {root}; analyze one tree at a time")
+        rel = str(resolved.relative_to(root))
+        subpaths.append("" if rel == "." else rel)
+    rules = load_rules(args.rules)
+    jobs = args.jobs or os.cpu_count() or 1
+    precise = _precise_setup(args, root, jobs) if args.precise or args.compile_commands else None
+    store = open_store(args.db, create=True)
+    stats = indexmod.index_tree(
+        root, subpaths, rules, store, jobs, parse_all=args.scope == "all",
+        progress=progress(args.quiet, "analyze"), mode=precise[0] if precise else "",
+    )
+    if stats.files == 0:
+        store.close()
+        raise InputError(f"{', '.join(args.paths)}: no .c or .h files here; give the top of a kernel tree "
+                         "or directories inside one")
+    store.set_meta("root", str(root.resolve()))
+    store.set_meta("rules_path", str(Path(rules.path).resolve()))
+    store.commit()
+    precise_stats = None
+    if precise:
+        from ..index.precise import driver
+
+        precise_stats = driver.run(root, store, rules, precise[1], precise[2], jobs,
+                                   lambda label: progress(args.quiet, label))
+    started = time.monotonic()
+    analysis = graphmod.cached(store, rules)
+    if analysis is None:
+        analysis = _build_with_types(root, rules, store, args.scope == "auto")
+    graph_seconds = time.monotonic() - started
+    result = analyze_report(root, store, stats, analysis, graph_seconds)
+    result["parameter"] = rules.plan.param_name if rules.plan else ""  # what kind 1 passes down
+    if precise_stats is not None:
+        result["precise"] = precise_stats.to_json()
+        result["precise"]["macro_call_edges"] = graphmod.graph_stats(analysis.graph)["macro_call_edges"]
+        # (headers: tree-sitter's facts, counted once analyze parsed those its types need)
+        result["precise"]["headers_tree_sitter"] = sum(p.endswith(".h") for p in store.paths_in_state("parsed"))
+        result["seconds"]["precise"] = precise_stats.seconds
+    store.close()
+    if args.format == "json":
+        # (no timings: the same tree gives the same bytes; the text report has them)
+        json.dump({k: v for k, v in result.items() if k != "seconds"}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_analyze_text(result)
+    return 0
+
+
+def _precise_setup(args: argparse.Namespace, root: Path, jobs: int) -> tuple:
+    """(index mode, build, compile commands) for --precise: the configured
+    build made (or found) out of the tree, or the user's compile_commands.json."""
+    try:
+        import clang.cindex  # noqa: F401 - precise mode's one dependency, said in one line if missing
+
+        from ..index.precise import driver, kbuild
+    except ImportError as exc:
+        raise InputError(f"--precise needs libclang's Python bindings ({exc}); "
+                         "pip install 'libclang==18.1.1'") from None
+    try:
+        if args.compile_commands:
+            commands = kbuild.compile_commands(Path(args.compile_commands), root)
+            if not commands:
+                raise InputError(f"{args.compile_commands}: no .c file of {root} in it")
+            digest = indexmod.digest_of(json.dumps(commands, sort_keys=True).encode())
+            return driver.mode_key("cc-" + digest), None, commands
+        build_dir = Path(args.build_dir) if args.build_dir else kbuild.default_build_dir(Path(args.db), args.config)
+        build = kbuild.prepare(root, build_dir.resolve(), args.config, jobs, say(args.quiet))
+    except kbuild.KbuildError as exc:
+        raise InputError(str(exc)) from None
+    return driver.mode_key(build.config_digest), build, None
+
+
+def _build_with_types(root: Path, rules, store, expand: bool):
+    facts = store.load_facts()
+    if expand:
+        # struct definitions that type a receiver may live in deferred headers
+        for _ in range(4):
+            tags = sorted(graphmod.missing_types(facts, rules.plan.chain_from if rules.plan else None))
+            added = indexmod.expand_types(root, rules, store, tags) if tags else []
+            if not added:
+                break
+            facts += store.load_facts(added)
+    return graphmod.load_or_build(store, rules, facts)
+
+
+def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, graph_seconds: float) -> dict:
+    states = store.state_counts()
+    failures = [
+        {"file": path, "error_nodes": errors, "lines": list(lines)}
+        for path, (errors, lines, _rec, _calls) in sorted(analysis.files.items()) if errors
+    ]
+    functions = [
+        {"name": d["name"], "id": n, "file": path, "line": line, "static": d["static"]}
+        for n, d in analysis.graph.nodes(data=True) if d["type"] == "function"
+        for path, line in d["bodies"]
+    ]
+    functions.sort(key=lambda f: (f["file"], f["line"], f["name"]))
+    slots = [
+        {"id": n, "kind": d["slot_kind"], "name": d["name"], "owner": d["owner"],
+         "params": [t for _, t in d["params"]],
+         "bound": [a for a, _, _ in graphmod.edges_in(analysis.graph, n, "binds")],
+         "decls": [{"file": p, "line": ln} for p, ln in d["decls"]]}
+        for n, d in sorted(analysis.graph.nodes(data=True)) if d["type"] == "slot"
+    ]
+    calls = sum(v[3] for v in analysis.files.values())
+    summary = graphmod.summary(analysis)
+    counts = graphmod.graph_stats(analysis.graph)
+    return {
+        "schema": ANALYZE_SCHEMA,
+        "root": str(root.resolve()),
+        "files": {
+            "total": stats.files,
+            "context": stats.context,
+            "parsed": states.get("parsed", 0),
+            "deferred": states.get("deferred", 0),
+            "skipped": states.get("skipped", 0),
+            "parsed_this_run": stats.parsed,
+            "reused": stats.reused,
+            "non_utf8": stats.non_utf8,
+        },
+        "skipped": [{"file": p, "reason": n} for p, n in stats.skipped_files],
+        # symlinked sources not indexed under their own name: reason -> count
+        "not_indexed": dict(sorted(stats.skipped.items())),
+        "parse_failures": {
+            "files_with_errors": len(failures),
+            "error_nodes": sum(f["error_nodes"] for f in failures),
+            "recovered_functions": sum(v[2] for v in analysis.files.values()),
+            "files": failures,
+        },
+        "functions": functions,
+        "calls": {
+            "sites": calls,
+            "call_edges": counts["call_edges"],
+            "slot_call_edges": counts["slot_call_edges"],
+            "unresolved_member_calls": analysis.unresolved_member_calls,
+        },
+        "slots": slots,
+        "bindings": counts["bindings"],
+        "reads": [r.to_json() for r in analysis.reads],
+        "candidates": [r.to_json() for r in analysis.candidates],
+        "reads_by_kind": summary["reads_by_kind"],
+        "reads_by_subsystem": summary["reads_by_subsystem"],
+        "seconds": {"index": round(stats.seconds, 3), "graph": round(graph_seconds, 3)},
+    }
+
+
+def print_analyze_text(r: dict) -> None:
+    f = r["files"]
+    pf = r["parse_failures"]
+    print(f"tree       {r['root']}")
+    context = f" (and {f['context']} headers of include/ for context)" if f["context"] else ""
+    print(f"files      {f['total']} .c/.h{context}: "
+          f"{f['parsed']} parsed, {f['deferred']} deferred (parsed on demand by plan), {f['skipped']} skipped; "
+          f"this run parsed {f['parsed_this_run']}, reused {f['reused']}")
+    if f["non_utf8"]:
+        print(f"           {f['non_utf8']} files have non-UTF-8 bytes (parsed as bytes)")
+    for s in r["skipped"][:10]:
+        print(f"  skipped  {s['file']}: {s['reason']}")
+    if r["not_indexed"]:
+        print("  not indexed  " + ", ".join(f"{n} {why}" for why, n in r["not_indexed"].items()))
+    print(f"parse      {pf['files_with_errors']} files with tree-sitter errors "
+          f"({pf['error_nodes']} error nodes), {pf['recovered_functions']} functions recovered")
+    print(f"functions  {len(r['functions'])}")
+    c = r["calls"]
+    print(f"calls      {c['sites']} sites, {c['call_edges']} direct edges, "
+          f"{c['slot_call_edges']} through slots ({c['unresolved_member_calls']} member calls "
+          "with no known slot)")
+    print(f"slots      {len(r['slots'])} ({r['bindings']} bindings)")
+    print(f"reads      {len(r['reads'])} ({len(r['candidates'])} candidates with an unknown receiver type)")
+    names = {"1": f"fs/vfs: pass the {r.get('parameter') or 'mapping'} down", "2": "core mm: record walks",
+             "3": "block completion", "4": "debugging", "5": "GUP write",
+             "other": "no kind rule"}
+    for kind, n in r["reads_by_kind"].items():
+        print(f"  kind {kind:<5} {n:6}  {names.get(kind, '')}")
+    top = list(r["reads_by_subsystem"].items())[:12]
+    if top:
+        print("  by subsystem: " + ", ".join(f"{k} {v}" for k, v in top))
+    if "precise" in r:
+        print_precise_text(r["precise"])
+    s = r["seconds"]
+    extra = "".join(f", {k} {v:.1f} s" for k, v in s.get("precise", {}).items())
+    print(f"time       index {s['index']:.1f} s{extra}, graph {s['graph']:.1f} s")
+
+
+def print_precise_text(p: dict) -> None:
+    where = f" in {p['build_dir']}" if p["build_dir"] else ""
+    print(f"precise    {p['config']}{where}: {p['merged']} of {p['targets']} .c files with libclang's facts "
+          f"(parsed {p['parsed']}, reused {p['reused']}); tree-sitter only: {len(p['failed'])} with libclang "
+          f"errors, {len(p['not_compiled'])} this configuration does not compile, "
+          f"{p['headers_tree_sitter']} headers")
+    print(f"           added {p['added']['macro_body_calls']} calls made in macro bodies, "
+          f"{p['added']['macro_registrations']} registrations made by macros; "
+          f"{p['receivers_settled']} receiver types settled, {p['marked_macro_arg_calls']} calls in macro "
+          f"arguments; kept {p['skipped_range_facts']} tree-sitter facts in #if branches not built")
+    print(f"           {p['macro_call_edges']} call edges from macro bodies (a function they reach "
+          "keeps its signature: macro-body-call)")
+    if p["macro_body_reads"] or p["clang_only_source_calls"]:
+        print(f"           not used: {p['macro_body_reads']} ->mapping reads in macro bodies (no span to "
+              f"rewrite), {p['clang_only_source_calls']} calls only libclang saw in the file")
+    for f in p["failed"][:5]:
+        print(f"  libclang {f['file']}: {f['error']}")

@@ -1,0 +1,250 @@
+"""What every command after analyze starts from, and the plan they share.
+
+`open_analysis` opens the index (store), its tree, the rules and the cached
+graph; `compute_plan` runs the passdown fixpoint with its rounds of on-demand
+parsing (deferred files that mention a name the plan changes) and the search
+for mentions the index cannot see; `load_inputs` is what emit, check and
+review read. Plain arguments in, records out, `InputError` (a `UserError`)
+for what the user can fix: the CLI and the review bot call the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from . import graph as graphmod
+from . import index as indexmod
+from . import plan as planmod
+from . import rules as rulesmod
+from .errors import InputError
+from .facts import FileFacts
+
+# label -> a progress callback (done, total), or None for none
+ProgressFactory = Callable[[str], "Callable[[int, int], None] | None"]
+
+
+class Workspace(NamedTuple):
+    store: indexmod.Store
+    root: Path
+    rules: rulesmod.Rules
+    analysis: graphmod.Analysis
+
+
+class EmitInputs(NamedTuple):
+    plan: planmod.Plan
+    facts: dict[str, FileFacts]  # every parsed file's facts
+    rules: rulesmod.Rules
+    root: Path
+    digests: dict[str, str]  # path -> content digest at analyze time
+
+
+def open_store(db: str | Path, create: bool) -> indexmod.Store:
+    try:
+        return indexmod.Store(Path(db), create=create)
+    except indexmod.StoreError as exc:
+        raise InputError(str(exc)) from None
+
+
+def load_rules(path: str | None) -> rulesmod.Rules:
+    try:
+        return rulesmod.load(path)
+    except rulesmod.RulesError as exc:
+        raise InputError(str(exc)) from None
+
+
+def open_analysis(db: str | Path, rules_path: str | None = None) -> Workspace:
+    """The store, its root, rules and graph (built or from the cache)."""
+    store = open_store(db, create=False)
+    root = store.get_meta("root")
+    if root is None:
+        raise InputError(f"{db}: the index is empty; run 'mappingpass analyze PATH --db {db}'")
+    if store.reset or not store.state_counts():
+        raise InputError(f"{db}: the index was made by another version of mappingpass and holds no facts "
+                         f"now; re-run 'mappingpass analyze {root} --db {db}'")
+    rules = load_rules(rules_path or store.get_meta("rules_path"))
+    return Workspace(store, Path(root), rules, graphmod.load_or_build(store, rules))
+
+
+class FactsCache:
+    """path -> FileFacts, read from the store on first use."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.cache: dict = {}
+
+    def forget(self, paths) -> None:
+        for p in paths:
+            self.cache.pop(p, None)
+
+    def __call__(self, path: str):
+        if path not in self.cache:
+            found = self.store.load_facts([path])
+            self.cache[path] = found[0] if found else None
+        return self.cache[path]
+
+
+# bump when what compute_plan keeps as unseen changes (2: outside mentions)
+UNSEEN_VERSION = 2
+
+
+def _unseen_key(store, rules) -> str:
+    return f"{UNSEEN_VERSION}:{store.content_key()}:{rules.digest}"
+
+
+def _refuse_unread(store, root: Path, allow_unread: bool) -> None:
+    unread = [p for p, note in store.skipped() if note.startswith("unreadable")]
+    if unread and not allow_unread:
+        raise InputError(f"{len(unread)} files of {root} could not be read ({', '.join(unread[:3])}"
+                         f"{', ...' if len(unread) > 3 else ''}): a function or slot the plan changes may "
+                         "be used there and break; make them readable and re-run analyze, "
+                         "or pass --allow-unread")
+
+
+def compute_plan(db: str | Path, rules_path: str | None = None, *, allow_unread: bool = False,
+                 log: Callable[[str], None] | None = None,
+                 progress: ProgressFactory | None = None) -> tuple[planmod.Plan, graphmod.Analysis]:
+    """Run the fixpoint, parsing deferred files that mention a changed name
+    (a tree-wide textual prefilter) until no new file turns up."""
+    store, root, rules, analysis = open_analysis(db, rules_path)
+    if rules.plan is None:
+        raise InputError(f"{rules.path}: no [plan] section; add one (see rules/mapping.toml)")
+    _refuse_unread(store, root, allow_unread)
+    facts = FactsCache(store)
+    # a warm run on an unchanged store: the rounds found nothing new last time,
+    # and the unseen mentions are those found then
+    kept = json.loads(store.get_meta("plan_unseen") or "{}")
+    if kept.get("key") == _unseen_key(store, rules):
+        unseen = {fid: tuple(at) for fid, at in kept["unseen"].items()}
+        plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)
+        store.close()
+        return plan, analysis
+    plan, analysis, searched = _on_demand_rounds(store, root, rules, analysis, facts, log, progress)
+    unseen = planmod.unseen_mentions(plan, analysis, facts, texts_mentioning(root, store, plan), rules)
+    unseen |= _outside_mentions(root, rules, store, plan, analysis)
+    plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)
+    store.set_meta("plan_searched", json.dumps({"key": store.content_key(), "names": sorted(searched)}))
+    store.set_meta("plan_unseen", json.dumps({"key": _unseen_key(store, rules),
+                                              "unseen": {k: list(v) for k, v in sorted(unseen.items())}}))
+    store.commit()
+    store.close()
+    return plan, analysis
+
+
+def _on_demand_rounds(store, root: Path, rules, analysis, facts: FactsCache, log, progress):
+    """Rounds of the fixpoint without call sites, each parsing the deferred
+    files that mention a name the last round changed: (plan, analysis, names
+    searched)."""
+    # names already searched for in deferred files, valid while the store is unchanged
+    searched: set[str] = set()
+    memo = json.loads(store.get_meta("plan_searched") or "{}")
+    if memo.get("key") == store.content_key():
+        searched = set(memo.get("names", []))
+    plan = planmod.make_plan(analysis, rules, facts, sites=False)
+    patched = False
+    for _ in range(12):
+        words, fixed = planmod.changed_names(plan, analysis)
+        words, fixed = words - searched, fixed - searched
+        if not words and not fixed:
+            break
+        searched |= words | fixed
+        try:
+            hits = indexmod.grep_files(root, store.searchable_deferred(), sorted(words), sorted(fixed))
+        except indexmod.StoreError as exc:
+            raise InputError(str(exc)) from None
+        if not hits:
+            break
+        if log:
+            log(f"plan: parsing {len(hits)} deferred files that mention {len(words) + len(fixed)} changed names")
+        added = indexmod.parse_deferred(root, rules, store, hits, progress=progress("plan") if progress else None)
+        facts.forget(added)  # parsed now: read their facts afresh
+        analysis = patch_in(analysis, rules, root, store, added, facts)
+        patched = True
+        plan = planmod.make_plan(analysis, rules, facts, sites=False)
+    if patched:
+        graphmod.save(store, rules, analysis)  # for the next command
+    return plan, analysis, searched
+
+
+def texts_mentioning(root: Path, store, plan: planmod.Plan) -> dict[str, bytes]:
+    """The bytes of the parsed files that mention a function of the plan."""
+    names = sorted({f.name for f in plan.functions})
+    if not names:
+        return {}
+    digests = {p: r.digest for p, r in store.rows().items() if r.state == "parsed"}
+    try:
+        hits = indexmod.grep_files(root, sorted(digests), names)
+    except indexmod.StoreError as exc:
+        raise InputError(str(exc)) from None
+    texts = {}
+    for path in hits:
+        try:
+            data = (root / path).read_bytes()
+        except OSError as exc:
+            raise InputError(f"{root / path}: cannot read ({exc.strerror}); re-run analyze") from None
+        if indexmod.digest_of(data) != digests[path]:
+            raise InputError(f"{root / path}: changed since analyze; re-run 'mappingpass analyze'")
+        texts[path] = data
+    return texts
+
+
+def _outside_mentions(root: Path, rules, store, plan: planmod.Plan, analysis) -> dict:
+    """A subset's plan keeps what the rest of the tree names (plan.outside_mentions)."""
+    outside = store.outside_sources(root, rules.skip_dirs)
+    names = sorted(planmod.outside_names(plan, analysis))
+    if not (outside and names):
+        return {}
+    try:
+        hits = indexmod.grep_files(root, outside, names)
+    except indexmod.StoreError as exc:
+        raise InputError(str(exc)) from None
+    texts = {}
+    for path in hits:
+        try:
+            texts[path] = (root / path).read_bytes()
+        except OSError:
+            continue  # gone since the grep: nothing to keep for it
+    return planmod.outside_mentions(plan, analysis, texts)
+
+
+def patch_in(analysis, rules, root: Path, store, added: list[str], facts) -> graphmod.Analysis:
+    """The analysis with the files just parsed added (graph.update), instead of
+    a build from every file's facts: files already in the graph that mention a
+    name the new files define or re-type (a callee, a slot, a struct) are
+    resolved again from their facts."""
+    new = {p: ff for p in added if (ff := facts(p)) is not None}
+    words = graphmod.resolution_words({}, new, analysis)
+    old: dict = {}
+    if words:
+        parsed = [p for p in store.paths_in_state("parsed") if p not in new]
+        for p in indexmod.grep_files(root, parsed, *graphmod.split_words(words)):
+            ff = facts(p)
+            if ff is not None:
+                old[p] = new[p] = ff
+    return graphmod.update(analysis, rules, old, new, load=facts)
+
+
+def load_inputs(db: str | Path, rules_path: str | None = None, *, allow_unread: bool = False,
+                log: Callable[[str], None] | None = None,
+                progress: ProgressFactory | None = None) -> EmitInputs:
+    """The plan and every parsed file's facts: what emit, check and review read."""
+    plan, _ = compute_plan(db, rules_path, allow_unread=allow_unread, log=log, progress=progress)
+    store = open_store(db, create=False)
+    root = Path(store.get_meta("root"))
+    rules = load_rules(rules_path or store.get_meta("rules_path"))
+    rows = store.rows()
+    paths = sorted(p for p, r in rows.items() if r.state == "parsed")
+    facts = {f.path: f for f in store.load_facts(paths)}
+    store.close()
+    return EmitInputs(plan, facts, rules, root, {p: r.digest for p, r in rows.items()})
+
+
+def precise_front_end(db: str | Path) -> dict | None:
+    """What analyze --precise left in the database (config, files merged), or None."""
+    store = open_store(db, create=False)
+    try:
+        return json.loads(store.get_meta("precise_summary") or "null")
+    finally:
+        store.close()
