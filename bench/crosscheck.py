@@ -31,7 +31,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mappingpass import index
+from mappingpass import graph, index
 from mappingpass import rules as rulesmod
 from mappingpass.index.precise import crosscheck
 
@@ -69,7 +69,7 @@ def main() -> int:
     for name, t, rss in runs:
         print(f"| {name} | {t:.1f} | {rss} | {t / base[name.split()[-1]]:.2f} |")
     store = index.Store(precise_db, create=False)
-    table, notes = crosscheck.from_store(store, rulesmod.load(None))
+    table, notes = crosscheck.from_store(store, rulesmod.load(None), graph.type_env)
     store.close()
     print(f"\ncross-check: {len(table['files'])} files parsed by both")
     print()

@@ -311,395 +311,462 @@ def update(analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dic
     passed too (with the same facts in old and new): see `resolution_words`.
     `load(path)` gives the facts of an unchanged file when a node's first
     definition must be re-read from it."""
-    g = analysis.graph
-    env = analysis.types
-    paths = set(old) | set(new)
-    statics, externs, header_statics, slot_owners = _tables(g)
+    u = _Update(analysis, rules, old, new, load)
+    for phase in (u.forget_sources, u.forget_unbound, u.drop_old_edges, u.drop_old_places, u.merge_types,
+                  u.add_definitions, u.add_twins_and_declarations, u.add_edges, u.add_reads, u.remove_gone):
+        phase()
+    return analysis
 
-    def resolve_function(path: str, name: str) -> str | None:
-        fid = statics.get((path, name))
+
+class _Update:
+    """graph.update's state and its phases: the graph, its name tables (which
+    the phases keep up to date as definitions go and come) and what each
+    phase leaves for the next."""
+
+    def __init__(self, analysis: Analysis, rules: Rules, old: dict[str, FileFacts], new: dict[str, FileFacts],
+                 load: Callable[[str], FileFacts | None] | None) -> None:
+        self.analysis, self.rules, self.old, self.new, self.load = analysis, rules, old, new, load
+        self.g, self.env = analysis.graph, analysis.types
+        self.paths = set(old) | set(new)
+        self.order = sorted(new)
+        self.statics, self.externs, self.header_statics, self.slot_owners = _tables(self.g)
+        self.touched: set[str] = set()  # nodes whose definitions or declarations these files hold
+        self.sources: set[str] = set()  # nodes whose outgoing edges these files made
+        self.param_slots: set[str] = set()  # parameter slots that may be left with no edge
+        self.emptied: set[str] = set()  # nodes no file defines any more (unless the new files do)
+        self.refresh: set[str] = set()  # nodes whose first definition changed
+        self.defined: set[str] = set()
+
+    def resolve_function(self, path: str, name: str) -> str | None:
+        fid = self.statics.get((path, name))
         if fid is not None:
             return fid
-        if name in externs:
+        if name in self.externs:
             return name
-        cands = header_statics.get(name)
+        cands = self.header_statics.get(name)
         return sorted(cands)[0] if cands else None
 
-    def declared_function(path: str, call) -> str | None:
+    def declared_function(self, path: str, call) -> str | None:
         """The function a macro-made call calls: the one declared where libclang
         says (of a static stub and an extern under #if, the one built), else
         none of them (`writeq` made by a macro of asm/io.h, not niu.c's own)."""
         where = (call.callee_file, call.callee_line)
-        cands = [c for c in (statics.get((path, call.callee)), call.callee if call.callee in externs else None,
-                             *header_statics.get(call.callee, ())) if c is not None]
+        cands = [c for c in (self.statics.get((path, call.callee)),
+                             call.callee if call.callee in self.externs else None,
+                             *self.header_statics.get(call.callee, ())) if c is not None]
         if not call.callee_file:
-            return resolve_function(path, call.callee)
+            return self.resolve_function(path, call.callee)
         for fid in cands:
-            d = g.nodes[fid]
+            d = self.g.nodes[fid]
             if where in map(tuple, (*d.get("bodies", ()), *d.get("protos", ()))):
                 return fid
         # not a static libclang saw declared: the extern (its prototype may be in
         # a header the index has not parsed), if there is one
-        return call.callee if call.callee in externs else None
+        return call.callee if call.callee in self.externs else None
 
-    def member_slot(owner_recipe: str, member: str, owner: str = "") -> str | None:
+    def member_slot(self, owner_recipe: str, member: str, owner: str = "") -> str | None:
         if not owner and owner_recipe:
-            resolved = env.resolve(owner_recipe)
+            resolved = self.env.resolve(owner_recipe)
             owner = resolved[0].removeprefix("struct ") if resolved is not None else ""
         if owner:
             sid = f"member:{owner}.{member}"
-            if sid in g:
+            if sid in self.g:
                 return sid
-            mtype = env.fields.get(f"struct {owner}", {}).get(member)
-            if mtype is not None and f"typedef:{types.split(mtype)[0]}" in g:
+            mtype = self.env.fields.get(f"struct {owner}", {}).get(member)
+            if mtype is not None and f"typedef:{types.split(mtype)[0]}" in self.g:
                 return f"typedef:{types.split(mtype)[0]}"
-        owners = slot_owners.get(member, [])
+        owners = self.slot_owners.get(member, [])
         return owners[0] if len(owners) == 1 else None
 
-    # 1. take out what the old facts put in
-    touched: set[str] = set()
-    sources: set[str] = set()
-    for path, ff in old.items():
-        for fn in ff.functions:
-            fid = (function_id(path, fn) if fn.definition
-                   else _prototype_of(path, fn, statics, externs))
-            if fid is not None and fid in g:
-                touched.add(fid)
-        for s in ff.slots:
-            if slot_id(s) in g:
-                touched.add(slot_id(s))
-        for call in (*ff.calls, *ff.macro_calls):
-            if call.caller is not None:
-                src = resolve_function(path, call.caller)
-                if src is not None:
-                    sources.add(src)
-            if call.via == "direct":
-                for arg in call.args:
-                    fname, _ = function_argument(arg)
-                    bound = resolve_function(path, fname) if fname else None
-                    if bound is not None:
-                        sources.add(bound)
-        for b in ff.bindings:
-            bound = resolve_function(path, b.function)
-            if bound is not None:
-                sources.add(bound)
-                stored = g.nodes[bound].get("unslotted") if bound in g else None
-                if stored:
-                    for key in [k for k in stored if k[0] in paths]:
-                        del stored[key]
-    unbound = getattr(analysis, "unbound", None)
-    if unbound is not None:
-        for path, ff in old.items():
-            for b in ff.bindings:
-                if resolve_function(path, b.function) is not None:
-                    continue
-                sid = (member_slot("", b.member, b.owner) if b.kind == "init"
-                       else member_slot(b.receiver, b.member))
-                if sid in unbound and b.function in unbound[sid]:
-                    unbound[sid] = [n for n in unbound[sid] if n != b.function]
-                    if not unbound[sid]:
-                        del unbound[sid]
-    param_slots: set[str] = set()
-    for src in sources:
-        if src not in g:
-            continue
-        for _, dst, key, data in list(g.out_edges(src, keys=True, data=True)):
-            kept = [s for s in data["sites"] if s[0] not in paths]
-            if len(kept) == len(data["sites"]):
-                continue
-            if dst.startswith("param:"):
-                param_slots.add(dst)
-            if kept:
-                data["sites"] = kept
-            else:
-                g.remove_edge(src, dst, key)
-    # twin edges are recomputed for every function these files define
-    for n in touched:
-        if g.nodes[n]["type"] == "function":
-            for u, v, key in [*g.in_edges(n, keys=True), *g.out_edges(n, keys=True)]:
-                if key == "twin":
-                    g.remove_edge(u, v, key)
-    emptied: set[str] = set()
-    refresh: set[str] = set()
-    for n in touched:
-        d = g.nodes[n]
-        places = "bodies" if d["type"] == "function" else "decls"
-        before = d[places]
-        d[places] = [p for p in before if p[0] not in paths]
-        if d["type"] == "function":
-            d["protos"] = [p for p in d["protos"] if p[0] not in paths]
-        if not d[places]:
-            emptied.add(n)
-        elif min(before)[0] in paths:
-            refresh.add(n)  # its first definition (whose attributes it carries) changed
-    for n in emptied:
-        d = g.nodes[n]
-        if d["type"] == "function":
-            externs.discard(n)
-            if d["static"]:
-                path = n[: -len(d["name"]) - 2]
-                statics.pop((path, d["name"]), None)
-                if n in header_statics.get(d["name"], []):
-                    header_statics[d["name"]].remove(n)
-            d.pop("clashes", None)
-            d.pop("exported", None)
-        elif d["slot_kind"] == "member" and n in slot_owners.get(d["name"], []):
-            slot_owners[d["name"]].remove(n)
-    analysis.reads = [r for r in analysis.reads if r.file not in paths]
-    analysis.candidates = [r for r in analysis.candidates if r.file not in paths]
-    for path in paths:
-        analysis.files.pop(path, None)
-    still_exported = {name for ff in new.values() for name in ff.exports}
-    for ff in old.values():
-        for name in ff.exports:
-            if name in g and name not in still_exported:
-                g.nodes[name].pop("exported", None)
-
-    # 2. types: the new files' definitions replace what they defined before;
-    # files only added (plan's on-demand rounds) add the types not known yet,
-    # as the first definition wins in a build
-    order = sorted(new)
-    if new:
-        fresh = type_env([new[p] for p in order])
-        if old:
-            for owner, members in fresh.fields.items():
-                env.fields[owner] = dict(members)
-            env.typedefs.update(fresh.typedefs)
-            env.globals.update(fresh.globals)
-            env.returns.update(fresh.returns)
-        else:
-            for owner, members in fresh.fields.items():
-                env.fields.setdefault(owner, dict(members))
-            for known, more in ((env.typedefs, fresh.typedefs), (env.globals, fresh.globals),
-                                (env.returns, fresh.returns)):
-                for k, v in more.items():
-                    known.setdefault(k, v)
-
-    # 3. build()'s passes over the new files
-    for path in order:
-        ff = new[path]
-        for s in ff.slots:
-            sid = slot_id(s)
-            if sid not in g:
-                g.add_node(sid, type="slot", slot_kind=s.kind, name=s.name, owner=s.owner,
-                           params=[(p.name, p.type) for p in s.params], decls=[])
-                if s.kind == "member":
-                    slot_owners[s.name].append(sid)
-            elif not g.nodes[sid]["decls"]:
-                g.nodes[sid]["params"] = [(p.name, p.type) for p in s.params]
-                if s.kind == "member" and sid not in slot_owners[s.name]:
-                    slot_owners[s.name].append(sid)
-            g.nodes[sid]["decls"].append((path, s.line))
-            touched.add(sid)
-        for fn in ff.functions:
-            if not fn.definition:
-                continue
-            fid = function_id(path, fn)
-            if fid not in g:
-                g.add_node(fid, type="function", name=fn.name, static=fn.static, inline=fn.inline,
-                           params=[(p.name, p.type) for p in fn.params], bodies=[], protos=[],
-                           via_macro=fn.via_macro)
-            elif not g.nodes[fid]["bodies"]:
-                g.nodes[fid].update(name=fn.name, static=fn.static, inline=fn.inline,
-                                    params=[(p.name, p.type) for p in fn.params], via_macro=fn.via_macro)
-            g.nodes[fid]["bodies"].append((path, fn.line))
-            touched.add(fid)
-            if fn.static:
-                statics[(path, fn.name)] = fid
-                if path.endswith(".h") and fid not in header_statics[fn.name]:
-                    header_statics[fn.name].append(fid)
-            else:
-                externs.add(fid)
-    # `static inline` stubs in a header (the `#else` of a config option) twin the
-    # extern function of the same name: they change together or the stub's
-    # configuration no longer builds
-    for n in touched:
-        d = g.nodes[n]
-        if d["type"] != "function" or not d["bodies"]:
-            continue
-        if d["static"] and n in header_statics.get(d["name"], ()) and d["name"] in externs:
-            g.add_edge(n, d["name"], key="twin", kind="twin", sites=[min(d["bodies"])])
-        elif not d["static"]:
-            for stub in header_statics.get(d["name"], ()):
-                if g.nodes[stub]["bodies"]:
-                    g.add_edge(stub, n, key="twin", kind="twin", sites=[min(g.nodes[stub]["bodies"])])
-    for n in refresh:
-        d = g.nodes[n]
-        places = "bodies" if d["type"] == "function" else "decls"
-        first_path, first_line = min(d[places])
-        ff = new.get(first_path) or (load(first_path) if load else None)
-        if ff is None:
-            continue
-        if d["type"] == "function":
-            fn = next((f for f in ff.functions if f.definition and f.name == d["name"] and f.line == first_line),
-                      None)
-            if fn is not None:
-                d.update(static=fn.static, inline=fn.inline, params=[(p.name, p.type) for p in fn.params],
-                         via_macro=fn.via_macro)
-        else:
-            s = next((s for s in ff.slots if slot_id(s) == n and s.line == first_line), None)
-            if s is not None:
-                d["params"] = [(p.name, p.type) for p in s.params]
-    for path in order:
-        ff = new[path]
-        for name in ff.exports:
-            if name in externs:
-                g.nodes[name]["exported"] = True
-        for fn in ff.functions:
-            if not fn.definition:
-                fid = _prototype_of(path, fn, statics, externs)
-                if fid is not None:
-                    g.nodes[fid]["protos"].append((path, fn.line))
-                    touched.add(fid)
-        for fname, local in ff.locals_with_field_name:
-            fid = statics.get((path, fname)) or (fname if fname in externs else None)
-            if fid is not None:
-                g.nodes[fid].setdefault("clashes", set()).add(local)
-
-    def param_slot(fid: str, index: int) -> str | None:
-        params = g.nodes[fid]["params"]
+    def param_slot(self, fid: str, index: int) -> str | None:
+        params = self.g.nodes[fid]["params"]
         if index >= len(params):
             return None
         pname, ptype = params[index]
         base, _ = types.split(ptype)
-        if f"typedef:{base}" in g:
+        if f"typedef:{base}" in self.g:
             return f"typedef:{base}"
         if "(*)" in ptype:
             sid = f"param:{fid}#{index}"
-            if sid not in g:
-                g.add_node(sid, type="slot", slot_kind="param", name=f"{g.nodes[fid]['name']}#{index}",
-                           owner=fid, params=[], decls=[], param_name=pname)
+            if sid not in self.g:
+                self.g.add_node(sid, type="slot", slot_kind="param", name=f"{self.g.nodes[fid]['name']}#{index}",
+                                owner=fid, params=[], decls=[], param_name=pname)
             return sid
         return None
 
-    def add_edge(a: str, b: str, kind: str, site: tuple) -> None:
-        if g.has_edge(a, b, key=kind):
-            g.edges[a, b, kind]["sites"].append(site)
+    def add_edge(self, a: str, b: str, kind: str, site: tuple) -> None:
+        if self.g.has_edge(a, b, key=kind):
+            self.g.edges[a, b, kind]["sites"].append(site)
         else:
-            g.add_edge(a, b, key=kind, kind=kind, sites=[site])
+            self.g.add_edge(a, b, key=kind, kind=kind, sites=[site])
 
-    defined = {name for _, name in statics} | externs
-
-    def bind_arguments(path: str, call, target: str) -> None:
+    def bind_arguments(self, path: str, call, target: str) -> None:
         """A function passed to a function-pointer parameter binds to it."""
         for ai, arg in enumerate(call.args):
-            if arg not in defined and arg[:1] not in "(&":
+            if arg not in self.defined and arg[:1] not in "(&":
                 continue
             fname, cast = function_argument(arg)
-            if fname is None or fname not in defined:
+            if fname is None or fname not in self.defined:
                 continue
-            bound = resolve_function(path, fname)
+            bound = self.resolve_function(path, fname)
             if bound is None:
                 continue
-            sid = param_slot(target, ai)
+            sid = self.param_slot(target, ai)
             if sid is not None:
-                add_edge(bound, sid, "binds", (path, call.line, "arg", cast))
-    registrations = {r.name: r for r in (rules.plan.registrations if rules.plan else ())}
-    for path in order:
-        ff = new[path]
-        for ci, call in enumerate(ff.macro_calls):
-            # made by a macro's body (precise mode): an edge of its own kind,
-            # since no argument list in the file can be edited
-            caller = resolve_function(path, call.caller) if call.caller else None
-            target = declared_function(path, call) if call.via == "direct" else \
-                member_slot(call.receiver, call.callee) if call.via == "member" else None
-            if caller is not None and target is not None:
-                add_edge(caller, target, "macro-call", (path, call.line, ci))
+                self.add_edge(bound, sid, "binds", (path, call.line, "arg", cast))
+
+    def forget_sources(self) -> None:
+        """1a. what the old files define, and the nodes whose edges they made."""
+        g, old, paths, statics = self.g, self.old, self.paths, self.statics
+        externs, touched, sources, resolve_function = self.externs, self.touched, self.sources, self.resolve_function
+        # 1. take out what the old facts put in
+        for path, ff in old.items():
+            for fn in ff.functions:
+                fid = (function_id(path, fn) if fn.definition
+                       else _prototype_of(path, fn, statics, externs))
+                if fid is not None and fid in g:
+                    touched.add(fid)
+            for s in ff.slots:
+                if slot_id(s) in g:
+                    touched.add(slot_id(s))
+            for call in (*ff.calls, *ff.macro_calls):
+                if call.caller is not None:
+                    src = resolve_function(path, call.caller)
+                    if src is not None:
+                        sources.add(src)
                 if call.via == "direct":
-                    bind_arguments(path, call, target)
-        for ci, call in enumerate(ff.calls):
-            if call.caller is None:
-                continue
-            caller = resolve_function(path, call.caller)
-            if caller is None:
-                continue
-            site = (path, call.line, ci)
-            if call.via == "direct":
-                target = resolve_function(path, call.callee)
-            elif call.via == "member":
-                target = member_slot(call.receiver, call.callee)
-            else:
-                target = next((param_slot(caller, i) for i, (pname, _) in enumerate(g.nodes[caller]["params"])
-                               if pname == call.callee), None)
-            if target is not None:
-                add_edge(caller, target, "call" if g.nodes[target]["type"] == "function"
-                         else "call-through-slot", site)
-            if call.via == "direct" and target is not None:
-                bind_arguments(path, call, target)
-        for call in ff.calls:
-            reg = registrations.get(call.callee) if call.via == "direct" and call.caller else None
-            if reg is None or reg.arg >= len(call.args):
-                continue
-            fname, cast = function_argument(call.args[reg.arg])
-            bound = resolve_function(path, fname) if fname else None
-            if bound is not None:
-                if reg.slot not in g:
-                    g.add_node(reg.slot, type="slot", slot_kind="registration", name=reg.slot.split(":", 1)[-1],
-                               owner="", params=[], decls=[], why=reg.why)
-                add_edge(bound, reg.slot, "binds", (path, call.line, "register", cast))
-        for b in ff.bindings:
-            bound = resolve_function(path, b.function)
-            sid = member_slot("", b.member, b.owner) if b.kind == "init" else member_slot(b.receiver, b.member)
-            if sid is None:
+                    for arg in call.args:
+                        fname, _ = function_argument(arg)
+                        bound = resolve_function(path, fname) if fname else None
+                        if bound is not None:
+                            sources.add(bound)
+            for b in ff.bindings:
+                bound = resolve_function(path, b.function)
                 if bound is not None:
-                    # stored in a member of a struct the index has not seen
-                    # (a header parsed for nobody yet): the plan may not change it
-                    resolved = env.resolve(b.receiver) if b.receiver else None
-                    owner = b.owner or (resolved[0].removeprefix("struct ") if resolved else "?")
-                    g.nodes[bound].setdefault("unslotted", {})[(path, b.line)] = f"{owner}.{b.member}"
-                continue
-            if bound is not None:
-                add_edge(bound, sid, "binds", (path, b.line, b.kind, b.cast))
-            elif unbound is not None and b.function not in env.globals:
-                if b.function not in unbound.get(sid, []):
-                    unbound[sid] = sorted([*unbound.get(sid, []), b.function])
-        analysis.files[path] = (ff.error_nodes, ff.error_lines, ff.recovered, len(ff.calls))
+                    sources.add(bound)
+                    stored = g.nodes[bound].get("unslotted") if bound in g else None
+                    if stored:
+                        for key in [k for k in stored if k[0] in paths]:
+                            del stored[key]
 
-    wanted = set(rules.receiver_types)
-    for path in order:
-        ff = new[path]
-        for r in ff.reads:
-            fid = resolve_function(path, r.function) if r.function else None
-            if r.via == "accessor":
-                rtype, ok = r.receiver, True
-            else:
-                resolved = env.resolve(r.receiver)
-                if resolved is None:
-                    ok, rtype = None, "?"
+    def forget_unbound(self) -> None:
+        """1b. bindings to slots that were never bound to a known function."""
+        analysis, old, resolve_function, member_slot = self.analysis, self.old, self.resolve_function, self.member_slot
+        unbound = getattr(analysis, "unbound", None)
+        if unbound is not None:
+            for path, ff in old.items():
+                for b in ff.bindings:
+                    if resolve_function(path, b.function) is not None:
+                        continue
+                    sid = (member_slot("", b.member, b.owner) if b.kind == "init"
+                           else member_slot(b.receiver, b.member))
+                    if sid in unbound and b.function in unbound[sid]:
+                        unbound[sid] = [n for n in unbound[sid] if n != b.function]
+                        if not unbound[sid]:
+                            del unbound[sid]
+
+    def drop_old_edges(self) -> None:
+        """1c. the edges the old files made; twin edges of what they define."""
+        g, paths, touched, sources = self.g, self.paths, self.touched, self.sources
+        param_slots = self.param_slots
+        for src in sources:
+            if src not in g:
+                continue
+            for _, dst, key, data in list(g.out_edges(src, keys=True, data=True)):
+                kept = [s for s in data["sites"] if s[0] not in paths]
+                if len(kept) == len(data["sites"]):
+                    continue
+                if dst.startswith("param:"):
+                    param_slots.add(dst)
+                if kept:
+                    data["sites"] = kept
                 else:
-                    base, depth = resolved
-                    rtype = types.normalise(base, depth)
-                    ok = base in wanted and depth == (1 if r.op == "->" else 0)
-            if ok is False:
-                continue
-            kind, why = rules.kind_of(path, r.function)
-            rec = ReadRecord(path, r.line, r.col, r.function, fid, r.expr, r.receiver_text, rtype, r.via,
-                             r.access, kind, why, r.start, r.end, r.purpose, r.member, r.cmp_start,
-                             r.cmp_end, r.cmp_op, r.cmp_other, r.cmp_text, r.cmp_line)
-            (analysis.reads if ok else analysis.candidates).append(rec)
+                    g.remove_edge(src, dst, key)
+        # twin edges are recomputed for every function these files define
+        for n in touched:
+            if g.nodes[n]["type"] == "function":
+                for u, v, key in [*g.in_edges(n, keys=True), *g.out_edges(n, keys=True)]:
+                    if key == "twin":
+                        g.remove_edge(u, v, key)
 
-    # 4. what no file defines any more goes, with its edges
-    gone = {n for n in emptied if n in g and not g.nodes[n]["bodies" if g.nodes[n]["type"] == "function"
-                                                              else "decls"]}
-    if gone:
-        param_slots |= {m for m, d in g.nodes(data=True) if d["type"] == "slot" and d["slot_kind"] == "param"
-                        and d["owner"] in gone}
-        for n in gone:
-            param_slots |= {m for m in g.successors(n) if m.startswith("param:")}
-            g.remove_node(n)
-    for n in param_slots:
-        if n in g and (g.degree(n) == 0 or g.nodes[n]["owner"] not in g):
-            g.remove_node(n)
-    for n in touched:
-        if n in g:
+    def drop_old_places(self) -> None:
+        """1d. the old files' definitions and declarations, reads and exports."""
+        g, analysis, old, new = self.g, self.analysis, self.old, self.new
+        paths, statics, externs, header_statics = self.paths, self.statics, self.externs, self.header_statics
+        slot_owners, touched, emptied, refresh = self.slot_owners, self.touched, self.emptied, self.refresh
+        for n in touched:
             d = g.nodes[n]
-            for places in ("bodies", "protos", "decls"):
-                if places in d:
-                    d[places].sort()
-    analysis.reads.sort(key=lambda r: (r.file, r.line, r.col, r.start))
-    if any(k.bound_to is not None for k in rules.kinds):
-        analysis.reads = [_classify(r, g, rules) for r in analysis.reads]
-    return analysis
+            places = "bodies" if d["type"] == "function" else "decls"
+            before = d[places]
+            d[places] = [p for p in before if p[0] not in paths]
+            if d["type"] == "function":
+                d["protos"] = [p for p in d["protos"] if p[0] not in paths]
+            if not d[places]:
+                emptied.add(n)
+            elif min(before)[0] in paths:
+                refresh.add(n)  # its first definition (whose attributes it carries) changed
+        for n in emptied:
+            d = g.nodes[n]
+            if d["type"] == "function":
+                externs.discard(n)
+                if d["static"]:
+                    path = n[: -len(d["name"]) - 2]
+                    statics.pop((path, d["name"]), None)
+                    if n in header_statics.get(d["name"], []):
+                        header_statics[d["name"]].remove(n)
+                d.pop("clashes", None)
+                d.pop("exported", None)
+            elif d["slot_kind"] == "member" and n in slot_owners.get(d["name"], []):
+                slot_owners[d["name"]].remove(n)
+        analysis.reads = [r for r in analysis.reads if r.file not in paths]
+        analysis.candidates = [r for r in analysis.candidates if r.file not in paths]
+        for path in paths:
+            analysis.files.pop(path, None)
+        still_exported = {name for ff in new.values() for name in ff.exports}
+        for ff in old.values():
+            for name in ff.exports:
+                if name in g and name not in still_exported:
+                    g.nodes[name].pop("exported", None)
+
+    def merge_types(self) -> None:
+        """2. types: the new files' definitions replace what they defined before;
+        files only added (plan's on-demand rounds) add the types not known yet,
+        as the first definition wins in a build."""
+        env, old, new, order = self.env, self.old, self.new, self.order
+        # 2. types: the new files' definitions replace what they defined before;
+        # files only added (plan's on-demand rounds) add the types not known yet,
+        # as the first definition wins in a build
+        if new:
+            fresh = type_env([new[p] for p in order])
+            if old:
+                for owner, members in fresh.fields.items():
+                    env.fields[owner] = dict(members)
+                env.typedefs.update(fresh.typedefs)
+                env.globals.update(fresh.globals)
+                env.returns.update(fresh.returns)
+            else:
+                for owner, members in fresh.fields.items():
+                    env.fields.setdefault(owner, dict(members))
+                for known, more in ((env.typedefs, fresh.typedefs), (env.globals, fresh.globals),
+                                    (env.returns, fresh.returns)):
+                    for k, v in more.items():
+                        known.setdefault(k, v)
+
+    def add_definitions(self) -> None:
+        """3a. the new files' slots and function definitions."""
+        g, new, statics, externs = self.g, self.new, self.statics, self.externs
+        header_statics, slot_owners, touched, order = self.header_statics, self.slot_owners, self.touched, self.order
+        # 3. build()'s passes over the new files
+        for path in order:
+            ff = new[path]
+            for s in ff.slots:
+                sid = slot_id(s)
+                if sid not in g:
+                    g.add_node(sid, type="slot", slot_kind=s.kind, name=s.name, owner=s.owner,
+                               params=[(p.name, p.type) for p in s.params], decls=[])
+                    if s.kind == "member":
+                        slot_owners[s.name].append(sid)
+                elif not g.nodes[sid]["decls"]:
+                    g.nodes[sid]["params"] = [(p.name, p.type) for p in s.params]
+                    if s.kind == "member" and sid not in slot_owners[s.name]:
+                        slot_owners[s.name].append(sid)
+                g.nodes[sid]["decls"].append((path, s.line))
+                touched.add(sid)
+            for fn in ff.functions:
+                if not fn.definition:
+                    continue
+                fid = function_id(path, fn)
+                if fid not in g:
+                    g.add_node(fid, type="function", name=fn.name, static=fn.static, inline=fn.inline,
+                               params=[(p.name, p.type) for p in fn.params], bodies=[], protos=[],
+                               via_macro=fn.via_macro)
+                elif not g.nodes[fid]["bodies"]:
+                    g.nodes[fid].update(name=fn.name, static=fn.static, inline=fn.inline,
+                                        params=[(p.name, p.type) for p in fn.params], via_macro=fn.via_macro)
+                g.nodes[fid]["bodies"].append((path, fn.line))
+                touched.add(fid)
+                if fn.static:
+                    statics[(path, fn.name)] = fid
+                    if path.endswith(".h") and fid not in header_statics[fn.name]:
+                        header_statics[fn.name].append(fid)
+                else:
+                    externs.add(fid)
+
+    def add_twins_and_declarations(self) -> None:
+        """3b. twins, refreshed first definitions, prototypes, exports, clashes."""
+        g, new, load, statics = self.g, self.new, self.load, self.statics
+        externs, header_statics, touched, refresh = self.externs, self.header_statics, self.touched, self.refresh
+        order = self.order
+        # `static inline` stubs in a header (the `#else` of a config option) twin the
+        # extern function of the same name: they change together or the stub's
+        # configuration no longer builds
+        for n in touched:
+            d = g.nodes[n]
+            if d["type"] != "function" or not d["bodies"]:
+                continue
+            if d["static"] and n in header_statics.get(d["name"], ()) and d["name"] in externs:
+                g.add_edge(n, d["name"], key="twin", kind="twin", sites=[min(d["bodies"])])
+            elif not d["static"]:
+                for stub in header_statics.get(d["name"], ()):
+                    if g.nodes[stub]["bodies"]:
+                        g.add_edge(stub, n, key="twin", kind="twin", sites=[min(g.nodes[stub]["bodies"])])
+        for n in refresh:
+            d = g.nodes[n]
+            places = "bodies" if d["type"] == "function" else "decls"
+            first_path, first_line = min(d[places])
+            ff = new.get(first_path) or (load(first_path) if load else None)
+            if ff is None:
+                continue
+            if d["type"] == "function":
+                fn = next((f for f in ff.functions if f.definition and f.name == d["name"] and f.line == first_line),
+                          None)
+                if fn is not None:
+                    d.update(static=fn.static, inline=fn.inline, params=[(p.name, p.type) for p in fn.params],
+                             via_macro=fn.via_macro)
+            else:
+                s = next((s for s in ff.slots if slot_id(s) == n and s.line == first_line), None)
+                if s is not None:
+                    d["params"] = [(p.name, p.type) for p in s.params]
+        for path in order:
+            ff = new[path]
+            for name in ff.exports:
+                if name in externs:
+                    g.nodes[name]["exported"] = True
+            for fn in ff.functions:
+                if not fn.definition:
+                    fid = _prototype_of(path, fn, statics, externs)
+                    if fid is not None:
+                        g.nodes[fid]["protos"].append((path, fn.line))
+                        touched.add(fid)
+            for fname, local in ff.locals_with_field_name:
+                fid = statics.get((path, fname)) or (fname if fname in externs else None)
+                if fid is not None:
+                    g.nodes[fid].setdefault("clashes", set()).add(local)
+
+    def add_edges(self) -> None:
+        """3c. calls (and those macro bodies make), registrations and bindings."""
+        g, env, rules, analysis = self.g, self.env, self.rules, self.analysis
+        new, statics, externs, order = self.new, self.statics, self.externs, self.order
+        resolve_function, member_slot = self.resolve_function, self.member_slot
+        self.defined = {name for _, name in statics} | externs
+        param_slot, add_edge, bind_arguments = self.param_slot, self.add_edge, self.bind_arguments
+        declared_function = self.declared_function
+        unbound = getattr(analysis, "unbound", None)
+        registrations = {r.name: r for r in (rules.plan.registrations if rules.plan else ())}
+        for path in order:
+            ff = new[path]
+            for ci, call in enumerate(ff.macro_calls):
+                # made by a macro's body (precise mode): an edge of its own kind,
+                # since no argument list in the file can be edited
+                caller = resolve_function(path, call.caller) if call.caller else None
+                target = declared_function(path, call) if call.via == "direct" else \
+                    member_slot(call.receiver, call.callee) if call.via == "member" else None
+                if caller is not None and target is not None:
+                    add_edge(caller, target, "macro-call", (path, call.line, ci))
+                    if call.via == "direct":
+                        bind_arguments(path, call, target)
+            for ci, call in enumerate(ff.calls):
+                if call.caller is None:
+                    continue
+                caller = resolve_function(path, call.caller)
+                if caller is None:
+                    continue
+                site = (path, call.line, ci)
+                if call.via == "direct":
+                    target = resolve_function(path, call.callee)
+                elif call.via == "member":
+                    target = member_slot(call.receiver, call.callee)
+                else:
+                    target = next((param_slot(caller, i) for i, (pname, _) in enumerate(g.nodes[caller]["params"])
+                                   if pname == call.callee), None)
+                if target is not None:
+                    add_edge(caller, target, "call" if g.nodes[target]["type"] == "function"
+                             else "call-through-slot", site)
+                if call.via == "direct" and target is not None:
+                    bind_arguments(path, call, target)
+            for call in ff.calls:
+                reg = registrations.get(call.callee) if call.via == "direct" and call.caller else None
+                if reg is None or reg.arg >= len(call.args):
+                    continue
+                fname, cast = function_argument(call.args[reg.arg])
+                bound = resolve_function(path, fname) if fname else None
+                if bound is not None:
+                    if reg.slot not in g:
+                        g.add_node(reg.slot, type="slot", slot_kind="registration", name=reg.slot.split(":", 1)[-1],
+                                   owner="", params=[], decls=[], why=reg.why)
+                    add_edge(bound, reg.slot, "binds", (path, call.line, "register", cast))
+            for b in ff.bindings:
+                bound = resolve_function(path, b.function)
+                sid = member_slot("", b.member, b.owner) if b.kind == "init" else member_slot(b.receiver, b.member)
+                if sid is None:
+                    if bound is not None:
+                        # stored in a member of a struct the index has not seen
+                        # (a header parsed for nobody yet): the plan may not change it
+                        resolved = env.resolve(b.receiver) if b.receiver else None
+                        owner = b.owner or (resolved[0].removeprefix("struct ") if resolved else "?")
+                        g.nodes[bound].setdefault("unslotted", {})[(path, b.line)] = f"{owner}.{b.member}"
+                    continue
+                if bound is not None:
+                    add_edge(bound, sid, "binds", (path, b.line, b.kind, b.cast))
+                elif unbound is not None and b.function not in env.globals:
+                    if b.function not in unbound.get(sid, []):
+                        unbound[sid] = sorted([*unbound.get(sid, []), b.function])
+            analysis.files[path] = (ff.error_nodes, ff.error_lines, ff.recovered, len(ff.calls))
+
+    def add_reads(self) -> None:
+        """3d. the new files' reads, typed: reads, or candidates of unknown type."""
+        env, rules, analysis, new = self.env, self.rules, self.analysis, self.new
+        order, resolve_function = self.order, self.resolve_function
+        wanted = set(rules.receiver_types)
+        for path in order:
+            ff = new[path]
+            for r in ff.reads:
+                fid = resolve_function(path, r.function) if r.function else None
+                if r.via == "accessor":
+                    rtype, ok = r.receiver, True
+                else:
+                    resolved = env.resolve(r.receiver)
+                    if resolved is None:
+                        ok, rtype = None, "?"
+                    else:
+                        base, depth = resolved
+                        rtype = types.normalise(base, depth)
+                        ok = base in wanted and depth == (1 if r.op == "->" else 0)
+                if ok is False:
+                    continue
+                kind, why = rules.kind_of(path, r.function)
+                rec = ReadRecord(path, r.line, r.col, r.function, fid, r.expr, r.receiver_text, rtype, r.via,
+                                 r.access, kind, why, r.start, r.end, r.purpose, r.member, r.cmp_start,
+                                 r.cmp_end, r.cmp_op, r.cmp_other, r.cmp_text, r.cmp_line)
+                (analysis.reads if ok else analysis.candidates).append(rec)
+
+    def remove_gone(self) -> None:
+        """4. what no file defines any more goes, with its edges."""
+        g, rules, analysis, touched = self.g, self.rules, self.analysis, self.touched
+        param_slots, emptied = self.param_slots, self.emptied
+        # 4. what no file defines any more goes, with its edges
+        gone = {n for n in emptied if n in g and not g.nodes[n]["bodies" if g.nodes[n]["type"] == "function"
+                                                                  else "decls"]}
+        if gone:
+            param_slots |= {m for m, d in g.nodes(data=True) if d["type"] == "slot" and d["slot_kind"] == "param"
+                            and d["owner"] in gone}
+            for n in gone:
+                param_slots |= {m for m in g.successors(n) if m.startswith("param:")}
+                g.remove_node(n)
+        for n in param_slots:
+            if n in g and (g.degree(n) == 0 or g.nodes[n]["owner"] not in g):
+                g.remove_node(n)
+        for n in touched:
+            if n in g:
+                d = g.nodes[n]
+                for places in ("bodies", "protos", "decls"):
+                    if places in d:
+                        d[places].sort()
+        analysis.reads.sort(key=lambda r: (r.file, r.line, r.col, r.start))
+        if any(k.bound_to is not None for k in rules.kinds):
+            analysis.reads = [_classify(r, g, rules) for r in analysis.reads]
+        return analysis
+
 
 
 def _classify(r: ReadRecord, g, rules: Rules) -> ReadRecord:

@@ -17,12 +17,28 @@ from pathlib import Path
 
 from . import rules_schema
 from .errors import UserError
-from .index.cparse import ParseConfig
 from .resources import default_rules
 
 
 class RulesError(UserError):
     """A rules file that cannot be used; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class ParseConfig:
+    """What the front-end needs from the rules."""
+
+    field: str
+    accessors: frozenset[str]
+    write_wrappers: frozenset[str]
+    clash_names: frozenset[str]
+    blank_words: tuple[str, ...]
+    blank_calls: tuple[str, ...]
+    definition_macros: tuple[tuple[str, str], ...]
+    # helpers that wrap an accessor's answer once converted
+    # (folio_mapping_wp_of(folio, folio_mapping(folio), M)): the accessor call
+    # inside is not a read of its own
+    converted: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, analyze_json, plan_json
 
-from mappingpass import index
+from mappingpass import graph, index
 from mappingpass import rules as rulesmod
 
 pytest.importorskip("clang.cindex")
@@ -50,7 +50,7 @@ def test_precise_facts_agree_with_tree_sitter(precise_db):
     from mappingpass.index.precise import crosscheck
 
     store = index.Store(db, create=False)
-    table, notes = crosscheck.from_store(store, rulesmod.load(None))
+    table, notes = crosscheck.from_store(store, rulesmod.load(None), graph.type_env)
     rows = table["rows"]
     found, total = rows["functions (written in the file)"]
     assert found == total > 10, notes

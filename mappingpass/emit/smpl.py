@@ -24,7 +24,7 @@ from pathlib import Path
 import jinja2
 
 from .. import __version__
-from ..index.cparse import _TRANSPARENT
+from ..index.cparse import TRANSPARENT
 from ..output import make_dir, write_atomic
 from ..plan import Plan
 from ..rules import Rules
@@ -243,7 +243,7 @@ def render(plan: Plan, rules: Rules, data_file: str, declarations: tuple = (),
         member_owners=tables["owners"],
         pointer_typedefs=tables["typedefs"],
         write_wrappers=sorted(rules.write_wrappers) or ["WRITE_ONCE"],
-        transparent=sorted(_TRANSPARENT),
+        transparent=sorted(TRANSPARENT),
         # an accessor's answer already wrapped (folio_mapping_wp_of(f, folio_mapping(f), M))
         accessor_wrappers=sorted(rules.parse.converted),
     )

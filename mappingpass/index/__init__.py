@@ -33,8 +33,8 @@ from .. import facts as factsmod
 from .. import safepickle
 from ..errors import UserError
 from ..facts import FileFacts
-from ..rules import Rules
-from .cparse import Extractor, ParseConfig
+from ..rules import ParseConfig, Rules
+from .cparse import Extractor
 
 STORE_SCHEMA = 3
 MAX_FILE_BYTES = 16 * 1024 * 1024  # bigger .c/.h files are generated register tables

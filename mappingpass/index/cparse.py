@@ -15,13 +15,13 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from dataclasses import dataclass
 
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
 from .. import types
 from ..facts import Binding, Call, FileFacts, Function, Param, Read, Slot, StructField, Value
+from ..rules import ParseConfig
 
 LANGUAGE = Language(tree_sitter_c.language())
 
@@ -46,7 +46,7 @@ _LOCALS_QUERY_TEXT = "(declaration) @decl (parameter_declaration) @decl"
 
 # Macros that are "calls" whose value is the value of their first argument, for
 # type recipes (`READ_ONCE(page->mapping)` has the type of `page->mapping`).
-_TRANSPARENT = {"READ_ONCE", "rcu_dereference", "rcu_dereference_protected", "smp_load_acquire"}
+TRANSPARENT = {"READ_ONCE", "rcu_dereference", "rcu_dereference_protected", "smp_load_acquire"}
 _PREPROC_CONTAINERS = {
     "preproc_if", "preproc_ifdef", "preproc_else", "preproc_elif", "preproc_elifdef",
     "linkage_specification", "declaration_list", "ERROR",
@@ -55,23 +55,6 @@ _EXPORT = re.compile(rb"^\s*EXPORT_SYMBOL(?:_GPL)?(?:_NS(?:_GPL)?)?\s*\(\s*(\w+)
 # every byte but newline becomes a space: blanking keeps lines and offsets
 _TO_SPACES = bytes(10 if b == 10 else 32 for b in range(256))
 _CAST_ARG = re.compile(r"^\(\s*([^()]*?)\s*\)\s*&?\s*([A-Za-z_]\w*)$")
-
-
-@dataclass(frozen=True)
-class ParseConfig:
-    """What the front-end needs from the rules."""
-
-    field: str
-    accessors: frozenset[str]
-    write_wrappers: frozenset[str]
-    clash_names: frozenset[str]
-    blank_words: tuple[str, ...]
-    blank_calls: tuple[str, ...]
-    definition_macros: tuple[tuple[str, str], ...]
-    # helpers that wrap an accessor's answer once converted
-    # (folio_mapping_wp_of(folio, folio_mapping(folio), M)): the accessor call
-    # inside is not a read of its own
-    converted: frozenset[str] = frozenset()
 
 
 class Extractor:
@@ -534,7 +517,7 @@ class _FileWalker:
             if fn.type == "identifier":
                 name = _txt(fn)
                 args = node.child_by_field_name("arguments").named_children
-                if name in _TRANSPARENT and args:
+                if name in TRANSPARENT and args:
                     return self.recipe(args[0], scope)
                 return ["c", name]
         return ["?"]
@@ -782,7 +765,7 @@ def _transparent_wrapper(node: Node) -> Node | None:
         return None
     call = parent.parent
     fn = call.child_by_field_name("function") if call is not None else None
-    return call if fn is not None and _txt(fn) in _TRANSPARENT else None
+    return call if fn is not None and _txt(fn) in TRANSPARENT else None
 
 
 def _block_start(node: Node) -> int:
@@ -809,7 +792,7 @@ def _purpose(node: Node) -> tuple[str, str, int, int, str, str, str, int]:
         if parent.type == "parenthesized_expression":
             node, parent = parent, parent.parent
         elif parent.type == "argument_list" and parent.parent is not None and \
-                _txt(parent.parent.child_by_field_name("function")) in _TRANSPARENT:
+                _txt(parent.parent.child_by_field_name("function")) in TRANSPARENT:
             node, parent = parent.parent, parent.parent.parent
         else:
             break
@@ -853,11 +836,11 @@ def _access(node: Node) -> str:
         node, parent = parent, parent.parent
     if parent is None:
         return "use"
-    if parent.type == "call_expression" and _txt(parent.child_by_field_name("function")) in _TRANSPARENT:
+    if parent.type == "call_expression" and _txt(parent.child_by_field_name("function")) in TRANSPARENT:
         return _access(parent)
     if parent.type == "argument_list" and parent.parent is not None:
         fn = parent.parent.child_by_field_name("function")
-        if fn is not None and _txt(fn) in _TRANSPARENT:
+        if fn is not None and _txt(fn) in TRANSPARENT:
             return _access(parent.parent)
     if parent.type == "binary_expression":
         op = parent.child_by_field_name("operator")

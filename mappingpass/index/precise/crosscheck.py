@@ -15,15 +15,17 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
-from ... import graph, types
+from ... import types
 from ..cparse import Extractor
 from .records import ClangFacts
 
 
-def from_store(store, rules) -> tuple[dict, list[str]]:
-    """The cross-check of a database made by `analyze --precise`."""
+def from_store(store, rules, type_env: Callable) -> tuple[dict, list[str]]:
+    """The cross-check of a database made by `analyze --precise`; type_env
+    (the graph stage's `graph.type_env`) resolves tree-sitter's recipes."""
     clang = {p: ClangFacts.from_json(json.loads(zlib.decompress(b)))
              for p, b in store.conn.execute("SELECT path, facts FROM clang_facts")}
     root = Path(store.get_meta("root"))
@@ -32,7 +34,7 @@ def from_store(store, rules) -> tuple[dict, list[str]]:
     for ff in store.load_facts():
         # merged files: tree-sitter's own facts again, from the source
         plain[ff.path] = extractor.extract(ff.path, (root / ff.path).read_bytes(), ff.digest) if ff.precise else ff
-    env = graph.type_env(list(plain.values()))
+    env = type_env(list(plain.values()))
     return compare(plain, {p: c for p, c in clang.items() if p in plain and not c.errors}, env, rules)
 
 
