@@ -82,6 +82,13 @@ def edges_in(g: nx.MultiDiGraph, node: str, *kinds: str):
                    if not kinds or k in kinds), key=lambda e: (e[0], e[1]))
 
 
+def home(g: nx.MultiDiGraph, node: str) -> tuple[str, int]:
+    """Where a node is: its first definition (functions) or declaration (slots)."""
+    d = g.nodes[node]
+    places = d.get("bodies") or d.get("decls") or [("", 0)]
+    return min(places)
+
+
 def edges_out(g: nx.MultiDiGraph, node: str, *kinds: str):
     """(successor, kind, edge data) of node's outgoing edges of these kinds, sorted."""
     return sorted(((b, k, d) for _, b, k, d in g.out_edges(node, keys=True, data=True)

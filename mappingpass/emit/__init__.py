@@ -356,9 +356,7 @@ def helper_definition_edit(rules: Rules, original: bytes, before: int | None) ->
 def read_sources(plan: Plan, root: Path, digests: dict[str, str], rules: Rules) -> dict[str, bytes]:
     """The original bytes of every file the plan names; a file whose content
     changed since analyze (its digest differs) stops emit before anything is written."""
-    paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
-    paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
-    paths |= {p for s in plan.slots for p, _ in s.decls}
+    paths = set(plan.files())
     pr = rules.plan
     if pr is not None and (plan.rewrites or plan.functions):  # the helper's possible homes
         paths |= {h for h in (pr.helper_header, *pr.helper_fallback_headers) if h and (root / h).is_file()}

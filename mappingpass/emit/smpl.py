@@ -87,9 +87,7 @@ def _dump(data: dict[str, list | str]) -> str:
 def spatch_files(plan: Plan, helper: HelperPlacement | None) -> list[str]:
     """Tree-relative paths the semantic patch changes (the helper's header,
     emit.place_helper's choice, included)."""
-    paths = {c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
-    paths |= {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
-    paths |= {p for s in plan.slots if s.kind != "param" for p, _ in s.decls}
+    paths = set(plan.files())
     if helper is not None:
         paths.add(helper.header)
     return sorted(paths)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from .. import types
 from ..facts import Call, FileFacts
-from ..graph import Analysis, ReadRecord, edges_in, edges_out, function_argument
+from ..graph import Analysis, ReadRecord, edges_in, edges_out, function_argument, home
 from ..rules import PlanRules, Rules
 from .context import Context, Decision, Origin
 
@@ -172,6 +172,15 @@ class Plan:
             "parsed_on_demand": list(self.parsed_on_demand),
         }
 
+    def files(self) -> list[str]:
+        """Every file the plan changes: call sites, rewrites, the definitions and
+        prototypes of what gains the parameter, the declarations of its slots
+        (not the helper's header: emit.place_helper decides that)."""
+        paths = {c.file for c in self.call_sites} | {r.file for r in self.rewrites}
+        paths |= {p for f in self.functions for p, _ in (*f.bodies, *f.prototypes)}
+        paths |= {p for s in self.slots if s.kind != "param" for p, _ in s.decls}
+        return sorted(paths)
+
     def needs_human(self) -> list[Kept]:
         """The reads and call sites whose page's mapping a human must decide."""
         return [k for k in self.kept if k.reason == "needs-human"] + list(self.needs_human_sites)
@@ -296,9 +305,7 @@ class _Fixpoint:
         return d
 
     def home(self, node: str) -> tuple[str, int]:
-        d = self.g.nodes[node]
-        places = d.get("bodies") or d.get("decls") or [("", 0)]
-        return min(places)
+        return home(self.g, node)
 
     # -- boundaries -------------------------------------------------------------
     def twins(self, fid: str) -> list[str]:

@@ -839,22 +839,6 @@ def _signatures(facts: dict[str, FileFacts]) -> tuple[dict[str, tuple], dict[str
     return fns, slots
 
 
-def _provider(g, rules: Rules, fid: str) -> str | None:
-    """The expression that supplies the mapping in fid, by the rules' providers (as plan does)."""
-    params = g.nodes[fid]["params"] if fid in g else []
-    for prov in rules.plan.providers:
-        for pname, ptype in params:
-            if pname and ctypes.normalise(ptype) == prov.type:
-                return prov.expr.format(p=pname)
-    return None
-
-
-def _home(g, node: str) -> tuple[str, int]:
-    d = g.nodes[node]
-    places = d.get("bodies") or d.get("decls") or [("", 0)]
-    return min(places)
-
-
 # -- the review ----------------------------------------------------------------------------
 def review(path: str | Path, base: str, head: str | None = None, db: str | Path = ".mappingpass",
            rules_path: str | None = None, series: str = "auto", jobs: int = 0,
@@ -1236,7 +1220,7 @@ class _Reviewer:
         p_has = _has_mapping([(x.name, x.type) for x in proto.params], pt)
         if f_has == p_has:
             return
-        body = _home(g, fid)
+        body = graphmod.home(g, fid)
         self.add(Finding("MP204", "error", path, line, 0,
                          f"the prototype of {d['name']} {'lacks' if f_has else 'has'} `{pt}`, which its definition "
                          f"({body[0]}:{body[1]}) {'takes' if f_has else 'does not take'}",
@@ -1249,8 +1233,8 @@ class _Reviewer:
         s_has, f_has = _has_mapping(sd["params"], pt), _has_mapping(fd["params"], pt)
         macro = fd.get("via_macro") and not fd["params"]
         cast = site[3]
-        fpath, fline = _home(g, fn)
-        slot_at = _home(g, sid)
+        fpath, fline = graphmod.home(g, fn)
+        slot_at = graphmod.home(g, sid)
         related = (Related(site[0], site[1], f"{fd['name']} bound to {sid} ({site[2]})"),
                    Related(slot_at[0], slot_at[1], f"{sid} declared"))
         changed = "changed in this range" if (sid in self.changed_slots or fn in self.changed_fns) else "bound here"
@@ -1301,9 +1285,9 @@ class _Reviewer:
         n, nargs = len(params), len(call.args)
         name = td["name"]
         via = f" through {target}" if td["type"] == "slot" else ""
-        related = (Related(*_home(g, target), f"{target} declared"),)
+        related = (Related(*graphmod.home(g, target), f"{target} declared"),)
         if _has_mapping(params, pt) and nargs == n - 1:
-            supply = self._receiver(call) or _provider(g, self.rules, caller)
+            supply = self._supply(caller, call)
             hint = f"; {caller} can pass `{supply}`" if supply else ""
             since = " since this range" if target in self.gained_fns | self.gained_slots else ""
             self.add(Finding("MP202", "error", site[0], call.line, call.col,
@@ -1316,20 +1300,17 @@ class _Reviewer:
                              f"which {name} no longer takes", caller,
                              f"{caller}|{target}|{call.fn_text or call.callee}", related=related))
 
-    def _receiver(self, call) -> str | None:
-        """`M->a_ops->op(...)`: M, the mapping whose ops are called (the rules'
-        receiver providers, as plan passes it)."""
-        if call.via != "member":
-            return None
-        owner = self.headst.analysis.types.resolve(call.receiver)
-        for rp in self.pr.receiver_providers:
-            if owner is None or owner[0] != f"struct {rp.struct}":
-                continue
-            receiver = call.fn_text[: call.fn_text.rfind(call.callee)].rstrip()
-            receiver = receiver.removesuffix("->").removesuffix(".").rstrip()
-            if receiver.endswith(rp.strip):
-                return receiver[: -len(rp.strip)].strip() or None
-        return None
+    def _supply(self, caller: str, call) -> str | None:
+        """What the plan would pass at this call (plan's own Context): the
+        mapping whose operations are called, else the caller's best candidate."""
+        st = self.headst
+        if getattr(self, "_head_ctx", None) is None:
+            self._head_ctx = planmod.Context(st.analysis.graph, st.analysis.types, self.pr, st.facts)
+        found = self._head_ctx.call_receiver(caller, call)
+        if found is not None:
+            return found
+        cands = [c for c in self._head_ctx.candidates(caller) if not c.never]
+        return cands[0].expr if cands else None
 
     # -- the series ----------------------------------------------------------------------
     def series(self) -> tuple[list[Hunk], tuple[str, ...], tuple[tuple[str, int], ...]]:
@@ -1355,9 +1336,7 @@ class _Reviewer:
             ctx.save_base(st, plan)
         helper = self._helper_home(plan)
         expected = self._expected_edits(plan, helper)
-        plan_files = ({c.file for c in plan.call_sites} | {r.file for r in plan.rewrites}
-                      | {p for f in plan.functions for p, _ in (*f.bodies, *f.prototypes)}
-                      | {p for s in plan.slots if s.kind != "param" for p, _ in s.decls})
+        plan_files = set(plan.files())
         if helper is not None:
             plan_files.add(helper.header)
         outside = tuple(sorted(p for p in plan_files if p not in set(self.range)
