@@ -30,6 +30,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import networkx as nx
 
@@ -80,6 +81,25 @@ def edges_in(g: nx.MultiDiGraph, node: str, *kinds: str):
     """(predecessor, kind, edge data) of node's incoming edges of these kinds, sorted."""
     return sorted(((a, k, d) for a, _, k, d in g.in_edges(node, keys=True, data=True)
                    if not kinds or k in kinds), key=lambda e: (e[0], e[1]))
+
+
+class Site(NamedTuple):
+    """Where a call edge comes from: the file, the line and the call's index
+    in the file's facts (`calls`, or `macro_calls` for "macro-call" edges)."""
+
+    path: str
+    line: int
+    index: int
+
+
+class BindSite(NamedTuple):
+    """Where a "binds" edge comes from: how the function is stored ("init",
+    "assign", "arg", "register") and the cast it is stored through, if any."""
+
+    path: str
+    line: int
+    how: str
+    cast: str
 
 
 def home(g: nx.MultiDiGraph, node: str) -> tuple[str, int]:
@@ -420,7 +440,7 @@ class _Update:
                 continue
             sid = self.param_slot(target, ai)
             if sid is not None:
-                self.add_edge(bound, sid, "binds", (path, call.line, "arg", cast))
+                self.add_edge(bound, sid, "binds", BindSite(path, call.line, "arg", cast))
 
     def forget_sources(self) -> None:
         """1a. what the old files define, and the nodes whose edges they made."""
@@ -669,7 +689,7 @@ class _Update:
                 target = declared_function(path, call) if call.via == "direct" else \
                     member_slot(call.receiver, call.callee) if call.via == "member" else None
                 if caller is not None and target is not None:
-                    add_edge(caller, target, "macro-call", (path, call.line, ci))
+                    add_edge(caller, target, "macro-call", Site(path, call.line, ci))
                     if call.via == "direct":
                         bind_arguments(path, call, target)
             for ci, call in enumerate(ff.calls):
@@ -678,7 +698,7 @@ class _Update:
                 caller = resolve_function(path, call.caller)
                 if caller is None:
                     continue
-                site = (path, call.line, ci)
+                site = Site(path, call.line, ci)
                 if call.via == "direct":
                     target = resolve_function(path, call.callee)
                 elif call.via == "member":
@@ -701,7 +721,7 @@ class _Update:
                     if reg.slot not in g:
                         g.add_node(reg.slot, type="slot", slot_kind="registration", name=reg.slot.split(":", 1)[-1],
                                    owner="", params=[], decls=[], why=reg.why)
-                    add_edge(bound, reg.slot, "binds", (path, call.line, "register", cast))
+                    add_edge(bound, reg.slot, "binds", BindSite(path, call.line, "register", cast))
             for b in ff.bindings:
                 bound = resolve_function(path, b.function)
                 sid = member_slot("", b.member, b.owner) if b.kind == "init" else member_slot(b.receiver, b.member)
@@ -714,7 +734,7 @@ class _Update:
                         g.nodes[bound].setdefault("unslotted", {})[(path, b.line)] = f"{owner}.{b.member}"
                     continue
                 if bound is not None:
-                    add_edge(bound, sid, "binds", (path, b.line, b.kind, b.cast))
+                    add_edge(bound, sid, "binds", BindSite(path, b.line, b.kind, b.cast))
                 elif unbound is not None and b.function not in env.globals:
                     if b.function not in unbound.get(sid, []):
                         unbound[sid] = sorted([*unbound.get(sid, []), b.function])
@@ -805,7 +825,7 @@ def function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 9  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 10  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

@@ -1,6 +1,6 @@
 """The tool's own caches in --db (facts, the graph, review's base state),
 written with pickle and read back by a loader that builds nothing but the
-package's record types (dataclasses) and networkx's graph classes: a crafted
+package's record types (dataclasses and NamedTuples) and networkx's graph classes: a crafted
 or foreign file can at worst be refused, never run code (a CI cache that a
 pull request can write is restored into --db)."""
 
@@ -39,8 +39,9 @@ class _Loader(pickle.Unpickler):
             return super().find_class(module, name)
         loaded = sys.modules.get(module) if module.startswith("mappingpass.") else None
         cls = getattr(loaded, name, None)
-        if isinstance(cls, type) and dataclasses.is_dataclass(cls):
-            return cls
+        if isinstance(cls, type) and (dataclasses.is_dataclass(cls)
+                                      or issubclass(cls, tuple) and hasattr(cls, "_fields")):
+            return cls  # a dataclass or a NamedTuple
         raise CacheError(f"{module}.{name} is not one of the tool's record types")
 
 

@@ -568,3 +568,16 @@ def _pairs(a: list[str], b: list[str], i1: int, i2: int, j1: int, j2: int) -> li
         if best is not None:
             i = best + 1
     return out
+
+
+def test_a_plan_reads_back_from_its_json(planned):
+    """Plan.from_json(plan.to_json()) is the same plan: later commands can read
+    a plan instead of running the fixpoint again."""
+    _, _, plan_data, _ = planned
+    from mappingpass.plan import Plan
+
+    again = Plan.from_json(plan_data)
+    assert json.loads(json.dumps(again.to_json())) == plan_data
+    assert Plan.from_json(json.loads(json.dumps(again.to_json()))) == again
+    casts = [s for u in again.unresolved for s in u.chain if " cast to " in s.detail]
+    assert casts and all(s.next_node == s.detail.split(" cast to ")[1] for s in casts)

@@ -354,7 +354,7 @@ def _bindings(plan: Plan, facts: dict[str, FileFacts], uf: _UnionFind) -> None:
     def link(step: Step) -> None:
         if step.why not in ("implements", "implemented-by"):
             return
-        other = step.detail.rsplit("cast to ", 1)[-1].strip()
+        other = step.next_node
         if step.node in uf.parent and other in uf.parent:
             uf.union(step.node, other)
 
@@ -588,7 +588,7 @@ def _assign_unresolved(plan: Plan, patches: list[PatchPlan]) -> None:
     for u in plan.unresolved:
         target = None
         for step in u.chain[:1]:
-            nxt = step.detail.rsplit("cast to ", 1)[-1].strip()
+            nxt = step.next_node
             target = where.get(nxt) or where.get(step.node)
         if target is None:
             subs = [p for p in patches if p.key == subsystem(u.file)]

@@ -1232,7 +1232,7 @@ class _Reviewer:
             return  # an anonymous function-pointer parameter: its signature is the owner's text
         s_has, f_has = _has_mapping(sd["params"], pt), _has_mapping(fd["params"], pt)
         macro = fd.get("via_macro") and not fd["params"]
-        cast = site[3]
+        cast = site.cast
         fpath, fline = graphmod.home(g, fn)
         slot_at = graphmod.home(g, sid)
         related = (Related(site[0], site[1], f"{fd['name']} bound to {sid} ({site[2]})"),

@@ -1,0 +1,474 @@
+"""The passdown fixpoint: from the reads that need the mapping, up the call
+graph and through slots, to the functions that gain the parameter, what each
+call passes and what each read becomes (`make_plan` -> `records.Plan`)."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from ..facts import Call
+from ..graph import Analysis, ReadRecord, edges_in, edges_out, home
+from ..rules import PlanRules, Rules
+from .context import Context, Decision, Origin
+from .records import CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step, Unresolved
+
+# a mapping expression that is itself a read of the field (never passed as context)
+_READ_TEXT = re.compile(r"(->|\.)\s*mapping\s*$|\b(page|folio)_\w*mapping\w*\s*\(")
+
+
+class _Fixpoint:
+    def __init__(self, analysis: Analysis, rules: Rules, facts,
+                 unseen: dict[str, tuple[str, int, str]] | None = None) -> None:
+        if rules.plan is None:
+            raise ValueError(f"{rules.path}: no [plan] section; this rules file only analyzes")
+        self.a = analysis
+        self.g = analysis.graph
+        self.rules = rules
+        self.pr: PlanRules = rules.plan
+        self.facts = facts
+        self.gains: dict[str, Step] = {}  # function or slot -> why it gains the parameter
+        self.stopped: dict[str, tuple[str, Step]] = {}  # boundary -> (reason, why it was needed)
+        self.unresolved: list[Unresolved] = []
+        self.queue: deque[tuple[str, Step]] = deque()
+        # function -> (file, line, text) of a mention of its name that no record
+        # explains (a macro body, code the parser could not read): see unseen_mentions
+        self.unseen = unseen or {}
+        self._twins: dict[str, list[str]] = {}
+        self.frozen = self._frozen_slots()
+        get = facts if callable(facts) else facts.get
+        self.ctx = Context(self.g, analysis.types, self.pr, get, self.in_scope)
+        self.page_param: dict[str, int] = {}  # node -> parameter its page comes through
+        self.decisions: dict[tuple[str, int], Decision] = {}  # read (file, start) -> decision
+        self._sites: dict[tuple, Decision] = {}
+        self._in_scope: dict[str, bool] = {}
+        self.kept: list[Kept] = []
+
+    def _frozen_slots(self) -> dict[str, tuple[str, str]]:
+        """slot -> (reason, cause) for the slots that cannot change: those the
+        rules keep ("slot-boundary", the slot), those with an implementation
+        that keeps its signature ("unseen-slot", the function), and every slot
+        that shares an implementation with one of them (a function bound to
+        two slots follows both or neither)."""
+        frozen: dict[str, tuple[str, str]] = {}
+        fixed = self.pr.changeable_slots
+        if fixed is not None:
+            for n, d in sorted(self.g.nodes(data=True)):
+                if d["type"] == "slot" and not fixed.search(n):
+                    frozen[n] = ("slot-boundary", n)
+        for fid in sorted(self.unseen):
+            if fid in self.g and self.g.nodes[fid]["type"] == "slot":
+                frozen.setdefault(fid, ("unseen-slot", fid))  # named outside the analysed paths
+            elif fid in self.g:
+                for member in self.twins(fid):
+                    for slot, _, _ in edges_out(self.g, member, "binds"):
+                        frozen.setdefault(slot, ("unseen-slot", fid))
+        todo = sorted(frozen)
+        while todo:
+            slot = todo.pop()
+            for impl, _, _ in edges_in(self.g, slot, "binds"):
+                for member in self.twins(impl):
+                    for other, _, _ in edges_out(self.g, member, "binds"):
+                        if other not in frozen:
+                            frozen[other] = frozen[slot]
+                            todo.append(other)
+        return frozen
+
+    # -- what a function can supply ------------------------------------------
+    def param_name(self, fid: str) -> str:
+        clashes = self.g.nodes[fid].get("clashes", set())
+        return self.pr.clash_name if self.pr.param_name in clashes else self.pr.param_name
+
+    def in_scope(self, fid: str) -> bool:
+        """fid is code of the kinds the plan converts (kind 1)."""
+        if fid not in self._in_scope:
+            kind, _ = self.rules.kind_of(self.home(fid)[0], self.g.nodes[fid]["name"])
+            self._in_scope[fid] = kind in self.pr.scope_kinds
+        return self._in_scope[fid]
+
+    def site_decision(self, pred: str, site: tuple, target: str) -> Decision:
+        """What the call at site (in pred) passes for target's page: the
+        mapping of the page it passes, followed in pred."""
+        key = (site, target)
+        if key in self._sites:
+            return self._sites[key]
+        call = self._call(site)
+        k = self.page_param.get(target, -1)
+        debug = self.ctx.in_debug(pred, site[0], call.start) if call is not None else ""
+        if debug:
+            d = Decision("debug", evidence=f"inside {debug}(): only reported, the page's own field will do")
+            self._sites[key] = d
+            return d
+        if call is None or k < 0 or k >= len(call.args):
+            # which argument is the page is not known: the caller's providers
+            # decide, and without one the caller passes its own down
+            origin = Origin("parameter" if not self.ctx.candidates(pred) else "unknown",
+                            evidence="the callee's page argument is not known")
+        else:
+            origin = self.ctx.origin(pred, call.args[k])
+        d = self.ctx.decide(pred, origin, call.start if call is not None else -1)
+        self._sites[key] = d
+        return d
+
+    def home(self, node: str) -> tuple[str, int]:
+        return home(self.g, node)
+
+    # -- boundaries -------------------------------------------------------------
+    def twins(self, fid: str) -> list[str]:
+        """fid and the functions that must keep its signature: a header's
+        `static inline` stub and the extern function it stands in for.
+        (Asked for every function the fixpoint meets, several times: kept.)"""
+        if fid in self._twins:
+            return self._twins[fid]
+        group, todo = {fid}, [fid]
+        while todo:
+            node = todo.pop()
+            for other in [a for a, _, _ in edges_in(self.g, node, "twin")] + \
+                         [b for b, _, _ in edges_out(self.g, node, "twin")]:
+                if other not in group:
+                    group.add(other)
+                    todo.append(other)
+        members = sorted(group)
+        for member in members:
+            self._twins[member] = members
+        return members
+
+    def boundary(self, fid: str, why: Step) -> str | None:
+        """Why fid cannot gain the parameter, if it cannot. Twins are decided
+        together: a boundary of one holds for all."""
+        d = self.g.nodes[fid]
+        if why.why == "twin-of":
+            return None  # decided with the twin that needed it
+        group = self.twins(fid)
+        for member in group:
+            if member in self.unseen:
+                return "unseen-mention"
+            if edges_in(self.g, member, "macro-call"):
+                return "macro-body-call"  # a macro's body calls it: a human changes the macro
+            md = self.g.nodes[member]
+            if self.pr.boundary_functions is not None and self.pr.boundary_functions.search(md["name"]):
+                return "syscall"
+            if md.get("via_macro"):
+                # the signature is written by a macro: a human changes the macro
+                return "syscall" if "SYSCALL" in md["via_macro"] else "macro-definition"
+            if md.get("unslotted"):
+                # stored in a function-pointer member of a struct the index has
+                # not seen: that member's type would not change with it
+                return "unknown-slot"
+        if why.why == "implements":
+            return None  # a slot's implementation must follow the slot's signature
+        bound = False
+        for member in group:
+            for slot, _, _ in edges_out(self.g, member, "binds"):
+                bound = True
+                if slot in self.frozen:
+                    return f"{self.frozen[slot][0]}:{slot}"
+            if self.pr.exported_is_boundary and self.g.nodes[member].get("exported"):
+                return "exported"
+        path = self.home(fid)[0]
+        kind, _ = self.rules.kind_of(path, d["name"])
+        if kind in (2, 3, 4, 5) and kind not in self.pr.scope_kinds:
+            return f"kind-{kind}"
+        if not bound and not any(self._has_callers(m) for m in group):
+            return "no-callers"
+        return None
+
+    def _has_callers(self, fid: str) -> bool:
+        return bool(edges_in(self.g, fid, "call"))
+
+    # -- the worklist -------------------------------------------------------
+    def need(self, node: str, why: Step, param: int = -1) -> None:
+        self.queue.append((node, why, param))
+
+    def run(self) -> None:
+        while self.queue:
+            node, why, param = self.queue.popleft()
+            if node in self.gains:
+                continue
+            if node in self.stopped:
+                # a slot that gains forces its implementations, whatever stopped
+                # them as callers (a kind-3 block_invalidate_folio in an aops
+                # table must take the slot's parameter for the table to build)
+                if why.why != "implements" or self.boundary(node, why) is not None:
+                    continue
+                del self.stopped[node]
+            if self.g.nodes[node]["type"] == "function":
+                self._function(node, why, param)
+            else:
+                self._slot(node, why, param)
+
+    def _function(self, fid: str, why: Step, param: int) -> None:
+        reason = self.boundary(fid, why)
+        if reason is not None:
+            self.stopped[fid] = (reason, why)
+            return
+        self.gains[fid] = why
+        self.page_param[fid] = param
+        file, line = self.home(fid)
+        for twin in self.twins(fid):
+            if twin != fid:
+                self.need(twin, Step(twin, "twin-of", file, line, fid), param)
+        for succ, _, _ in edges_out(self.g, fid, "binds"):
+            self.need(succ, Step(succ, "implemented-by", file, line, fid), param)
+        for pred, _, edge in edges_in(self.g, fid, "call"):
+            for site in sorted(edge["sites"]):
+                d = self.site_decision(pred, site, fid)
+                if d.kind == "pass-down":
+                    self.need(pred, Step(pred, "calls", site[0], site[1], fid), d.param)
+
+    def _slot(self, sid: str, why: Step, param: int) -> None:
+        if sid in self.frozen:
+            self.stopped[sid] = (self.frozen[sid][0], why)
+            return
+        if edges_in(self.g, sid, "macro-call"):
+            self.stopped[sid] = ("macro-body-call", why)
+            return
+        self.gains[sid] = why
+        self.page_param[sid] = param
+        for group in self.pr.slot_groups:
+            if sid in group:
+                for other in group:
+                    if other != sid and other in self.g:
+                        self.need(other, Step(other, "same-type-as", *self.home(sid), sid), param)
+        for pred, kind, edge in edges_in(self.g, sid, "binds", "call-through-slot"):
+            if kind == "binds":
+                site = min(edge["sites"])
+                self.need(pred, Step(pred, "implements", site[0], site[1], sid), param)
+                continue
+            for site in sorted(edge["sites"]):
+                if self._receiver_argument(site, pred) is not None:
+                    continue  # the call names its mapping: M->a_ops->x(M, ...)
+                d = self.site_decision(pred, site, sid)
+                if d.kind == "pass-down":
+                    self.need(pred, Step(pred, "calls-through", site[0], site[1], sid), d.param)
+
+    def _receiver_argument(self, site: tuple, caller: str) -> str | None:
+        """`M->a_ops->op(...)` passes M; so does `aops->op(...)` after `aops = M->a_ops`."""
+        call = self._call(site)
+        found = self.ctx.call_receiver(caller, call) if call is not None else None
+        if found is not None and not _READ_TEXT.search(found):
+            return found  # (`folio->mapping->a_ops->x(...)` is a read: not a context)
+        return None
+
+    def _call(self, site: tuple) -> Call | None:
+        ff = self.facts(site[0]) if callable(self.facts) else self.facts.get(site[0])
+        if ff is None or site[2] >= len(ff.calls):
+            return None
+        return ff.calls[site[2]]
+
+    # -- seeds and results -----------------------------------------------------
+    def seed(self) -> int:
+        runtime = 0
+        for r in sorted(self.a.reads, key=lambda r: (r.file, r.line, r.col)):
+            if r.kind not in self.pr.scope_kinds:
+                runtime += 1
+                continue
+            fid = r.function_id
+            if fid is None:
+                self.unresolved.append(Unresolved(r.function or "", r.file, r.line, "no-function", ()))
+                continue
+            if r.purpose in ("null-test", "flag-test"):
+                why = ("a NULL test: a protected page's field points at the record, never NULL"
+                       if r.purpose == "null-test" else
+                       "a flag test: the record keeps the low bits (anon, KSM, movable) of the word")
+                self.kept.append(Kept(r.file, r.line, fid, r.expr, r.purpose, why))
+                continue
+            if r.purpose == "identity" and self.pr.membership_page:
+                continue  # a membership test needs no context (rewrites)
+            debug = self.ctx.in_debug(fid, r.file, r.start)
+            if debug:
+                self.kept.append(Kept(r.file, r.line, fid, r.expr, "debug",
+                                      f"inside {debug}(): only reported, the page's own field will do"))
+                continue
+            d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text), r.start)
+            self.decisions[(r.file, r.start)] = d
+            if d.kind == "pass-down":
+                self.need(fid, Step(fid, "reads", r.file, r.line, r.expr), d.param)
+            elif d.kind in ("needs-human", "never-protected"):
+                self.kept.append(Kept(r.file, r.line, fid, r.expr, d.kind, d.evidence, d.candidates))
+        return runtime
+
+    def chain(self, node: str) -> tuple[Step, ...]:
+        out: list[Step] = []
+        seen: set[str] = set()
+        while node in self.gains and node not in seen:
+            seen.add(node)
+            step = self.gains[node]
+            out.append(step)
+            if step.why == "reads":
+                break
+            node = step.detail  # the callee, slot or implementation that needed it
+        return tuple(out)
+
+    def site_argument(self, pred: str, kind: str, site: tuple, target: str) -> tuple[str, str, str]:
+        """(argument, how, evidence) of one call the plan changes."""
+        if kind == "call-through-slot":
+            arg = self._receiver_argument(site, pred)
+            if arg is not None:
+                return arg, "receiver", f"the mapping whose operations are called ({arg})"
+        d = self.site_decision(pred, site, target)
+        if d.kind == "context":
+            return d.expr, d.how, d.evidence
+        if d.kind == "never-protected":
+            return d.expr or self.pr.unresolved_argument, "never-protected", d.evidence
+        if d.kind == "pass-down" and pred in self.gains:
+            return self.param_name(pred), "parameter", f"{d.evidence}; passed down by the callers of {pred}"
+        if d.kind == "needs-human":
+            return self.pr.unresolved_argument, "needs-human", d.evidence
+        if d.kind == "debug":
+            return self.pr.unresolved_argument, "debug", d.evidence
+        return self.pr.unresolved_argument, "unresolved", d.evidence
+
+    def call_sites(self) -> list[CallSite]:
+        out: list[CallSite] = []
+        for target in self.gains:
+            for pred, kind, edge in edges_in(self.g, target, "call", "call-through-slot"):
+                for site in edge["sites"]:
+                    call = self._call(site)
+                    if call is None:
+                        continue
+                    arg, how, evidence = self.site_argument(pred, kind, site, target)
+                    first = call.arg_spans[0][0] if call.arg_spans else -1
+                    out.append(CallSite(site[0], call.line, call.col, pred, target, call.via,
+                                        call.fn_text or call.callee, arg, how, call.paren,
+                                        len(call.args), first, evidence, ", ".join(call.args)))
+        out.sort(key=lambda c: (c.file, c.line, c.col, c.callee))
+        return out
+
+    def rewrites(self) -> list[Rewrite]:
+        out: list[Rewrite] = []
+        for r in self.a.reads:
+            if r.kind not in self.pr.scope_kinds or r.function_id is None:
+                continue
+            if r.purpose == "identity" and self.pr.membership_page and r.cmp_start >= 0:
+                out.append(self.membership(r))
+                continue
+            d = self.decisions.get((r.file, r.start))
+            if d is None:
+                continue
+            if d.kind == "context":
+                ctx, evidence = d.expr, d.evidence
+            elif d.kind == "pass-down" and r.function_id in self.gains:
+                ctx = self.param_name(r.function_id)
+                evidence = f"{d.evidence}; passed down by the callers of {r.function_id}"
+            else:
+                continue
+            out.append(Rewrite(r.file, r.line, r.col, r.start, r.end, r.function_id, r.expr,
+                               self.helper_call(r, ctx), r.access, ctx, r.purpose, evidence))
+        out.sort(key=lambda w: (w.file, w.start))
+        return out
+
+    def membership(self, r: ReadRecord) -> Rewrite:
+        """`page->mapping != M` -> `!page_in_mapping(page, M)`: an identity test
+        asks whether the page belongs to M, protected or not."""
+        call = self.helper_call(r, r.cmp_other, membership=True)
+        to = call if r.cmp_op == "==" else f"!{call}"
+        return Rewrite(r.file, r.cmp_line or r.line, r.col, r.cmp_start, r.cmp_end, r.function_id or "", r.cmp_text, to,
+                       r.access, "", "identity", f"identity test against {r.cmp_other}: membership, no context")
+
+    def helper_call(self, r: ReadRecord, ctx: str, membership: bool = False) -> str:
+        pr = self.pr
+        page_helper = pr.membership_page if membership else pr.helper_page
+        folio_helper = pr.membership_folio if membership else pr.helper_folio
+        if r.via == "accessor":
+            # keep the accessor's answer (NULL for anon, the swap space for swap cache)
+            page_of = pr.membership_page_of if membership else pr.helper_page_of
+            folio_of = pr.membership_folio_of if membership else pr.helper_folio_of
+            folio = r.receiver_type.startswith("folio")
+            if page_of:
+                accessor = r.cmp_text[:len(r.expr)] if membership and r.cmp_text.startswith(r.expr) else r.expr
+                return f"{folio_of if folio else page_of}({r.receiver_text}, {accessor}, {ctx})"
+            helper = folio_helper if folio else page_helper
+            return f"{helper}({r.receiver_text}, {ctx})"
+        base = r.receiver_type.rstrip("* ")
+        helper = folio_helper if base == "struct folio" else page_helper
+        receiver = r.receiver_text
+        if r.receiver_type.endswith("*"):
+            return f"{helper}({receiver}, {ctx})"
+        return f"{helper}(&{receiver}, {ctx})"  # folio->page.mapping
+
+    def finish(self, runtime: int, parsed: tuple[str, ...], sites: bool = True) -> Plan:
+        functions, slots = [], []
+        for node in sorted(self.gains):
+            d = self.g.nodes[node]
+            if d["type"] == "function":
+                file, line = self.home(node)
+                functions.append(PlanFunction(node, d["name"], file, line, tuple(sorted(d["bodies"])),
+                                              tuple(sorted(d["protos"])), self.param_name(node),
+                                              self.chain(node), bool(d.get("exported")),
+                                              self.page_param.get(node, -1)))
+            else:
+                slots.append(PlanSlot(node, d["slot_kind"], d["name"], d["owner"],
+                                      tuple(sorted(d["decls"])), self.chain(node)))
+        unresolved = list(self.unresolved)
+        for node, (reason, why) in self.stopped.items():
+            file, line = self.home(node)
+            chain = (why, *self.chain(why.detail))
+            if reason.startswith("slot-boundary:"):
+                # bound to an ops table the rules keep unchanged (or to a slot
+                # that shares an implementation with one)
+                reason, slot = reason.split(":", 1)
+                cause = self.frozen[slot][1]
+                shared = (Step(slot, "shares-implementations-with", *self.home(slot), cause),) if cause != slot else ()
+                chain = (Step(node, "bound-to", file, line, slot), *shared, *chain)
+            elif reason == "unknown-slot":
+                (path, line), member = min(
+                    (k, v) for m in self.twins(node) for k, v in self.g.nodes[m].get("unslotted", {}).items())
+                chain = (Step(node, "stored-in", path, line, member), *chain)
+            elif reason == "macro-body-call":
+                chain = (self._macro_call_step(node), *chain)
+            elif reason == "unseen-mention":
+                at = next(self.unseen[m] for m in self.twins(node) if m in self.unseen)
+                chain = (Step(node, "mentioned", *at), *chain)
+            elif reason.startswith("unseen-slot"):
+                # an implementation of the slot keeps its signature (unseen-mention)
+                slot = reason.split(":", 1)[1] if ":" in reason else node
+                impl = self.frozen[slot][1]
+                steps = (Step(node, "bound-to", file, line, slot),) if slot != node else ()
+                reason = "unseen-slot"
+                if impl == slot:  # the slot itself is named outside the analysed paths
+                    chain = (*steps, Step(slot, "mentioned", *self.unseen[slot]), *chain)
+                else:
+                    chain = (*steps, Step(slot, "implemented-by", *self.home(impl), impl),
+                             Step(impl, "mentioned", *self.unseen[impl]), *chain)
+            unresolved.append(Unresolved(node, file, line, reason, chain))
+        for node in sorted(self.gains):
+            for pred, _, edge in edges_in(self.g, node, "binds"):
+                for site in edge["sites"]:
+                    if site.cast:  # bound through a cast that hides the changed signature
+                        unresolved.append(Unresolved(
+                            pred, site[0], site[1], "cast",
+                            (Step.through_cast(pred, site.path, site.line, site.cast, node),
+                             *self.chain(node))))
+        unresolved.sort(key=lambda u: (u.reason, u.file, u.line, u.function))
+        call_sites = tuple(self.call_sites()) if sites else ()
+        human = tuple(Kept(c.file, c.line, c.caller, c.call, "needs-human", c.evidence,
+                           self._site_candidates(c)) for c in call_sites if c.how == "needs-human")
+        kept = tuple(sorted(self.kept, key=lambda k: (k.file, k.line, k.expr)))
+        return Plan(self.rules.name, tuple(functions), tuple(slots), call_sites,
+                    tuple(self.rewrites()) if sites else (), tuple(unresolved), runtime, parsed, kept, human)
+
+    def _macro_call_step(self, node: str) -> Step:
+        """Where a macro's body calls node (precise mode), the first such call."""
+        members = self.twins(node) if self.g.nodes[node]["type"] == "function" else [node]
+        pred, site = min((p, s) for m in members for p, _, e in edges_in(self.g, m, "macro-call")
+                         for s in e["sites"])
+        ff = self.facts(site[0]) if callable(self.facts) else self.facts.get(site[0])
+        macro = ff.macro_calls[site.index].macro if ff is not None and site.index < len(ff.macro_calls) else "?"
+        return Step(node, "called-in-macro", site[0], site[1], f"{macro}() in {pred}")
+
+    def _site_candidates(self, c: CallSite) -> tuple[str, ...]:
+        return tuple(f"{x.expr} ({x.evidence})" for x in self.ctx.candidates(c.caller))
+
+
+def make_plan(analysis: Analysis, rules: Rules, facts,
+              parsed_on_demand: tuple[str, ...] = (), sites: bool = True,
+              unseen: dict[str, tuple[str, int, str]] | None = None) -> Plan:
+    """facts: a mapping path -> FileFacts, or a function path -> FileFacts | None
+    (the index's call records are read only for the call sites the plan changes).
+    sites=False leaves out call sites and rewrites: what the on-demand rounds need.
+    unseen: functions that must keep their signature (unseen_mentions)."""
+    fp = _Fixpoint(analysis, rules, facts, unseen)
+    runtime = fp.seed()
+    fp.run()
+    return fp.finish(runtime, parsed_on_demand, sites)
