@@ -192,7 +192,7 @@ def texts_mentioning(root: Path, store, plan: planmod.Plan) -> dict[str, bytes]:
 
 def _outside_mentions(root: Path, rules, store, plan: planmod.Plan, analysis) -> dict:
     """A subset's plan keeps what the rest of the tree names (plan.outside_mentions)."""
-    outside = store.outside_sources(root, rules.skip_dirs)
+    outside = indexmod.outside_sources(store, root, rules.skip_dirs)
     names = sorted(planmod.outside_names(plan, analysis))
     if not (outside and names):
         return {}

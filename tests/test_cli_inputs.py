@@ -261,7 +261,7 @@ def _tree_bytes(path):
 def test_a_read_only_database_is_read_not_written(tmp_path, monkeypatch):
     """A --db the user cannot write (a shared cache, another user's): plan,
     check and emit work on a copy in memory and write nothing back."""
-    from mappingpass import index
+    from mappingpass.index import store as index
 
     db = tmp_path / "db"
     analyze_json(MINILINUX, db)
@@ -303,7 +303,7 @@ def test_a_second_run_on_one_database_waits_for_the_first(tmp_path):
 
 
 def test_an_interrupted_analyze_exits_130_and_keeps_what_it_parsed(minilinux_copy, tmp_path, monkeypatch):
-    from mappingpass import index
+    from mappingpass.index import tree as index
 
     real_work, calls = index._work, []
 
@@ -416,7 +416,7 @@ def test_a_symlink_out_of_the_tree_is_not_written_through(minilinux_copy, tmp_pa
 
 
 def test_an_unreadable_file_stops_the_plan_unless_allowed(minilinux_copy, tmp_path, monkeypatch):
-    from mappingpass import index
+    from mappingpass.index import tree as index
 
     real_open = open
 

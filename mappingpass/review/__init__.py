@@ -46,13 +46,11 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import multiprocessing
 import os
 import pickle
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -514,14 +512,8 @@ class _Context:
             todo.append((path, data, digest))
         if todo:
             started = time.monotonic()
-            if len(todo) >= 8 and self.jobs > 1:
-                ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-                with ctx.Pool(min(self.jobs, len(todo)), initializer=_init_extractor,
-                              initargs=(self.rules.parse,)) as pool:
-                    results = pool.map(_extract_one, todo, chunksize=2)
-            else:
-                _init_extractor(self.rules.parse)
-                results = [_extract_one(t) for t in todo]
+            results = list(indexmod.pool.run(_extract_one, todo, jobs=self.jobs, initializer=_init_extractor,
+                                             initargs=(self.rules.parse,), chunksize=2, ordered=True))
             for (path, _data, _digest), ff in zip(todo, results, strict=True):
                 out[path] = ff
             self.cache.put_facts([(p, d, ff) for (p, _, d), ff in zip(todo, results, strict=True)])

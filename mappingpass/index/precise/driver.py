@@ -17,10 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
-import signal
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -30,6 +27,7 @@ from pathlib import Path
 from ... import index as indexmod
 from ... import safepickle
 from ...rules import Rules
+from .. import pool
 from . import kbuild
 from .merge import MergeCounts, merge
 from .records import CLANG_FACTS_VERSION, ClangFacts
@@ -83,8 +81,6 @@ _UNREAD: frozenset[str] = frozenset()
 
 def _init_worker(read_field: str, unread: frozenset[str] = frozenset()) -> None:
     global _INDEX, _FIELD, _UNREAD
-    if multiprocessing.parent_process() is not None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import clang.cindex as ci
 
     from . import clangfacts
@@ -272,16 +268,10 @@ def _parse_all(store, todo: list[tuple], worker_args: tuple, jobs: int, progress
             progress(done, len(todo))
 
     try:
-        if jobs <= 1 or len(todo) < 4:
-            _init_worker(*worker_args)
-            for item in todo:
-                keep(_parse(item))
-        else:
-            ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-            # a fresh process every few files: libclang's memory does not come back
-            with ctx.Pool(jobs, initializer=_init_worker, initargs=worker_args, maxtasksperchild=40) as pool:
-                for res in pool.imap_unordered(_parse, todo, chunksize=1):
-                    keep(res)
+        # a fresh process every 40 files: libclang's memory does not come back
+        for res in pool.run(_parse, todo, jobs=jobs, initializer=_init_worker, initargs=worker_args,
+                            serial_below=4, maxtasksperchild=40):
+            keep(res)
     finally:
         store.commit()  # what was parsed before ^C is not parsed again
     return done
