@@ -420,7 +420,7 @@ def test_cc_lines_come_from_get_maintainer_and_our_reader_agrees(linux_tree, tmp
     the script or perl) gives the same addresses for every patch."""
     import re
 
-    from mappingpass.emit import series
+    from mappingpass.emit import maintainers, series
 
     db = tmp_path / "db"
     code, _, err = run_cli("analyze", *[str(linux_tree / d) for d in EQUIVALENCE_DIRS], "--db", str(db), "-q")
@@ -434,7 +434,7 @@ def test_cc_lines_come_from_get_maintainer_and_our_reader_agrees(linux_tree, tmp
         del os.environ["SOURCE_DATE_EPOCH"]
     assert [p.read_bytes() for p in sorted((tmp_path / "series").iterdir())] == \
         [p.read_bytes() for p in sorted((tmp_path / "again").iterdir())]
-    sections = series.parse_maintainers(linux_tree / "MAINTAINERS")
+    sections = maintainers.parse_maintainers(linux_tree / "MAINTAINERS")
     checked = 0
     for patch in sorted((tmp_path / "series").glob("0*.patch"))[1:]:
         text = patch.read_text()
@@ -445,6 +445,6 @@ def test_cc_lines_come_from_get_maintainer_and_our_reader_agrees(linux_tree, tmp
                               cwd=linux_tree, capture_output=True, text=True, check=True,
                               env={**os.environ, "PERL_HASH_SEED": "0", "PERL_PERTURB_KEYS": "0"})
         assert cc == [ln.strip() for ln in proc.stdout.splitlines() if "@" in ln], patch.name
-        assert sorted(series.cc_for(sections, files, linux_tree)) == sorted(cc), patch.name
+        assert sorted(maintainers.cc_for(sections, files, linux_tree)) == sorted(cc), patch.name
         checked += 1
     assert checked > 5

@@ -15,7 +15,7 @@ import pytest
 from conftest import CACHE, MINILINUX, analyze_json, compile_errors, run_cli
 
 from mappingpass import workspace
-from mappingpass.emit import series
+from mappingpass.emit import maintainers, series
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("cc") is None,
                                 reason="needs git and a C compiler (apt-get install git build-essential)")
@@ -329,7 +329,7 @@ def test_maintainers_patterns(tmp_path):
     (tmp_path / "fs" / "tinyfs").mkdir(parents=True)
     mfile = tmp_path / "MAINTAINERS"
     mfile.write_text(MAINTAINERS)
-    sections = series.parse_maintainers(mfile)
+    sections = maintainers.parse_maintainers(mfile)
     assert [s.title for s in sections] == ["BLOCKDEV DRIVER", "MEMORY MANAGEMENT", "CTXFS FILESYSTEM",
                                            "SMALLFS FILESYSTEM", "TINYFS FILESYSTEM", "VFS", "THE REST"]
     by = {s.title: s for s in sections}
@@ -344,8 +344,8 @@ def test_maintainers_patterns(tmp_path):
     assert by["SMALLFS FILESYSTEM"].match("fs/smallfs/inode.c", tmp_path) == "fs/smallfs"
     assert by["THE REST"].match("anything/at/all.c") == "catch-all"
     # a file no section but THE REST names: its people too
-    assert series.cc_for(sections, ["mm/gup.c"]) == ["Top Person <top@example.org>", "linux-kernel@example.org"]
-    assert series.cc_for(sections, ["README"]) == ["Top Person <top@example.org>", "linux-kernel@example.org"]
+    assert maintainers.cc_for(sections, ["mm/gup.c"]) == ["Top Person <top@example.org>", "linux-kernel@example.org"]
+    assert maintainers.cc_for(sections, ["README"]) == ["Top Person <top@example.org>", "linux-kernel@example.org"]
 
 
 def test_real_maintainers_file():
@@ -353,9 +353,9 @@ def test_real_maintainers_file():
     tree = Path(os.environ.get("MAPPINGPASS_LINUX", CACHE / "linux-source-6.1"))
     if not (tree / "MAINTAINERS").is_file():
         pytest.skip("no extracted linux-6.1 tree (the realtree tier extracts it)")
-    sections = series.parse_maintainers(tree / "MAINTAINERS")
+    sections = maintainers.parse_maintainers(tree / "MAINTAINERS")
     assert len(sections) > 2000
-    cc = series.cc_for(sections, ["fs/ext2/inode.c"], tree)
+    cc = maintainers.cc_for(sections, ["fs/ext2/inode.c"], tree)
     assert "Jan Kara <jack@suse.com>" in cc and "linux-ext4@vger.kernel.org" in cc
     assert "linux-kernel@vger.kernel.org" in cc
     assert not any("Torvalds" in a for a in cc)
@@ -389,7 +389,7 @@ def test_helper_definition_precedes_its_uses_in_its_header(made):
     definition goes before the first function that calls it, above that
     function's comment (where spatch adds code before a function), not before
     the header's #endif."""
-    from mappingpass.emit import _above_comment, helper_definition_edit
+    from mappingpass.emit.edits import _above_comment, helper_definition_edit
 
     rules = made["rules"]
     src = (b"#ifndef _H\n#define _H\n#include <linux/mm.h>\n\nint g(void);\n\n"

@@ -28,7 +28,7 @@ from ..index.cparse import TRANSPARENT
 from ..output import make_dir, write_atomic
 from ..plan import Plan
 from ..rules import Rules
-from . import HelperPlacement
+from .edits import HelperPlacement, unified_diff
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # what coccicheck passes: headers are handled as files of their own, never
@@ -313,7 +313,6 @@ def run_spatch(cocci_files: list[Path] | list[str], root: Path, files: list[str]
                 err.append(proc.stderr)
             return rc, "".join(out), "".join(err)
         # several patches: each applies to the previous one's result
-        from . import unified_diff
 
         scratch = Path(tmp) / "tree"
         for f in files:
