@@ -106,20 +106,9 @@ if [ $MODE = analyze ]; then
     (cd "$REPO" && python3 -m mappingpass analyze "${paths[@]}" --db "$db" -q) >"$OUT/analyze.txt"
     (cd "$REPO" && python3 -m mappingpass plan --db "$db" --format json -q) >"$OUT/plan.json" || true
     say "writing the series"
-    if (cd "$REPO" && python3 -m mappingpass emit --help 2>/dev/null | grep -q -- --series); then
-        (cd "$REPO" && GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-kernel_build_check} \
-            GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-kbuild@localhost} \
-            python3 -m mappingpass emit --db "$db" --series "$OUT/series" -q)
-    else
-        (cd "$REPO" && python3 - "$db" "$OUT/series" <<'EOF'
-import sys
-from pathlib import Path
-from mappingpass import series
-plan, facts, rules, root, digests = series.load_inputs(sys.argv[1])
-series.write_series(plan, facts, rules, root, digests, Path(sys.argv[2]), None)
-EOF
-        )
-    fi
+    (cd "$REPO" && GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-kernel_build_check} \
+        GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-kbuild@localhost} \
+        python3 -m mappingpass emit --db "$db" --series "$OUT/series" -q)
     (cd "$REPO" && python3 -m mappingpass emit --db "$db" --diff "$OUT/emit.diff" -q)
     SRC=$OUT/series
     MODE=series
