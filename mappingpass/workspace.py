@@ -142,27 +142,30 @@ def _on_demand_rounds(store, root: Path, rules, analysis, facts: FactsCache, log
     memo = json.loads(store.get_meta("plan_searched") or "{}")
     if memo.get("key") == store.content_key():
         searched = set(memo.get("names", []))
-    plan = planmod.make_plan(analysis, rules, facts, sites=False)
-    patched = False
-    for _ in range(12):
-        words, fixed = planmod.changed_names(plan, analysis)
+    state = {"analysis": analysis, "patched": False}
+
+    def parse_more(words: set[str], fixed: set[str]) -> bool:
         words, fixed = words - searched, fixed - searched
         if not words and not fixed:
-            break
-        searched |= words | fixed
+            return False
+        searched.update(words | fixed)
         try:
             hits = indexmod.grep_files(root, store.searchable_deferred(), sorted(words), sorted(fixed))
         except indexmod.StoreError as exc:
             raise InputError(str(exc)) from None
         if not hits:
-            break
+            return False
         if log:
             log(f"plan: parsing {len(hits)} deferred files that mention {len(words) + len(fixed)} changed names")
         added = indexmod.parse_deferred(root, rules, store, hits, progress=progress("plan") if progress else None)
         facts.forget(added)  # parsed now: read their facts afresh
-        analysis = patch_in(analysis, rules, root, store, added, facts)
-        patched = True
-        plan = planmod.make_plan(analysis, rules, facts, sites=False)
+        state["analysis"] = patch_in(state["analysis"], rules, root, store, added, facts)
+        state["patched"] = True
+        return True
+
+    plan = planmod.plan_with_rounds(lambda: state["analysis"], rules, facts, parse_more)
+    analysis = state["analysis"]
+    patched = state["patched"]
     if patched:
         graphmod.save(store, rules, analysis)  # for the next command
     return plan, analysis, searched

@@ -85,13 +85,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if analysis is None:
         analysis = _build_with_types(root, rules, store, args.scope == "auto")
     graph_seconds = time.monotonic() - started
-    result = analyze_report(root, store, stats, analysis, graph_seconds)
+    result = analyze_report(root, store, stats, analysis, graph_seconds, precise_stats)
     result["parameter"] = rules.plan.param_name if rules.plan else ""  # what kind 1 passes down
     if precise_stats is not None:
-        result["precise"] = precise_stats.to_json()
-        result["precise"]["macro_call_edges"] = graphmod.graph_stats(analysis.graph)["macro_call_edges"]
-        # (headers: tree-sitter's facts, counted once analyze parsed those its types need)
-        result["precise"]["headers_tree_sitter"] = sum(p.endswith(".h") for p in store.paths_in_state("parsed"))
         result["seconds"]["precise"] = precise_stats.seconds
     store.close()
     if args.format == "json":
@@ -140,7 +136,8 @@ def _build_with_types(root: Path, rules, store, expand: bool):
     return graphmod.load_or_build(store, rules, facts)
 
 
-def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, graph_seconds: float) -> dict:
+def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, graph_seconds: float,
+                   precise_stats=None) -> dict:
     states = store.state_counts()
     failures = [
         {"file": path, "error_nodes": errors, "lines": list(lines)}
@@ -162,7 +159,7 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
     calls = sum(v[3] for v in analysis.files.values())
     summary = graphmod.summary(analysis)
     counts = graphmod.graph_stats(analysis.graph)
-    return {
+    report = {
         "schema": ANALYZE_SCHEMA,
         "root": str(root.resolve()),
         "files": {
@@ -199,6 +196,14 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
         "reads_by_subsystem": summary["reads_by_subsystem"],
         "seconds": {"index": round(stats.seconds, 3), "graph": round(graph_seconds, 3)},
     }
+    if precise_stats is not None:
+        report["precise"] = {
+            **precise_stats.to_json(), "macro_call_edges": counts["macro_call_edges"],
+            # (headers: tree-sitter's facts, counted once analyze parsed those its types need)
+            "headers_tree_sitter": store.conn.execute(
+                "SELECT COUNT(*) FROM files WHERE state='parsed' AND path LIKE '%.h'").fetchone()[0],
+        }
+    return report
 
 
 def print_analyze_text(r: dict) -> None:

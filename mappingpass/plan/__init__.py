@@ -26,10 +26,10 @@ The result is a `Plan` of plain, sorted records with a JSON form
 bytes."""
 
 from .context import Context, Decision, Origin
-from .fixpoint import make_plan
+from .fixpoint import make_plan, plan_with_rounds
 from .mentions import accounted, changed_names, mentions, outside_mentions, outside_names, unseen_mentions
 from .records import PLAN_SCHEMA, CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step, Unresolved
 
 __all__ = ["PLAN_SCHEMA", "CallSite", "Context", "Decision", "Kept", "Origin", "Plan", "PlanFunction", "PlanSlot",
-           "Rewrite", "Step", "Unresolved", "accounted", "changed_names", "make_plan", "mentions",
+           "Rewrite", "Step", "Unresolved", "accounted", "changed_names", "make_plan", "mentions", "plan_with_rounds",
            "outside_mentions", "outside_names", "unseen_mentions"]

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 
 from ..facts import Call
 from ..graph import Analysis, ReadRecord, edges_in, edges_out, home
 from ..rules import PlanRules, Rules
 from .context import Context, Decision, Origin
+from .mentions import changed_names
 from .records import CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step, Unresolved
 
 # a mapping expression that is itself a read of the field (never passed as context)
@@ -472,3 +474,19 @@ def make_plan(analysis: Analysis, rules: Rules, facts,
     runtime = fp.seed()
     fp.run()
     return fp.finish(runtime, parsed_on_demand, sites)
+
+
+def plan_with_rounds(analysis_of: Callable[[], Analysis], rules: Rules, facts,
+                     parse_more: Callable[[set[str], set[str]], bool], rounds: int = 12) -> Plan:
+    """The fixpoint without call sites, again after each round in which
+    parse_more(words, fixed) -- parse the deferred files that mention a name
+    the plan changes and patch them into the analysis -- found something.
+    One loop for plan (files on disk) and review (a revision's files);
+    analysis_of() is the analysis as it stands after the last round."""
+    plan = make_plan(analysis_of(), rules, facts, sites=False)
+    for _ in range(rounds):
+        words, fixed = changed_names(plan, analysis_of())
+        if not parse_more(words, fixed):
+            break
+        plan = make_plan(analysis_of(), rules, facts, sites=False)
+    return plan

@@ -549,12 +549,8 @@ class _Reviewer:
             memo = json.loads(ctx.store.get_meta("plan_searched") or "{}")
             if memo.get("key") == ctx.key:
                 searched |= set(memo.get("names", []))  # already parsed into the store by `plan`
-            plan = planmod.make_plan(st.analysis, self.rules, st.facts, sites=False)
-            for _ in range(12):
-                words, fixed = planmod.changed_names(plan, st.analysis)
-                if not ctx.on_demand(st, words, fixed, searched):
-                    break
-                plan = planmod.make_plan(st.analysis, self.rules, st.facts, sites=False)
+            plan = planmod.plan_with_rounds(lambda: st.analysis, self.rules, st.facts,
+                                            lambda words, fixed: bool(ctx.on_demand(st, words, fixed, searched)))
             names = {f.name for f in plan.functions}
             unseen = planmod.unseen_mentions(plan, st.analysis, st.facts, ctx.texts_mentioning(st, names),
                                              self.rules)

@@ -157,9 +157,9 @@ def run(root: Path, store: indexmod.Store, rules: Rules, build: kbuild.Build | N
     started = time.monotonic()
     # the files analyze itself parses (not those plan parsed on demand, which
     # stay tree-sitter's: a second analyze must not change what the first said)
-    targets = [p for p, note in store.conn.execute(
-        "SELECT path, note FROM files WHERE state='parsed' ORDER BY path")
-        if p.endswith(".c") and note in ("", "non-utf8")]
+    digests = dict(store.conn.execute(
+        "SELECT path, digest FROM files WHERE state='parsed' AND path LIKE '%.c' AND note IN ('', 'non-utf8')"))
+    targets = sorted(digests)
     stats.targets = len(targets)
     prints = _Fingerprints()
     flags = commands if commands is not None else _flags(root, store, build, targets, prints, progress)
@@ -168,7 +168,6 @@ def run(root: Path, store: indexmod.Store, rules: Rules, build: kbuild.Build | N
     compiled = [p for p in targets if p in flags]
     stats.compiled = len(compiled)
     versions = _versions()
-    digests = {p: row.digest for p, row in store.rows().items()}
     keys = {p: _key(digests[p], flags[p], versions) for p in compiled}
     cached = _valid_cache(store, keys, prints)
     todo = [(p, str(root / p), flags[p], keys[p]) for p in compiled if p not in cached]
