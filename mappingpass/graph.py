@@ -385,7 +385,10 @@ class _Update:
             return self.resolve_function(path, call.callee)
         for fid in cands:
             d = self.g.nodes[fid]
-            if where in map(tuple, (*d.get("bodies", ()), *d.get("protos", ()))):
+            # a static stub is the one called only if its own body is what libclang
+            # saw declared (the extern's prototype next to it is not the stub's)
+            places = d.get("bodies", ()) if d.get("static") else (*d.get("bodies", ()), *d.get("protos", ()))
+            if where in map(tuple, places):
                 return fid
         # not a static libclang saw declared: the extern (its prototype may be in
         # a header the index has not parsed), if there is one
@@ -825,7 +828,7 @@ def function_argument(arg: str) -> tuple[str | None, str]:
     return None, ""
 
 
-GRAPH_VERSION = 10  # bump when Analysis or what build() computes changes
+GRAPH_VERSION = 11  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:

@@ -22,8 +22,12 @@ OVERLAY = REPO / "fixtures" / "precise"
 
 
 def _compile_commands(tree: Path) -> Path:
+    def flags(rel: str) -> list[str]:
+        return ["-DCONFIG_MACROFS_TRACE"] if rel.startswith("fs/macrofs/") else []
+
     entries = [{"directory": str(tree), "file": str(p.relative_to(tree)),
-                "arguments": ["cc", "-Iinclude", "-c", str(p.relative_to(tree)), "-o", "/dev/null"]}
+                "arguments": ["cc", "-Iinclude", *flags(str(p.relative_to(tree))), "-c", str(p.relative_to(tree)),
+                              "-o", "/dev/null"]}
                for p in sorted(tree.rglob("*.c")) if p.name != "xattr.c"]  # (xattr.c: its config is off)
     out = tree.parent / "compile_commands.json"
     out.write_text(json.dumps(entries, indent=1))
@@ -48,7 +52,7 @@ def _reads(result: dict, path: str) -> dict[int, dict]:
 
 def test_overlay_compiles(macro_tree):
     tree, _ = macro_tree
-    for extra in ([], ["-DCONFIG_MACROFS_DEBUG"]):
+    for extra in ([], ["-DCONFIG_MACROFS_DEBUG"], ["-DCONFIG_MACROFS_TRACE"]):
         done = subprocess.run(["cc", "-fsyntax-only", "-Wall", "-Werror", "-Iinclude", *extra,
                                "fs/macrofs/macrofs.c"], cwd=tree, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
@@ -62,17 +66,17 @@ def test_precise_adds_what_macros_make(macro_tree, tmp_path):
     assert p["failed"] == [] and p["not_compiled"] == ["fs/tinyfs/xattr.c"]
     assert p["merged"] == p["compiled"] == p["targets"] - 1
     assert p["added"]["macro_body_calls"] >= 1 and p["macro_call_edges"] >= 1
-    assert "fs/macrofs/macrofs.c:38: macrofs_bio_prep() stores macrofs_read_done in bio.bi_end_io" in p["examples"]
+    assert "fs/macrofs/macrofs.c:52: macrofs_bio_prep() stores macrofs_read_done in bio.bi_end_io" in p["examples"]
     # the read whose receiver only a macro's body types: a candidate without, a read with
     read = "macrofs_page_of(ref)->mapping"
     assert [c["expr"] for c in plain["candidates"] if c["file"] == "fs/macrofs/macrofs.c"] == [read]
-    assert _reads(precise, "fs/macrofs/macrofs.c")[21]["receiver_type"] == "struct page *"
+    assert _reads(precise, "fs/macrofs/macrofs.c")[35]["receiver_type"] == "struct page *"
     assert not [c for c in precise["candidates"] if c["file"] == "fs/macrofs/macrofs.c"]
     # registered by a macro as a bio completion: kind 3 (path rules alone say kind 1)
-    assert _reads(plain, "fs/macrofs/macrofs.c")[32]["kind"] == 1
-    assert _reads(precise, "fs/macrofs/macrofs.c")[32]["kind"] == 3
+    assert _reads(plain, "fs/macrofs/macrofs.c")[46]["kind"] == 1
+    assert _reads(precise, "fs/macrofs/macrofs.c")[46]["kind"] == 3
     # the #if branch the flags do not build keeps tree-sitter's read
-    assert 48 in _reads(precise, "fs/macrofs/macrofs.c") and p["skipped_range_facts"] >= 1
+    assert 62 in _reads(precise, "fs/macrofs/macrofs.c") and p["skipped_range_facts"] >= 1
     # everything else agrees: same functions, same reads elsewhere
     assert [f["id"] for f in plain["functions"]] == [f["id"] for f in precise["functions"]]
     others = [{k: v for k, v in r.items() if k != "why"} for r in plain["reads"] if r["file"] != "fs/macrofs/macrofs.c"]
@@ -91,7 +95,7 @@ def test_plan_keeps_a_function_a_macro_body_calls(macro_tree, tmp_path):
         else by_fn["macrofs_flush_page"]
     assert u["reason"] == "macro-body-call"
     assert u["chain"][0]["why"] == "called-in-macro"
-    assert u["chain"][0]["detail"] == "macrofs_flush() in macrofs_writepage"
+    assert u["chain"][0]["detail"] == "macrofs_flush() in macrofs_sync_page"  # (the first caller by name)
     assert [x["reason"] for x in plain["unresolved"] if x["function"] == u["function"]] == ["no-callers"]
     counts = precise["summary"]["unresolved_by_reason"]
     assert counts["macro-body-call"] == 1
@@ -102,6 +106,30 @@ def test_plan_keeps_a_function_a_macro_body_calls(macro_tree, tmp_path):
     _, text, _ = run_cli("plan", "--db", str(tmp_path / "precise"), "-q")
     assert text.startswith("front-end: tree-sitter + libclang (compile_commands: 19 .c files")
     assert "unresolved: macro-body-call (1)" in text
+
+
+def test_macro_traps_of_the_real_tree(macro_tree, tmp_path):
+    """Three traps linux-6.1 showed: a macro's body calls the extern the
+    configuration builds, not the static stub next to its prototype
+    (__init_work); a call to an identity macro (`#define readl readl`) is the
+    file's own; a macro-body call inside another macro's argument names the
+    inner macro (INODE_PKEY inside reiserfs_panic)."""
+    from mappingpass import graph, index
+    from mappingpass import rules as rulesmod
+
+    tree, cc = macro_tree
+    db = tmp_path / "db"
+    _precise(tree, cc, db)
+    store = index.Store(db, create=False)
+    ff = store.load_facts(["fs/macrofs/macrofs.c"])[0]
+    g = graph.load_or_build(store, rulesmod.load()).graph
+    into_extern = [a for a, _, k in g.in_edges("macrofs_trace", keys=True) if k == "macro-call"]
+    stub = "fs/macrofs/macrofs.h::macrofs_trace"
+    assert into_extern == ["macrofs_writepage"]
+    assert stub not in g or not [k for _, _, k in g.in_edges(stub, keys=True) if k == "macro-call"]
+    assert [(c.origin, c.macro) for c in ff.calls if c.callee == "macrofs_io"] == [("source", "")]
+    inner = [c for c in ff.macro_calls if c.caller == "macrofs_sync_page" and c.callee == "macrofs_flush_page"]
+    assert [c.macro for c in inner] == ["macrofs_flush"]
 
 
 def test_warm_run_reuses_and_says_the_same(macro_tree, tmp_path):

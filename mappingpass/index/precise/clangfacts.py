@@ -139,10 +139,11 @@ class _Walker:
             return "macro-arg", name, at
         if not callee and (at[2] != exp or exp != self.macros[i][0]):
             return "macro-arg", name, at
-        # the innermost macro written at that place: INODE_PKEY() inside reiserfs_panic()'s arguments
-        j = bisect.bisect_right(self.macros, (at[2], 1 << 62, "")) - 1
-        if j >= 0 and self.macros[j][0] <= at[2] < self.macros[j][1]:
-            return "macro-body", self.macros[j][2], at
+        # the innermost macro written at that place (INODE_PKEY() inside reiserfs_panic()'s
+        # arguments): the name written there, which libclang may not list as an expansion
+        named = re.match(rb"[A-Za-z_]\w*", self.text[at[2]:at[2] + 80])
+        if at[2] != exp and named is not None:
+            return "macro-body", named.group().decode(), at
         return "macro-body", name, written
 
     def tree_location(self, decl) -> tuple[str, int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-CLANG_FACTS_VERSION = 5
+CLANG_FACTS_VERSION = 6
 
 
 @dataclass(frozen=True)
