@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 13
+FACTS_VERSION = 14
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,10 @@ _TO_SPACES = bytes(10 if b == 10 else 32 for b in range(256))
 _CAST_ARG = re.compile(r"^\(\s*([^()]*?)\s*\)\s*&?\s*([A-Za-z_]\w*)$")
 
 
+def _source_order(node: Node) -> tuple[int, int]:
+    return node.start_byte, -node.end_byte
+
+
 class Extractor:
     """One per process: holds the parser and compiled queries."""
 
@@ -198,7 +202,10 @@ class _FileWalker:
 
     # -- driver -------------------------------------------------------------
     def run(self) -> FileFacts:
-        caps = QueryCursor(self.ex.query).captures(self.root)
+        # source order, whatever order the query returns captures in (it varies from
+        # run to run): the first of two definitions under #if is the one that wins
+        caps = {name: sorted(nodes, key=_source_order)
+                for name, nodes in QueryCursor(self.ex.query).captures(self.root).items()}
         self._top_level(self.root)
         for node in caps.get("fn", ()):
             self._definition(node)
@@ -474,15 +481,15 @@ class _FileWalker:
         nested: set[str] = set()
         cursor = QueryCursor(self.ex.locals_query)
         cursor.set_byte_range(fn.body_start, fn.end)
-        for nodes in cursor.captures(self.root).values():
-            for decl in nodes:
-                base = _base_type(decl.child_by_field_name("type"))
-                for d in decl.children_by_field_name("declarator"):
-                    name, depth, fnp = _declarator_info(d)
-                    if name is not None and name not in scope:
-                        scope[name] = f"{base} (*)()" if fnp is not None else types.normalise(base, depth)
-                        if _block_start(decl) != fn.body_start:
-                            nested.add(name)
+        decls = sorted((n for nodes in cursor.captures(self.root).values() for n in nodes), key=_source_order)
+        for decl in decls:
+            base = _base_type(decl.child_by_field_name("type"))
+            for d in decl.children_by_field_name("declarator"):
+                name, depth, fnp = _declarator_info(d)
+                if name is not None and name not in scope:
+                    scope[name] = f"{base} (*)()" if fnp is not None else types.normalise(base, depth)
+                    if _block_start(decl) != fn.body_start:
+                        nested.add(name)
         self.scopes[fn_index] = scope
         self.nested[fn_index] = nested
         return scope
