@@ -28,8 +28,8 @@ K = ci.CursorKind
 _ASSIGN = 22  # CXBinaryOperator_Assign (clang-c/Index.h, LLVM >= 17)
 _ADDRESS_OF = 5  # CXUnaryOperator_AddrOf
 _STRIP = {K.UNEXPOSED_EXPR, K.PAREN_EXPR, K.CSTYLE_CAST_EXPR}
-_OPTIONS = (ci.TranslationUnit.PARSE_DETAILED_PROCESSING_RECORD
-            | ci.TranslationUnit.PARSE_SKIP_FUNCTION_BODIES * 0)
+# (the detailed record lists the macro invocations written in the file)
+_OPTIONS = ci.TranslationUnit.PARSE_DETAILED_PROCESSING_RECORD
 
 
 class _RangeList(ctypes.Structure):
@@ -64,10 +64,6 @@ def library():
         _LIB = ci.conf.lib
         _bind(_LIB)
     return _LIB
-
-
-def version() -> str:
-    return ci.conf.lib.clang_getClangVersion().spelling if hasattr(ci.conf.lib, "clang_getClangVersion") else "?"
 
 
 def _file_location(lib, loc) -> tuple[int, int, int]:
@@ -181,12 +177,11 @@ class _Walker:
         self.functions.append(CFunction(
             name, fn.location.line, fn.extent.end.line, fn.storage_class == ci.StorageClass.STATIC,
             tuple(_type_text(a.type) for a in fn.get_arguments()), _type_text(fn.result_type), origin, macro))
-        params = {a.spelling for a in fn.get_arguments()}
         written: set[int] = set()  # offsets of `x->mapping` stored to or whose address is taken: no reads
         for cur in fn.walk_preorder():
             kind = cur.kind
             if kind == K.CALL_EXPR:
-                self.call(name, cur, params)
+                self.call(name, cur)
             elif kind == K.MEMBER_REF_EXPR and cur.spelling == self.field:
                 if cur.location.offset not in written:
                     self.read(name, cur)
@@ -197,7 +192,7 @@ class _Walker:
                 if operand is not None and operand.kind == K.MEMBER_REF_EXPR:
                     written.add(operand.location.offset)
 
-    def call(self, caller: str, cur, params: set[str]) -> None:
+    def call(self, caller: str, cur) -> None:
         kids = list(cur.get_children())
         if not kids:
             return
@@ -219,8 +214,6 @@ class _Walker:
                 receiver = _type_text(base.type)
         else:
             return
-        if via == "pointer" and callee not in params:
-            via = "pointer"
         origin, macro, (line, col, start) = self.origin(cur, callee)
         once = (caller, start, callee)
         if once in self.seen:
