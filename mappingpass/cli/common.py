@@ -58,11 +58,20 @@ def say(quiet: bool):
     return (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr))
 
 
+def workspace_args(args: argparse.Namespace, show_progress: bool = True) -> dict:
+    """The workspace's keyword arguments for a command's --rules,
+    --allow-unread and -q: what compute_plan and load_inputs both take."""
+    quiet = args.quiet or not show_progress
+    return {"rules_path": getattr(args, "rules", None), "allow_unread": getattr(args, "allow_unread", False),
+            "log": None if quiet else say(False),
+            "progress": None if quiet else lambda label: progress(False, label)}
+
+
 def plan_for(args: argparse.Namespace, show_progress: bool = True):
     """workspace.compute_plan for a command's --db, --rules, --allow-unread, -q."""
-    quiet = args.quiet or not show_progress
-    return workspace.compute_plan(args.db, getattr(args, "rules", None),
-                                  allow_unread=getattr(args, "allow_unread", False),
-                                  log=None if quiet else say(False),
-                                  progress=None if quiet else lambda label: progress(False, label))
+    return workspace.compute_plan(args.db, **workspace_args(args, show_progress))
 
+
+def inputs_for(args: argparse.Namespace) -> workspace.EmitInputs:
+    """workspace.load_inputs for a command's --db, --rules, --allow-unread, -q."""
+    return workspace.load_inputs(args.db, **workspace_args(args))

@@ -14,8 +14,7 @@ from ..emit import series as seriesmod
 from ..emit import smpl
 from ..errors import InputError
 from ..output import write_atomic
-from ..workspace import EmitInputs, load_inputs
-from .common import progress, say
+from .common import inputs_for
 
 
 def register(sub, common) -> None:
@@ -42,7 +41,7 @@ def register(sub, common) -> None:
 def cmd_emit(args: argparse.Namespace) -> int:
     if not (args.diff or args.apply or args.spatch or args.series):
         raise InputError("emit: say what to emit: --diff [FILE], --spatch [DIR], --series DIR or --apply")
-    plan, facts, rules, root, digests = _inputs(args)
+    plan, facts, rules, root, digests = inputs_for(args)
     try:
         texts = emitmod.new_texts(plan, facts, rules, root, digests)
     except emitmod.EmitError as exc:
@@ -84,13 +83,6 @@ def cmd_emit(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"emit: changed {len(texts)} files under {root}", file=sys.stderr)
     return 0
-
-
-def _inputs(args: argparse.Namespace) -> EmitInputs:
-    quiet = args.quiet
-    return load_inputs(args.db, getattr(args, "rules", None), allow_unread=args.allow_unread,
-                       log=None if quiet else say(False),
-                       progress=None if quiet else lambda label: progress(False, label))
 
 
 def _author(args: argparse.Namespace, root: Path) -> str:
