@@ -28,6 +28,7 @@ from ... import index as indexmod
 from ... import safepickle
 from ...rules import Rules
 from .. import pool
+from ..cparse import Extractor
 from . import kbuild
 from .merge import MergeCounts, merge
 from .records import CLANG_FACTS_VERSION, ClangFacts
@@ -289,59 +290,58 @@ def _precise_key(paths: list[str], digests: dict[str, str], rows: dict) -> str:
     return hashlib.blake2b(markers.encode(), digest_size=12).hexdigest()
 
 
+def _facts_blob(store, path: str) -> bytes:
+    return store.conn.execute("SELECT facts FROM clang_facts WHERE path=?", (path,)).fetchone()[0]
+
+
+def _failure(store, path: str, counts: str | None) -> str:
+    """The first libclang error of a file's cached facts, "" for none. A file
+    merged before has it in its counts; one parsed in this run, in its facts.
+    (Damaged facts say "" here: the merge drops them.)"""
+    try:
+        if counts is not None:
+            return json.loads(counts).get("error", "")
+        head = _unpack(_facts_blob(store, path))
+        return head["first_error"] if head["errors"] else ""
+    except (ValueError, TypeError, KeyError, AttributeError, zlib.error):
+        return ""
+
+
 def _merge_all(root: Path, store, rules: Rules, digests: dict[str, str], stats: PreciseStats) -> None:
     """Merge each compiled file's clang facts into its tree-sitter facts. When
     the files and their clang facts are those of the last merge (the
-    database's precise_key), only the counts are read back."""
-    rows = {p: (key, blob, counts) for p, key, blob, counts in store.conn.execute(
-        "SELECT path, key, facts, counts FROM clang_facts") if p in digests}
-    ok, errors = [], {}
-    for p in sorted(rows):
-        try:
-            if rows[p][2] is None:  # parsed in this run: is it a failure?
-                head = _unpack(rows[p][1])
-                error = head["first_error"] if head["errors"] else ""
-            else:
-                error = json.loads(rows[p][2]).get("error", "")
-        except (ValueError, TypeError, KeyError, AttributeError, zlib.error):
-            error = ""  # damaged: the merge below says so and drops it
-        if error:
-            errors[p] = error
-        else:
-            ok.append(p)
+    database's precise_key), only the counts are read back, not the facts."""
+    rows = {p: (key, counts) for p, key, counts in store.conn.execute(
+        "SELECT path, key, counts FROM clang_facts") if p in digests}
+    errors = {p: e for p in sorted(rows) if (e := _failure(store, p, rows[p][1]))}
+    ok = [p for p in sorted(rows) if p not in errors]
     stats.failed = sorted(errors.items())
     stats.merged = len(ok)
     precise_key = _precise_key(ok, digests, rows)
-    if store.get_meta("precise_key") == precise_key and all(rows[p][2] for p in ok):
+    if store.get_meta("precise_key") == precise_key and all(rows[p][1] for p in ok):
         for p in ok:
-            stats.counts.add(MergeCounts(**json.loads(rows[p][2])))
+            stats.counts.add(MergeCounts(**json.loads(rows[p][1])))
         return
-    from ..cparse import Extractor
-
-    extractor = None
+    extractor = Extractor(rules.parse)
     merged_rows, counted, damaged = [], [], set()
     for ts in store.load_facts(ok):
         marker = f"{stats.config}@{rows[ts.path][0]}"
-        if ts.precise == marker and rows[ts.path][2]:
-            stats.counts.add(MergeCounts(**json.loads(rows[ts.path][2])))
+        if ts.precise == marker and rows[ts.path][1]:
+            stats.counts.add(MergeCounts(**json.loads(rows[ts.path][1])))
             continue
+        if ts.precise:  # merged before, with other clang facts: start again from tree-sitter's
+            ts = extractor.extract(ts.path, (root / ts.path).read_bytes(), ts.digest)
         try:
-            cf = ClangFacts.from_json(_unpack(rows[ts.path][1]))
+            cf = ClangFacts.from_json(_unpack(_facts_blob(store, ts.path)))
         except (ValueError, TypeError, KeyError, AttributeError, zlib.error) as exc:
             # not what this tool wrote: dropped (parsed again next run), tree-sitter's facts kept
             store.conn.execute("DELETE FROM clang_facts WHERE path=?", (ts.path,))
-            if ts.precise:
-                extractor = extractor or Extractor(rules.parse)
-                plain = extractor.extract(ts.path, (root / ts.path).read_bytes(), ts.digest)
-                merged_rows.append((ts.path, zlib.compress(safepickle.dumps(plain), 1)))
+            merged_rows.append((ts.path, zlib.compress(safepickle.dumps(ts), 1)))
             damaged.add(ts.path)
             stats.failed.append((ts.path, f"the cached libclang facts were damaged ({type(exc).__name__}); "
                                           "parsed again on the next run"))
             stats.merged -= 1
             continue
-        if ts.precise:  # merged before, with other clang facts: start again from tree-sitter's
-            extractor = extractor or Extractor(rules.parse)
-            ts = extractor.extract(ts.path, (root / ts.path).read_bytes(), ts.digest)
         merged, counts = merge(ts, cf, marker, rules.parse.field)
         stats.counts.add(counts)
         merged_rows.append((merged.path, zlib.compress(safepickle.dumps(merged), 1)))
