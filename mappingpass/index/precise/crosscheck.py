@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ... import types
 from ..cparse import Extractor
+from .merge import call_index, counted_call, in_ranges, pair_call, pair_read, read_index
 from .records import ClangFacts
 
 
@@ -36,10 +37,6 @@ def from_store(store, rules, type_env: Callable) -> tuple[dict, list[str]]:
         plain[ff.path] = extractor.extract(ff.path, (root / ff.path).read_bytes(), ff.digest) if ff.precise else ff
     env = type_env(list(plain.values()))
     return compare(plain, {p: c for p, c in clang.items() if p in plain and not c.errors}, env, rules)
-
-
-def _in(line: int, ranges) -> bool:
-    return any(a <= line <= b for a, b in ranges)
 
 
 def compare(plain: dict, clang: dict, env, rules) -> tuple[dict, list[str]]:
@@ -59,7 +56,7 @@ def compare(plain: dict, clang: dict, env, rules) -> tuple[dict, list[str]]:
                 notes.append(f"{path}:{f.line}: function {f.name}: libclang only")
         clang_defs = {f.name for f in cf.functions}
         for f in ts.functions:
-            if f.definition and f.name not in clang_defs and not _in(f.line, cf.skipped):
+            if f.definition and f.name not in clang_defs and not in_ranges(f.line, cf.skipped):
                 other["tree-sitter definitions libclang did not see (outside #if branches not built)"] += 1
                 notes.append(f"{path}:{f.line}: function {f.name}: tree-sitter only")
         _calls(path, ts, cf, env, rows, other, notes)
@@ -74,22 +71,20 @@ def _resolved(env, recipe: str) -> str:
 
 
 def _calls(path, ts, cf, env, rows, other, notes) -> None:
-    index: dict[tuple, list] = defaultdict(list)
-    for c in ts.calls:
-        index[(c.caller, c.line, c.callee)].append(c)
+    index = call_index(ts.calls)
     defined = {f.name for f in ts.functions if f.definition}
     for cc in cf.calls:
-        if cc.caller not in defined or cc.callee.startswith("__builtin_"):
+        if not counted_call(cc, defined):
             continue
         key = {"source": "calls written in the file", "macro-arg": "calls written as a macro's argument",
                "macro-body": "calls made in a macro's body"}[cc.origin]
         rows[key][1] += 1
-        hits = index.get((cc.caller, cc.line, cc.callee))
-        if not hits:
+        i = pair_call(index, cc)
+        if i is None:
             if cc.origin != "macro-body":
                 notes.append(f"{path}:{cc.line}: call {cc.callee}() in {cc.caller}: libclang only ({cc.origin})")
             continue
-        c = hits.pop(0)
+        c = ts.calls[i]
         rows[key][0] += 1
         if c.via == "member" and cc.receiver:
             ts_type = _resolved(env, c.receiver)
@@ -103,9 +98,11 @@ def _calls(path, ts, cf, env, rows, other, notes) -> None:
 
 def _reads(path, ts, cf, env, wanted, rows, other, notes) -> None:
     ts_reads = [r for r in ts.reads if r.via == "field"]
+    by_line = read_index(ts.reads)
     seen = set()
     for cr in cf.reads:
-        hit = next((r for r in ts_reads if r.function == cr.function and r.start <= cr.start < r.end), None)
+        i = pair_read(ts.reads, by_line, cr)
+        hit = ts.reads[i] if i is not None else None
         if hit is not None:
             seen.add(hit.start)
         base, _ = types.split(cr.receiver)
@@ -126,7 +123,7 @@ def _reads(path, ts, cf, env, wanted, rows, other, notes) -> None:
         else:
             notes.append(f"{path}:{cr.line}: {hit.expr}: receiver {ts_type} (tree-sitter) vs {cr.receiver} (libclang)")
     for r in ts_reads:
-        if r.start not in seen and not _in(r.line, cf.skipped) and \
+        if r.start not in seen and not in_ranges(r.line, cf.skipped) and \
                 types.split(_resolved(env, r.receiver))[0] in wanted | {"?"}:
             other["tree-sitter ->mapping reads libclang did not see (outside #if branches not built)"] += 1
             notes.append(f"{path}:{r.line}: {r.expr} in {r.function}: tree-sitter only")

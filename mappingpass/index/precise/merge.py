@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ... import types
-from ...facts import Binding, Call, FileFacts
+from ...facts import Binding, Call, FileFacts, Read
 from .records import ClangFacts
 
 # a compiler's own functions are no kernel functions: never callers or callees
@@ -50,8 +50,46 @@ class MergeCounts:
         self.examples += other.examples[: max(0, 20 - len(self.examples))]
 
 
-def _in_ranges(line: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+def in_ranges(line: int, ranges: tuple[tuple[int, int], ...]) -> bool:
     return any(a <= line <= b for a, b in ranges)
+
+
+# -- which tree-sitter record is libclang's (merge and the cross-check pair alike)
+def call_index(calls: tuple[Call, ...]) -> dict[tuple, list[int]]:
+    index: dict[tuple, list[int]] = defaultdict(list)
+    for i, c in enumerate(calls):
+        index[(c.caller, c.line, c.callee)].append(i)
+    return index
+
+
+def counted_call(cc, defined: set[str]) -> bool:
+    """A call of a function of the file to a kernel function (not a compiler's)."""
+    return cc.caller in defined and not cc.callee.startswith(_COMPILER_NAMES)
+
+
+def pair_call(index: dict[tuple, list[int]], cc) -> int | None:
+    """The tree-sitter call (its index) that is libclang's call cc, taken out
+    of index; None for a call made in a macro's body, which tree-sitter cannot
+    see, or one it missed."""
+    if cc.origin == "macro-body":
+        return None
+    hits = index.get((cc.caller, cc.line, cc.callee))
+    return hits.pop(0) if hits else None
+
+
+def read_index(reads: tuple[Read, ...]) -> dict[tuple, list[int]]:
+    index: dict[tuple, list[int]] = defaultdict(list)
+    for i, r in enumerate(reads):
+        if r.via == "field":
+            index[(r.function, r.line)].append(i)
+    return index
+
+
+def pair_read(reads, index: dict[tuple, list[int]], cr) -> int | None:
+    """The tree-sitter field read (its index) whose span holds libclang's read
+    cr (or the only one of its line), None if none."""
+    same_line = index.get((cr.function, cr.line), ())
+    return next((i for i in same_line if reads[i].start <= cr.start < reads[i].end or len(same_line) == 1), None)
 
 
 def merge(ts: FileFacts, cf: ClangFacts, config: str, read_field: str) -> tuple[FileFacts, MergeCounts]:
@@ -59,10 +97,7 @@ def merge(ts: FileFacts, cf: ClangFacts, config: str, read_field: str) -> tuple[
     defined = {f.name for f in ts.functions if f.definition}
     calls, made = _merge_calls(ts, cf, defined, counts)
     reads = list(ts.reads)
-    by_line: dict[tuple, list[int]] = defaultdict(list)
-    for i, r in enumerate(reads):
-        if r.via == "field":
-            by_line[(r.function, r.line)].append(i)
+    by_line = read_index(ts.reads)
     for cr in cf.reads:
         if cr.member != read_field:
             continue
@@ -70,14 +105,11 @@ def merge(ts: FileFacts, cf: ClangFacts, config: str, read_field: str) -> tuple[
             counts.macro_body_reads += 1
             counts.examples.append(f"{ts.path}:{cr.line}: {cr.function} reads ->{read_field} in {cr.macro}()")
             continue
-        for i in by_line.get((cr.function, cr.line), ()):
-            r = reads[i]
-            if r.start <= cr.start < r.end or len(by_line[(cr.function, cr.line)]) == 1:
-                exact = types.known(cr.receiver)
-                if r.receiver != exact:
-                    reads[i] = dataclasses.replace(r, receiver=exact)
-                    counts.receivers_settled += 1
-                break
+        i = pair_read(reads, by_line, cr)
+        exact = types.known(cr.receiver)
+        if i is not None and reads[i].receiver != exact:
+            reads[i] = dataclasses.replace(reads[i], receiver=exact)
+            counts.receivers_settled += 1
     bindings = list(ts.bindings)
     written = {(b.function, b.line, b.member) for b in ts.bindings}
     for cb in cf.bindings:
@@ -88,7 +120,7 @@ def merge(ts: FileFacts, cf: ClangFacts, config: str, read_field: str) -> tuple[
         counts.macro_registrations += 1
         counts.examples.append(f"{ts.path}:{cb.line}: {cb.macro}() stores {cb.function} in {cb.owner}.{cb.member}")
     counts.skipped_range_facts = sum(
-        _in_ranges(x.line, cf.skipped) for group in (ts.calls, ts.reads, ts.functions, ts.bindings) for x in group)
+        in_ranges(x.line, cf.skipped) for group in (ts.calls, ts.reads, ts.functions, ts.bindings) for x in group)
     return dataclasses.replace(ts, calls=tuple(calls), reads=tuple(reads), bindings=tuple(bindings),
                                precise=config, macro_calls=tuple(made)), counts
 
@@ -96,11 +128,9 @@ def merge(ts: FileFacts, cf: ClangFacts, config: str, read_field: str) -> tuple[
 def _merge_calls(ts: FileFacts, cf: ClangFacts, defined: set[str],
                  counts: MergeCounts) -> tuple[list[Call], list[Call]]:
     calls, made = list(ts.calls), []
-    index: dict[tuple, list[int]] = defaultdict(list)
-    for i, c in enumerate(calls):
-        index[(c.caller, c.line, c.callee)].append(i)
+    index = call_index(ts.calls)
     for cc in cf.calls:
-        if cc.caller not in defined or cc.callee.startswith(_COMPILER_NAMES):
+        if not counted_call(cc, defined):
             continue
         if cc.origin == "macro-body":
             made.append(Call(cc.caller, cc.line, cc.col, cc.start, cc.start, cc.via, cc.callee,
@@ -108,11 +138,10 @@ def _merge_calls(ts: FileFacts, cf: ClangFacts, defined: set[str],
                              f"{cc.macro}(...)", "macro-body", cc.macro, cc.callee_file, cc.callee_line))
             counts.macro_body_calls += 1
             continue
-        hits = index.get((cc.caller, cc.line, cc.callee))
-        if not hits:
+        i = pair_call(index, cc)
+        if i is None:
             counts.clang_only_source_calls += 1
             continue
-        i = hits.pop(0)
         c = calls[i]
         new = c
         if cc.origin == "macro-arg":
