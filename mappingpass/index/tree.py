@@ -71,10 +71,6 @@ def _relevant(data: bytes) -> bool:
     return any(w in data for w in _WORDS)
 
 
-def _do_work(item: tuple) -> tuple:
-    return _work(item)  # (looked up at each call: a test stands in for _work)
-
-
 def _work(item: tuple) -> tuple:
     """(abs path, rel path, size, mtime, context[, known digest]) -> (rel, size,
     mtime, digest, state, blob, note). Context files (headers outside the
@@ -265,7 +261,7 @@ def _run(todo, rules: Rules, jobs: int, parse_all: bool, progress, total: int,
     # biggest files first so that the last worker is not left with a giant
     todo = sorted(todo, key=lambda t: -t[2])
     initargs = (rules.parse, rules.relevant_words, parse_all)
-    for i, res in enumerate(pool.run(_do_work, todo, jobs=jobs, initializer=_init_worker, initargs=initargs,
+    for i, res in enumerate(pool.run(_work, todo, jobs=jobs, initializer=_init_worker, initargs=initargs,
                                      chunksize=8)):
         out.append(res)
         if progress:
