@@ -28,7 +28,6 @@ class _Fixpoint:
         self.g = analysis.graph
         self.rules = rules
         self.pr: PlanRules = rules.plan
-        self.facts = facts
         self.gains: dict[str, Step] = {}  # function or slot -> why it gains the parameter
         self.stopped: dict[str, tuple[str, Step]] = {}  # boundary -> (reason, why it was needed)
         self.unresolved: list[Unresolved] = []
@@ -38,8 +37,8 @@ class _Fixpoint:
         self.unseen = unseen or {}
         self._twins: dict[str, list[str]] = {}
         self.frozen = self._frozen_slots()
-        get = facts if callable(facts) else facts.get
-        self.ctx = Context(self.g, analysis.types, self.pr, get, self.in_scope)
+        self.file_facts = facts if callable(facts) else facts.get  # path -> FileFacts | None
+        self.ctx = Context(self.g, analysis.types, self.pr, self.file_facts, self.in_scope)
         self.page_param: dict[str, int] = {}  # node -> parameter its page comes through
         self.decisions: dict[tuple[str, int], Decision] = {}  # read (file, start) -> decision
         self._sites: dict[tuple, Decision] = {}
@@ -253,7 +252,7 @@ class _Fixpoint:
         return None
 
     def _call(self, site: tuple) -> Call | None:
-        ff = self.facts(site[0]) if callable(self.facts) else self.facts.get(site[0])
+        ff = self.file_facts(site[0])
         if ff is None or site[2] >= len(ff.calls):
             return None
         return ff.calls[site[2]]
@@ -455,7 +454,7 @@ class _Fixpoint:
         members = self.twins(node) if self.g.nodes[node]["type"] == "function" else [node]
         pred, site = min((p, s) for m in members for p, _, e in edges_in(self.g, m, "macro-call")
                          for s in e["sites"])
-        ff = self.facts(site[0]) if callable(self.facts) else self.facts.get(site[0])
+        ff = self.file_facts(site[0])
         macro = ff.macro_calls[site.index].macro if ff is not None and site.index < len(ff.macro_calls) else "?"
         return Step(node, "called-in-macro", site[0], site[1], f"{macro}() in {pred}")
 
