@@ -559,7 +559,7 @@ class _Checker:
         if r.kind not in self.pr.scope_kinds:
             return Verdict(*head, "runtime", 0, False, None, RUNTIME_COVER.get(r.kind, "no model operation"))
         kept = self.kept.get((r.file, r.line, r.expr))
-        if kept is not None and kept.reason != "needs-human":
+        if kept is not None and kept.reason not in ("needs-human", "no-context", "assertion"):
             return self._kept(head, kept)
         rewrite = self.rewrites.get((r.file, r.cmp_start if r.purpose == "identity" else r.start))
         if rewrite is not None and rewrite.purpose == "identity":
@@ -567,8 +567,10 @@ class _Checker:
         if r.function_id is None or rewrite is None:
             reason = self.unresolved.get(r.function_id or "")
             why = f"not rewritten: {reason.reason}" if reason else "not rewritten"
-            if kept is not None:
+            if kept is not None and kept.reason == "needs-human":
                 why = f"not rewritten: needs a human ({'; '.join(kept.candidates) or 'no candidate'})"
+            elif kept is not None:  # left as it is: a protected page's field is its record
+                why = f"not rewritten ({kept.reason}): {kept.evidence}"
             return Verdict(*head, "unresolvable", 0, False, Witness((), "(none)", "plain", f"{r.function}: {why}"))
         paths, truncated = self.paths(r.function_id, r.receiver_text)
         unproven: _Failure | None = None

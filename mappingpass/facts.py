@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 14
+FACTS_VERSION = 15
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ class Binding:
     cast: str  # cast type text if the function was cast ("filler_t *"), else ""
     context: str | None  # enclosing function, None at file scope
     macro: str = ""  # precise mode: the macro whose body makes it (INIT_WORK's `->func = f`)
+    table: str = ""  # "init" at file scope: the variable initialised (`btree_aops`)
 
 
 @dataclass(frozen=True)

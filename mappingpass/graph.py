@@ -100,6 +100,7 @@ class BindSite(NamedTuple):
     line: int
     how: str
     cast: str
+    table: str = ""  # a file-scope ops table's name (`btree_aops`) for "init"
 
 
 def home(g: nx.MultiDiGraph, node: str) -> tuple[str, int]:
@@ -737,7 +738,7 @@ class _Update:
                         g.nodes[bound].setdefault("unslotted", {})[(path, b.line)] = f"{owner}.{b.member}"
                     continue
                 if bound is not None:
-                    add_edge(bound, sid, "binds", BindSite(path, b.line, b.kind, b.cast))
+                    add_edge(bound, sid, "binds", BindSite(path, b.line, b.kind, b.cast, b.table))
                 elif unbound is not None and b.function not in env.globals:
                     if b.function not in unbound.get(sid, []):
                         unbound[sid] = sorted([*unbound.get(sid, []), b.function])

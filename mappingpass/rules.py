@@ -171,6 +171,12 @@ class PlanRules:
     debug_calls: re.Pattern[str] | None = None  # calls whose every argument is only recorded (trace_*)
     nullable_slots: frozenset[str] = frozenset()  # "slot#index": callers hand that argument NULL
     slot_groups: tuple[tuple[str, ...], ...] = ()  # slots of one type: they change together
+    # ops tables installed only on inodes user space cannot map: table -> why
+    never_protected_ops: dict[str, str] = field(default_factory=dict)
+    # functions whose result holds pages (or buffers) never write protected: function -> why
+    never_sources: dict[str, str] = field(default_factory=dict)
+    # macros whose arguments are conditions checked only to catch bugs (BUG_ON, WARN_ON...)
+    assertion_macros: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -379,6 +385,13 @@ def _context_rules(plan: dict) -> dict:
         debug_macros=_debug_macros(context.get("debug_macros", {})),
         debug_calls=_regex(context["debug_calls"], "[plan.context] debug_calls") if "debug_calls" in context else None,
         slot_groups=tuple(tuple(g) for g in context.get("slot_groups", [])),
+        never_protected_ops={_need(e, "table", str, f"plan.never_protected_ops #{i + 1}"):
+                             _need(e, "why", str, f"plan.never_protected_ops #{i + 1}")
+                             for i, e in enumerate(plan.get("never_protected_ops", []))},
+        never_sources={_need(e, "function", str, f"plan.never_source #{i + 1}"):
+                       _need(e, "why", str, f"plan.never_source #{i + 1}")
+                       for i, e in enumerate(plan.get("never_source", []))},
+        assertion_macros=frozenset(context.get("assertion_macros", [])),
     )
 
 

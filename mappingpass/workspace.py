@@ -86,8 +86,9 @@ class FactsCache:
         return self.cache[path]
 
 
-# bump when what compute_plan keeps as unseen changes (2: outside mentions)
-UNSEEN_VERSION = 2
+# bump when what compute_plan keeps as unseen changes (2: outside mentions,
+# 3: functions no caller can pass a mapping to are pruned first)
+UNSEEN_VERSION = 3
 
 
 def _unseen_key(store, rules) -> str:

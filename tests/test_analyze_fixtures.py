@@ -68,6 +68,14 @@ EXPECTED_READS = {
     ("mm/truncate.c", 40, "page->mapping", 1, "compare", "identity"),
     ("mm/vmscan.c", 7, "folio->mapping", 2, "use", "use"),
     ("mm/vmscan.c", 29, "folio_mapping(folio)", 2, "use", "use"),
+    ("mm/vmscan.c", 43, "folio_mapping(folio)", 2, "use", "use"),
+    ("fs/pagefs/file.c", 7, "page->mapping", 1, "deref", "derive"),
+    ("fs/pagefs/file.c", 27, "page->mapping", 1, "deref", "derive"),
+    ("fs/pagefs/file.c", 41, "page->mapping", 1, "deref", "derive"),
+    ("fs/pagefs/file.c", 50, "bh->b_page->mapping", 1, "deref", "derive"),
+    ("fs/pagefs/file.c", 59, "folio->mapping", 1, "deref", "derive"),
+    ("fs/pagefs/meta.c", 7, "folio->mapping", 1, "deref", "derive"),
+    ("fs/pagefs/meta.c", 18, "page->mapping", 1, "deref", "derive"),
 }
 
 
@@ -191,9 +199,9 @@ def test_header_stub_twins_the_extern_function(tmp_path):
 def test_summary_counts(fixture_analysis):
     a = fixture_analysis
     assert a["schema"] == "mappingpass.analyze/1"
-    assert a["files"]["total"] == 37
+    assert a["files"]["total"] == 41
     assert a["files"]["skipped"] == 0
-    assert a["reads_by_kind"] == {"1": 43, "2": 6, "3": 3, "4": 3, "5": 1}
+    assert a["reads_by_kind"] == {"1": 50, "2": 7, "3": 3, "4": 3, "5": 1}
     assert a["calls"]["slot_call_edges"] >= 10
 
 

@@ -63,6 +63,11 @@ M:	Small Person <small@example.org>
 S:	Odd Fixes
 F:	fs/smallfs
 
+PAGEFS FILESYSTEM
+M:	Page Person <page@example.org>
+S:	Maintained
+F:	fs/pagefs/
+
 TINYFS FILESYSTEM
 M:	Tiny Person <tiny@example.org>
 L:	tinyfs-devel@example.org (moderated for non-subscribers)
@@ -247,7 +252,7 @@ def test_cover_letter_counts_match_plan(made):
         assert m, label
         return int(m.group(1))
 
-    assert count("functions gaining the parameter") == s["functions"] == 35
+    assert count("functions gaining the parameter") == s["functions"] == 37
     assert count("slots gaining it") == s["slots"]
     assert count("call sites changed") == s["call_sites"]
     assert count("reads rewritten to the helper") == s["rewrites"]
@@ -331,7 +336,8 @@ def test_maintainers_patterns(tmp_path):
     mfile.write_text(MAINTAINERS)
     sections = maintainers.parse_maintainers(mfile)
     assert [s.title for s in sections] == ["BLOCKDEV DRIVER", "MEMORY MANAGEMENT", "CTXFS FILESYSTEM",
-                                           "SMALLFS FILESYSTEM", "TINYFS FILESYSTEM", "VFS", "THE REST"]
+                                           "SMALLFS FILESYSTEM", "PAGEFS FILESYSTEM", "TINYFS FILESYSTEM", "VFS",
+                                           "THE REST"]
     by = {s.title: s for s in sections}
     assert by["MEMORY MANAGEMENT"].match("mm/filemap.c") == "mm/"
     assert by["MEMORY MANAGEMENT"].match("mm/gup.c") is None  # X: excludes

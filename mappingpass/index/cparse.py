@@ -55,6 +55,7 @@ _EXPORT = re.compile(rb"^\s*EXPORT_SYMBOL(?:_GPL)?(?:_NS(?:_GPL)?)?\s*\(\s*(\w+)
 # every byte but newline becomes a space: blanking keeps lines and offsets
 _TO_SPACES = bytes(10 if b == 10 else 32 for b in range(256))
 _CAST_ARG = re.compile(r"^\(\s*([^()]*?)\s*\)\s*&?\s*([A-Za-z_]\w*)$")
+_IDENT_RE = re.compile(r"^[A-Za-z_]\w*$")
 
 
 def _source_order(node: Node) -> tuple[int, int]:
@@ -661,17 +662,19 @@ class _FileWalker:
             member_node = designators[-1].named_children[-1] if designators[-1].named_children else None
             if member_node is None or member_node.type != "field_identifier":
                 continue
-            owner = ""
+            owner = table = ""
             ilist = node.parent
             holder = ilist.parent if ilist is not None else None
             if holder is not None and holder.type == "init_declarator":
                 decl = holder.parent
                 if decl is not None and decl.type == "declaration":
                     owner = _base_type(decl.child_by_field_name("type"))
+                    table = _txt(holder.child_by_field_name("declarator"))
             where = self.enclosing(node.start_byte)
             out.append(
                 Binding("init", fname, node.start_point[0] + 1, owner.removeprefix("struct "),
-                        _txt(member_node), "", cast, where[0] if where else None)
+                        _txt(member_node), "", cast, where[0] if where else None,
+                        table=table if where is None and _IDENT_RE.match(table) else "")
             )
         for node in assigns:
             value = node.child_by_field_name("right")

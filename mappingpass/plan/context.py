@@ -34,7 +34,7 @@ from functools import lru_cache
 
 from .. import types
 from ..facts import Call, Value
-from ..graph import callers_of, edges_out
+from ..graph import callers_of, edges_in, edges_out
 from ..rules import PlanRules
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
@@ -47,7 +47,7 @@ MAX_DEPTH = 6  # locals and summaries followed per question
 
 @dataclass(frozen=True)
 class Origin:
-    kind: str  # "parameter" | "lookup" | "carrier" | "unknown"
+    kind: str  # "parameter" | "lookup" | "carrier" | "never" (a never_source's result) | "unknown"
     param: int = -1  # parameter: its index
     mapping: str = ""  # lookup / carrier: the mapping, as an expression in the function
     evidence: str = ""  # what the code shows: "filemap_get_folio(mapping, index) at line 12"
@@ -188,6 +188,7 @@ class Context:
         self._nullable: dict[tuple[str, int], bool] = {}
         self._cands: dict[str, list[Candidate]] = {}
         self._debug: dict[tuple[str, str], list[Call]] = {}
+        self._never_tables: dict[str, str] = {}
 
     # -- what the index recorded for a function ------------------------------
     def _body_facts(self, fid: str):
@@ -229,7 +230,8 @@ class Context:
                     return Origin("carrier", mapping=carrier.mapping.format(p=root),
                                   evidence=f"{e}: pages of {carrier.type.rstrip(' *')} {root} ({carrier.why})",
                                   never=carrier.why if carrier.never_protected else "")
-                return Origin("parameter", param=i, evidence=f"{e}: parameter {i} ({ptype} {root})")
+                never = self.never_tables(fid)
+                return Origin("parameter", param=i, evidence=f"{e}: parameter {i} ({ptype} {root})", never=never)
         if root in seen:
             return Origin("unknown", evidence=f"{e}: {root} is assigned from itself")
         vals = [v for v in self.values(fid) if v.name == root]
@@ -256,6 +258,9 @@ class Context:
     def _call_origin(self, fid: str, call: tuple[str, list[str]], depth: int, seen: frozenset) -> Origin:
         name, args = call
         text = f"{name}({', '.join(args)})"
+        never = self.pr.never_sources.get(name)
+        if never is not None:
+            return Origin("never", evidence=f"{text}: {never}", never=never)
         lk = self.lookups.get(name)
         if lk is not None and lk.fills < 0:
             if lk.arg >= len(args):
@@ -398,6 +403,29 @@ class Context:
                 return rule.why
         return ""
 
+    def never_tables(self, fid: str) -> str:
+        """What a function's page parameters are when it is called only through
+        ops tables the rules say only inodes user space cannot map use
+        (btrfs's btree_aops): "<tables>: <why>", else "" (a direct caller may
+        hand it a page that can be protected: the plan asks those callers)."""
+        return "" if edges_in(self.g, fid, "call") else self.never_bindings(fid)
+
+    def never_bindings(self, fid: str) -> str:
+        """"<tables>: <why>" when every binding of fid is in such an ops table, else ""."""
+        if fid in self._never_tables:
+            return self._never_tables[fid]
+        tables = self.pr.never_protected_ops
+        found: dict[str, str] = {}
+        ok = bool(tables)
+        for _, _, edge in edges_out(self.g, fid, "binds") if ok else ():
+            for site in edge["sites"]:
+                if site.table not in tables:
+                    ok = False
+                found[site.table] = tables.get(site.table, "")
+        out = f"{', '.join(sorted(found))}: {'; '.join(sorted(set(found.values())))}" if ok and found else ""
+        self._never_tables[fid] = out
+        return out
+
     def candidates(self, fid: str) -> list[Candidate]:
         """Expressions in fid's scope that denote a mapping, best first."""
         if fid in self._cands:
@@ -416,7 +444,7 @@ class Context:
                               ("" if not self.nullable_param(fid, i) else " (may be NULL)"), -1))
                 if "(may be NULL)" in scope[-1][2] and types.normalise(ptype) in self.carriers:
                     scope.pop()  # a carrier some caller passes NULL for carries nothing there
-        tainted = self._from_reads(fid)
+        tainted = self.from_reads(fid)
         by_name: dict[str, list[Value]] = {}
         for v in self.values(fid):
             if v.name != "return" and not v.name.startswith("*"):
@@ -461,7 +489,7 @@ class Context:
         paths = {p for p, _ in self.g.nodes[fid].get("bodies", ())} if fid in self.g else set()
         return any(fnmatch.fnmatch(p, glob) for p in paths for glob in prov.not_in)
 
-    def _from_reads(self, fid: str) -> set[str]:
+    def from_reads(self, fid: str) -> set[str]:
         """Locals whose value comes from the field being replaced
         (`mapping = page->mapping`, then `inode = mapping->host`)."""
         field_re = re.compile(r"(->|\.)\s*mapping\b|\b(page|folio)_\w*mapping\w*\s*\(")
@@ -572,20 +600,32 @@ class Context:
             if pattern is not None and pattern.search(c.callee):
                 return c.callee  # a tracepoint: every argument is only recorded
             if c.callee not in macros:
-                continue
+                continue  # (an assertion macro: in_assertion)
             args = macros[c.callee]
             if any((i in args or -1 in args) and s <= offset < e for i, (s, e) in enumerate(c.arg_spans)):
                 return c.callee
         return ""
 
+    def in_assertion(self, fid: str, path: str, offset: int) -> str:
+        """The assertion macro (rules' assertion_macros: BUG_ON, WARN_ON,
+        lockdep_assert_held...) whose arguments hold offset in fid, or ""."""
+        if not self.pr.assertion_macros:
+            return ""
+        for c in self._debug_calls(path, self.g.nodes[fid]["name"]):
+            if c.callee in self.pr.assertion_macros and c.paren < offset < c.end:
+                return c.callee
+        return ""
+
     def _debug_calls(self, path: str, name: str) -> list[Call]:
-        """The calls of report-only macros and tracepoints in one function (kept)."""
+        """The calls of report-only and assertion macros and tracepoints in one
+        function (kept)."""
         key = (path, name)
         if key not in self._debug:
             ff = self.facts(path)
             pattern = self.pr.debug_calls
+            listed = self.pr.assertion_macros | self.pr.debug_macros.keys()
             self._debug[key] = [c for c in (ff.calls if ff is not None else ()) if c.caller == name and (
-                c.callee in self.pr.debug_macros or (pattern is not None and pattern.search(c.callee)))]
+                c.callee in listed or (pattern is not None and pattern.search(c.callee)))]
         return self._debug[key]
 
     # -- the decision -----------------------------------------------------------

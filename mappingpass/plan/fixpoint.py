@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..facts import Call
 from ..graph import Analysis, ReadRecord, edges_in, edges_out, home
@@ -17,6 +18,23 @@ from .records import CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step
 
 # a mapping expression that is itself a read of the field (never passed as context)
 _READ_TEXT = re.compile(r"(->|\.)\s*mapping\s*$|\b(page|folio)_\w*mapping\w*\s*\(")
+# what a changed call passes when its caller cannot say the page's mapping (the
+# unresolved argument, NULL). Not "unresolved": a caller stopped at a boundary
+# (exported, a syscall, kind 2) is where a human decides, and is reported so.
+_PASSES_NOTHING = ("needs-human", "debug")
+_PRUNE_REASONS = ("no-context", "never-protected")
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """Why a function or slot does not gain the parameter although it reads:
+    every call of it passes NULL (`no-context`), or a mapping of pages that are
+    never write protected (`never-protected`)."""
+
+    reason: str  # "no-context" | "never-protected"
+    evidence: str
+    first: tuple[str, int, str]  # (file, line, caller) of the first such call
+    candidates: tuple[str, ...] = ()  # what the callers that need a human have in scope
 
 
 class _Fixpoint:
@@ -36,6 +54,8 @@ class _Fixpoint:
         # explains (a macro body, code the parser could not read): see unseen_mentions
         self.unseen = unseen or {}
         self._twins: dict[str, list[str]] = {}
+        # function or slot -> why no caller can say its mapping (prune): it keeps its signature
+        self.pruned: dict[str, Pruned] = {}
         self.frozen = self._frozen_slots()
         self.file_facts = facts if callable(facts) else facts.get  # path -> FileFacts | None
         self.ctx = Context(self.g, analysis.types, self.pr, self.file_facts, self.in_scope)
@@ -45,6 +65,15 @@ class _Fixpoint:
         self._in_scope: dict[str, bool] = {}
         self.kept: list[Kept] = []
 
+    def restart(self, pruned: dict[str, Pruned]) -> None:
+        """Forget the last run's results (not the context's caches) and keep
+        the pruned nodes from gaining the parameter in the next one."""
+        self.pruned.update(pruned)
+        self.gains, self.stopped, self.page_param, self.decisions = {}, {}, {}, {}
+        self.unresolved, self.kept, self._sites = [], [], {}
+        self.queue.clear()
+        self.frozen = self._frozen_slots()
+
     def _frozen_slots(self) -> dict[str, tuple[str, str]]:
         """slot -> (reason, cause) for the slots that cannot change: those the
         rules keep ("slot-boundary", the slot), those with an implementation
@@ -52,6 +81,9 @@ class _Fixpoint:
         that shares an implementation with one of them (a function bound to
         two slots follows both or neither)."""
         frozen: dict[str, tuple[str, str]] = {}
+        for node, why in sorted(self.pruned.items()):
+            if self.g.nodes[node]["type"] == "slot":
+                frozen[node] = (why.reason, node)
         fixed = self.pr.changeable_slots
         if fixed is not None:
             for n, d in sorted(self.g.nodes(data=True)):
@@ -108,6 +140,10 @@ class _Fixpoint:
         else:
             origin = self.ctx.origin(pred, call.args[k])
         d = self.ctx.decide(pred, origin, call.start if call is not None else -1)
+        assertion = self.ctx.in_assertion(pred, site[0], call.start) if call is not None else ""
+        if assertion and d.kind in ("pass-down", "needs-human"):
+            d = Decision("debug", evidence=f"inside {assertion}(): a condition checked only to catch bugs; "
+                         f"{d.evidence}")
         self._sites[key] = d
         return d
 
@@ -158,6 +194,9 @@ class _Fixpoint:
                 return "unknown-slot"
         if why.why == "implements":
             return None  # a slot's implementation must follow the slot's signature
+        for member in group:
+            if member in self.pruned:
+                return self.pruned[member].reason
         bound = False
         for member in group:
             for slot, _, _ in edges_out(self.g, member, "binds"):
@@ -218,6 +257,9 @@ class _Fixpoint:
                     self.need(pred, Step(pred, "calls", site[0], site[1], fid), d.param)
 
     def _slot(self, sid: str, why: Step, param: int) -> None:
+        if sid in self.pruned:
+            self.stopped[sid] = (self.pruned[sid].reason, why)
+            return
         if sid in self.frozen:
             self.stopped[sid] = (self.frozen[sid][0], why)
             return
@@ -247,9 +289,13 @@ class _Fixpoint:
         """`M->a_ops->op(...)` passes M; so does `aops->op(...)` after `aops = M->a_ops`."""
         call = self._call(site)
         found = self.ctx.call_receiver(caller, call) if call is not None else None
-        if found is not None and not _READ_TEXT.search(found):
-            return found  # (`folio->mapping->a_ops->x(...)` is a read: not a context)
-        return None
+        if found is None or _READ_TEXT.search(found):
+            return None  # `folio->mapping->a_ops->x(...)`: the field handed back, not a context
+        if not self.in_scope(caller) and found in self.ctx.from_reads(caller):
+            # `mapping = folio_mapping(folio)` then `mapping->a_ops->x(...)` in code
+            # whose reads stay as they are (reclaim): the field handed back too
+            return None
+        return found
 
     def _call(self, site: tuple) -> Call | None:
         ff = self.file_facts(site[0])
@@ -282,12 +328,65 @@ class _Fixpoint:
                                       f"inside {debug}(): only reported, the page's own field will do"))
                 continue
             d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text), r.start)
+            assertion = self.ctx.in_assertion(fid, r.file, r.start)
+            if assertion and d.kind in ("pass-down", "needs-human"):
+                self.kept.append(Kept(r.file, r.line, fid, r.expr, "assertion",
+                                      f"inside {assertion}(): a condition checked only to catch bugs, "
+                                      f"with no mapping in scope; {d.evidence}", d.candidates))
+                continue
             self.decisions[(r.file, r.start)] = d
             if d.kind == "pass-down":
                 self.need(fid, Step(fid, "reads", r.file, r.line, r.expr), d.param)
             elif d.kind in ("needs-human", "never-protected"):
                 self.kept.append(Kept(r.file, r.line, fid, r.expr, d.kind, d.evidence, d.candidates))
         return runtime
+
+    def prunable(self) -> dict[str, Pruned]:
+        """The functions and slots the last run gave the parameter whose every
+        changed call passes NULL or a never-protected mapping: the parameter
+        would carry nothing. (A function bound to a slot, a twin and a slot of a
+        slot group follow their slot or group: never pruned alone.)"""
+        grouped = {s for g in self.pr.slot_groups for s in g}
+        out: dict[str, Pruned] = {}
+        for node in sorted(self.gains):
+            if self.gains[node].why in ("implements", "same-type-as") or node in out:
+                continue
+            if self.g.nodes[node]["type"] == "function":
+                # twins change together; a function bound to a slot follows it,
+                # unless every binding is in an ops table of never-protected pages
+                members = [m for m in self.twins(node) if m in self.gains]
+                if any(edges_out(self.g, m, "binds") and not self.ctx.never_bindings(m) for m in members):
+                    continue
+                kinds: tuple[str, ...] = ("call",)
+            elif node in grouped:
+                continue
+            else:
+                members, kinds = [node], ("call-through-slot",)
+            passed = [(site, pred, self.site_argument(pred, kind, site, m)) for m in members
+                      for pred, kind, edge in edges_in(self.g, m, *kinds) for site in sorted(edge["sites"])
+                      if self._call(site) is not None]
+            hows = {how for _, _, (_, how, _) in passed}
+            if kinds == ("call-through-slot",):
+                # a slot called only where the mapping is the field read back
+                # (`mapping = folio_mapping(folio); mapping->a_ops->x(folio)`)
+                # from code that stops the passdown: the parameter carries nothing
+                hows -= {"unresolved"}
+            if passed and hows <= {*_PASSES_NOTHING, "never-protected"}:
+                why = self._pruned(passed, "never-protected" in hows and hows <= {"never-protected", "debug"})
+                out.update((m, why) for m in members)
+        return out
+
+    def _pruned(self, passed: list, never: bool) -> Pruned:
+        (site, pred, _), n = passed[0], len(passed)
+        said = "; ".join(f"{p} at {s[0]}:{s[1]}: {how}, {ev[:120]}" for s, p, (_, how, ev) in passed[:3])
+        more = f" (and {n - 3} more)" if n > 3 else ""
+        if never:
+            return Pruned("never-protected", f"every call hands it a page that is never protected: {said}{more}",
+                          (site[0], site[1], pred))
+        cands = sorted({x for s, p, (_, how, _) in passed if how == "needs-human"
+                        for x in (f"{c.expr} ({c.evidence})" for c in self.ctx.candidates(p))})
+        return Pruned("no-context", f"no caller can say its mapping, every call passes "
+                      f"{self.pr.unresolved_argument}: {said}{more}", (site[0], site[1], pred), tuple(cands))
 
     def chain(self, node: str) -> tuple[Step, ...]:
         out: list[Step] = []
@@ -405,7 +504,16 @@ class _Fixpoint:
         for node, (reason, why) in self.stopped.items():
             file, line = self.home(node)
             chain = (why, *self.chain(why.detail))
-            if reason.startswith("slot-boundary:"):
+            if reason.split(":", 1)[0] == "never-protected":
+                continue  # its reads are kept (pruned_reads): nothing is unresolved
+            if reason.startswith("no-context:"):  # an implementation of a pruned slot
+                slot = reason.split(":", 1)[1]
+                at = self.why_pruned(node, slot).first
+                reason, chain = "no-context", (Step(node, "bound-to", file, line, slot),
+                                               Step(slot, "callers-pass-nothing", *at), *chain)
+            elif reason == "no-context":
+                chain = (Step(node, "callers-pass-nothing", *self.pruned[node].first), *chain)
+            elif reason.startswith("slot-boundary:"):
                 # bound to an ops table the rules keep unchanged (or to a slot
                 # that shares an implementation with one)
                 reason, slot = reason.split(":", 1)
@@ -445,9 +553,33 @@ class _Fixpoint:
         call_sites = tuple(self.call_sites()) if sites else ()
         human = tuple(Kept(c.file, c.line, c.caller, c.call, "needs-human", c.evidence,
                            self._site_candidates(c)) for c in call_sites if c.how == "needs-human")
-        kept = tuple(sorted(self.kept, key=lambda k: (k.file, k.line, k.expr)))
+        kept = tuple(sorted([*self.kept, *self.pruned_reads()], key=lambda k: (k.file, k.line, k.expr)))
         return Plan(self.rules.name, tuple(functions), tuple(slots), call_sites,
                     tuple(self.rewrites()) if sites else (), tuple(unresolved), runtime, parsed, kept, human)
+
+    def why_pruned(self, node: str, slot: str = "") -> Pruned:
+        """node's own pruning, or that of the slot it is bound to (a slot frozen
+        because it shares an implementation with a pruned one: that one's)."""
+        if not slot:
+            return self.pruned[node]
+        return self.pruned[slot] if slot in self.pruned else self.pruned[self.frozen[slot][1]]
+
+    def pruned_reads(self) -> list[Kept]:
+        """The reads that needed the mapping from callers that cannot say it:
+        kept, with the reason their function (or its slot) was pruned."""
+        out = []
+        for r in self.a.reads:
+            d = self.decisions.get((r.file, r.start))
+            stop = self.stopped.get(r.function_id or "")
+            if d is None or d.kind != "pass-down" or stop is None:
+                continue
+            reason, _, slot = stop[0].partition(":")
+            if reason in _PRUNE_REASONS:
+                why = self.why_pruned(r.function_id, slot)
+                out.append(Kept(r.file, r.line, r.function_id, r.expr, reason,
+                                f"{d.evidence}; {'its slot ' + slot + ': ' if slot else ''}{why.evidence}",
+                                why.candidates))
+        return out
 
     def _macro_call_step(self, node: str) -> Step:
         """Where a macro's body calls node (precise mode), the first such call."""
@@ -472,6 +604,12 @@ def make_plan(analysis: Analysis, rules: Rules, facts,
     fp = _Fixpoint(analysis, rules, facts, unseen)
     runtime = fp.seed()
     fp.run()
+    while pruned := fp.prunable():
+        # functions no caller can pass a mapping to keep their signature, and so
+        # may the callers that gained the parameter only for them: again
+        fp.restart(pruned)
+        runtime = fp.seed()
+        fp.run()
     return fp.finish(runtime, parsed_on_demand, sites)
 
 

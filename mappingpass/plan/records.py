@@ -104,7 +104,9 @@ class Kept:
     line: int
     function: str
     expr: str
-    reason: str  # "null-test" | "flag-test" | "never-protected" | "needs-human"
+    reason: str  # "null-test" | "flag-test" | "never-protected" | "needs-human" | "debug"
+    #              | "assertion" (a condition checked only to catch bugs, no mapping in scope)
+    #              | "no-context" (no caller can say its mapping: every one passes NULL)
     evidence: str
     candidates: tuple[str, ...] = ()
 

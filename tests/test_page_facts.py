@@ -1,0 +1,100 @@
+"""plan: decided from the page, not from the read's text (fixtures/minilinux/fs/pagefs).
+
+Each test names a trap a kernel reviewer caught in the whole-tree plan and
+asserts what the plan does now: which functions do not gain the parameter,
+which reads are kept and with what evidence."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import MINILINUX, analyze_json, plan_json, run_cli
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    db = tmp_path_factory.mktemp("pagefacts")
+    analyze_json(MINILINUX, db)
+    _, found, _ = plan_json(db)
+    return db, found
+
+
+def _functions(plan) -> set[str]:
+    return {f["id"] for f in plan["functions"]}
+
+
+def _kept(plan, file, line) -> dict:
+    found = [k for k in plan["kept"] if k["file"] == file and k["line"] == line]
+    assert len(found) == 1, (file, line, found)
+    return found[0]
+
+
+def _sites_in(plan, file) -> list[dict]:
+    return [c for c in plan["call_sites"] if c["file"] == file]
+
+
+def test_an_assertion_makes_no_parameter_climb(plan):
+    _, p = plan
+    kept = _kept(p, "fs/pagefs/file.c", 7)  # WARN_ON(page->mapping->host != inode)
+    assert kept["reason"] == "assertion" and "WARN_ON()" in kept["evidence"]
+    assert not {"fs/pagefs/file.c::pagefs_check_owner", "fs/pagefs/file.c::pagefs_set_size",
+                "pagefs_write_end"} & _functions(p)
+    assert not [w for w in p["rewrites"] if w["file"] == "fs/pagefs/file.c" and w["line"] == 7]
+
+
+def test_callers_that_can_only_pass_null_give_no_parameter(plan):
+    _, p = plan
+    # pagefs_page_ino's only caller hands it a page nothing in scope names
+    assert "fs/pagefs/file.c::pagefs_page_ino" not in _functions(p)
+    kept = _kept(p, "fs/pagefs/file.c", 27)
+    assert kept["reason"] == "no-context"
+    assert "every call passes NULL" in kept["evidence"] and "pagefs_spare_ino" in kept["evidence"]
+    unresolved = [u for u in p["unresolved"] if u["function"] == "fs/pagefs/file.c::pagefs_page_ino"]
+    assert [u["reason"] for u in unresolved] == ["no-context"]
+    assert unresolved[0]["chain"][0]["why"] == "callers-pass-nothing"
+    assert not _sites_in(p, "fs/pagefs/file.c")  # no call passes NULL for it: none changes
+
+
+def test_a_block_device_buffer_is_never_protected(plan):
+    _, p = plan
+    direct = _kept(p, "fs/pagefs/file.c", 50)  # bh = sb_bread(sb, 1); bh->b_page->mapping
+    assert direct["reason"] == "never-protected" and "sb_bread(sb, 1)" in direct["evidence"]
+    # ... and a function called only with such pages keeps its signature
+    assert "fs/pagefs/file.c::pagefs_block_size" not in _functions(p)
+    helper = _kept(p, "fs/pagefs/file.c", 41)
+    assert helper["reason"] == "never-protected" and "every call hands it a page that is never protected" \
+        in helper["evidence"]
+    assert not [u for u in p["unresolved"] if "pagefs_block_size" in u["function"]]
+
+
+def test_an_ops_table_of_metadata_inodes_justifies_nothing(plan):
+    _, p = plan
+    # btree_releasepage is reached only through btree_aops: its page is never protected
+    kept = _kept(p, "fs/pagefs/meta.c", 18)
+    assert kept["reason"] == "never-protected" and "btree_aops" in kept["evidence"]
+    # pagefs_meta_drop is called only from the btree table's implementation
+    assert "pagefs_meta_drop" not in _functions(p)
+    assert _kept(p, "fs/pagefs/meta.c", 7)["reason"] == "never-protected"
+    # the implementations still follow their slots' signatures (other tables need them)
+    btree = {f["id"]: f for f in p["functions"] if f["id"].startswith("fs/pagefs/meta.c::btree_")}
+    assert {f["reason"][0]["why"] for f in btree.values()} == {"implements"}
+    assert not [w for w in p["rewrites"] if w["file"] == "fs/pagefs/meta.c"]
+
+
+def test_a_slot_whose_caller_hands_back_the_field_gains_nothing(plan):
+    _, p = plan
+    # folio_check_dirty_writeback: mapping = folio_mapping(folio); mapping->a_ops->is_dirty_writeback(folio)
+    assert "member:address_space_operations.is_dirty_writeback" not in {s["id"] for s in p["slots"]}
+    assert not _sites_in(p, "mm/vmscan.c") or all(
+        c["callee"] != "member:address_space_operations.is_dirty_writeback" for c in _sites_in(p, "mm/vmscan.c"))
+    kept = _kept(p, "fs/pagefs/file.c", 59)
+    assert kept["reason"] == "no-context" and "is_dirty_writeback" in kept["evidence"]
+
+
+def test_check_refutes_what_the_plan_leaves_for_no_context(plan):
+    db, _ = plan
+    import json
+    code, out, err = run_cli("check", "--db", str(db), "--format", "json", "-q")
+    verdicts = {(v["file"], v["line"]): v for v in json.loads(out)["verdicts"]}
+    no_context = verdicts[("fs/pagefs/file.c", 27)]
+    assert no_context["verdict"] == "unresolvable" and "no-context" in no_context["witness"]["error"]
+    assert verdicts[("fs/pagefs/file.c", 50)]["verdict"] == "never-protected"
