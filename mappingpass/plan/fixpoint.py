@@ -365,7 +365,9 @@ class _Fixpoint:
             passed = [(site, pred, self.site_argument(pred, kind, site, m)) for m in members
                       for pred, kind, edge in edges_in(self.g, m, *kinds) for site in sorted(edge["sites"])
                       if self._call(site) is not None]
-            hows = {how for _, _, (_, how, _) in passed}
+            # a caller pruned before passes NULL too ("unresolved" because it stopped)
+            hows = {"needs-human" if how == "unresolved" and self._pruned_stop(pred) else how
+                    for _, pred, (_, how, _) in passed}
             if kinds == ("call-through-slot",):
                 # a slot called only where the mapping is the field read back
                 # (`mapping = folio_mapping(folio); mapping->a_ops->x(folio)`)
@@ -375,6 +377,9 @@ class _Fixpoint:
                 why = self._pruned(passed, "never-protected" in hows and hows <= {"never-protected", "debug"})
                 out.update((m, why) for m in members)
         return out
+
+    def _pruned_stop(self, node: str) -> bool:
+        return node in self.stopped and self.stopped[node][0].split(":", 1)[0] in _PRUNE_REASONS
 
     def _pruned(self, passed: list, never: bool) -> Pruned:
         (site, pred, _), n = passed[0], len(passed)
