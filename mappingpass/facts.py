@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 15
+FACTS_VERSION = 16
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,7 @@ class FileFacts:
     # (function, name) of locals/params named like the field: name clashes for the plan
     exports: tuple[str, ...] = ()  # EXPORT_SYMBOL*(name) at file scope
     values: tuple[Value, ...] = ()  # values of pointer locals and returns, in source order
+    elements: tuple[Value, ...] = ()  # pointers stored in array elements (`pages[i] = ...`, named "pages[]")
     error_nodes: int = 0  # ERROR/MISSING nodes tree-sitter reported
     error_lines: tuple[int, ...] = ()  # first lines of the first few errors
     recovered: int = 0  # functions recovered from inside error nodes

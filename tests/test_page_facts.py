@@ -51,7 +51,8 @@ def test_callers_that_can_only_pass_null_give_no_parameter(plan):
     unresolved = [u for u in p["unresolved"] if u["function"] == "fs/pagefs/file.c::pagefs_page_ino"]
     assert [u["reason"] for u in unresolved] == ["no-context"]
     assert unresolved[0]["chain"][0]["why"] == "callers-pass-nothing"
-    assert not _sites_in(p, "fs/pagefs/file.c")  # no call passes NULL for it: none changes
+    # no call passes NULL for it: none changes
+    assert not [c for c in _sites_in(p, "fs/pagefs/file.c") if c["callee"].endswith("pagefs_page_ino")]
 
 
 def test_a_block_device_buffer_is_never_protected(plan):
@@ -98,3 +99,28 @@ def test_check_refutes_what_the_plan_leaves_for_no_context(plan):
     no_context = verdicts[("fs/pagefs/file.c", 27)]
     assert no_context["verdict"] == "unresolvable" and "no-context" in no_context["witness"]["error"]
     assert verdicts[("fs/pagefs/file.c", 50)]["verdict"] == "never-protected"
+
+
+def test_pages_stored_in_an_array_keep_their_lookup(plan):
+    _, p = plan
+    # pagefs_prepare: folios[i] = filemap_get_folio(inode->i_mapping, i); pagefs_touch_folio(folios[i])
+    site = [c for c in p["call_sites"] if c["file"] == "fs/pagefs/file.c" and c["line"] == 81]
+    assert [(c["argument"], c["how"]) for c in site] == [("inode->i_mapping", "lookup")]
+    assert "pagefs_prepare" not in _functions(p)  # the array parameter is no page parameter
+
+
+def test_an_inode_every_caller_derives_from_the_page_is_evidence(plan):
+    _, p = plan
+    # pagefs_map_one: inode = folio->mapping->host; pagefs_map_folio(inode, folio)
+    rw = [w for w in p["rewrites"] if w["file"] == "fs/pagefs/file.c" and w["line"] == 87]
+    assert [w["to"] for w in rw] == ["folio_mapping_wp(folio, inode->i_mapping)"]
+    assert "every caller passes inode as the host of the page it passes" in rw[0]["evidence"]
+    assert "fs/pagefs/file.c::pagefs_map_folio" not in _functions(p)
+
+
+def test_a_lookup_wrapper_on_a_private_inode_is_never_protected(plan):
+    _, p = plan
+    # pagefs_grab(mapping) looks up `mapping`; the caller hands it META_MAPPING(inode)
+    kept = _kept(p, "fs/pagefs/file.c", 106)
+    assert kept["reason"] == "never-protected" and "META_MAPPING(inode)" in kept["evidence"]
+    assert "fs/pagefs/file.c::pagefs_meta_count" not in _functions(p)

@@ -40,6 +40,7 @@ _QUERY_TEXT = """
 (init_declarator value: (_)) @value
 (assignment_expression left: (identifier)) @value
 (assignment_expression left: (pointer_expression argument: (identifier))) @value
+(assignment_expression left: (subscript_expression argument: (identifier))) @value
 (return_statement) @value
 """
 _LOCALS_QUERY_TEXT = "(declaration) @decl (parameter_declaration) @decl"
@@ -249,7 +250,8 @@ class _FileWalker:
             globals=tuple(sorted(self.globals.items())),
             locals_with_field_name=tuple(clashes),
             exports=tuple(sorted({m.decode() for m in _EXPORT.findall(self.text)})),
-            values=tuple(values),
+            values=tuple(v for v in values if not v.name.endswith("[]")),
+            elements=tuple(v for v in values if v.name.endswith("[]")),
             error_nodes=len(errors) + missing,
             error_lines=tuple(sorted({e.start_point[0] + 1 for e in errors})[:8]),
             recovered=self.recovered,
@@ -641,6 +643,10 @@ class _FileWalker:
                     inner = _txt(left.child_by_field_name("argument"))
                     base, depth = types.split(self.scope(idx).get(inner, ""))
                     name, ctype = f"*{inner}", types.normalise(base, depth - 1) if depth > 1 else ""
+                elif left.type == "subscript_expression":  # `pages[i] = page`: an array's element
+                    inner = _txt(left.child_by_field_name("argument"))
+                    base, depth = types.split(self.scope(idx).get(inner, ""))
+                    name, ctype = f"{inner}[]", types.normalise(base, depth - 1) if depth > 1 else ""
                 else:
                     name = _txt(left)
                     ctype = self.scope(idx).get(name, "")

@@ -182,6 +182,7 @@ class Context:
         self.carriers = {types.normalise(c.type): c for c in pr.carriers}
         self.providers = [(types.normalise(p.type), p) for p in pr.providers]
         self._values: dict[str, list[Value]] = {}
+        self._elements: dict[str, list[Value]] = {}
         self._calls: dict[str, list[Call]] = {}
         self._summary: dict[str, Origin | None] = {}
         self._chains: dict[str, list[tuple[str, int]]] = {}
@@ -203,6 +204,12 @@ class Context:
             self._values[fid] = [v for ff, name in self._body_facts(fid) for v in ff.values if v.function == name]
         return self._values[fid]
 
+    def elements(self, fid: str) -> list[Value]:
+        if fid not in self._elements:
+            self._elements[fid] = [v for ff, name in self._body_facts(fid) for v in ff.elements
+                                   if v.function == name]
+        return self._elements[fid]
+
     def calls(self, fid: str) -> list[Call]:
         if fid not in self._calls:
             self._calls[fid] = [c for ff, name in self._body_facts(fid) for c in ff.calls if c.caller == name]
@@ -222,6 +229,10 @@ class Context:
         root = root_of(e)
         if root is None:
             return Origin("unknown", evidence=f"{e}: not an access path")
+        if e[len(root):].lstrip().startswith("[") and root not in seen:
+            stored = self._stored(fid, root, depth, seen)  # `pages[i] = lookup(M, ...)` here
+            if stored is not None:
+                return stored
         params = self.params(fid)
         for i, (pname, ptype) in enumerate(params):
             if pname == root:
@@ -255,6 +266,16 @@ class Context:
             return filled
         return Origin("unknown", evidence=f"{e}: {root} is neither a parameter nor a local given a page")
 
+    def _stored(self, fid: str, root: str, depth: int, seen: frozenset) -> Origin | None:
+        """The pages fid itself stores in the array `root` (a parameter or a
+        local), when every store agrees where they come from."""
+        stores = [v for v in self.elements(fid) if v.name == f"{root}[]" and v.value.strip() not in _NOT_PAGES]
+        if not stores:
+            return None
+        found = _agree([self.origin(fid, v.value, depth + 1, seen | {root}) for v in stores],
+                       f"{root}[] = {' / '.join(v.value for v in stores)[:160]}")
+        return found if found.kind != "unknown" else None
+
     def _call_origin(self, fid: str, call: tuple[str, list[str]], depth: int, seen: frozenset) -> Origin:
         name, args = call
         text = f"{name}({', '.join(args)})"
@@ -278,8 +299,11 @@ class Context:
             if summary.param >= len(args):
                 return Origin("unknown", evidence=f"{text}: returns its argument {summary.param}, not passed")
             return self.origin(fid, args[summary.param], depth + 1, seen)
-        return Origin(summary.kind, mapping=substitute(summary.mapping, names),
-                      evidence=f"{text}: {summary.evidence}", never=summary.never)
+        mapping = substitute(summary.mapping, names)
+        # (the callee's never-protected mapping may only show in the caller's
+        # terms: f2fs_grab_cache_page(NODE_MAPPING(sbi), ...) looks up `mapping`)
+        return Origin(summary.kind, mapping=mapping, evidence=f"{text}: {summary.evidence}",
+                      never=summary.never or self.never(mapping))
 
     def _lookup_origin(self, lk, arg: str, text: str) -> Origin:
         arg = arg.strip()
@@ -316,8 +340,9 @@ class Context:
             if out.kind == "parameter":
                 return self.origin(fid, c.args[out.param], depth + 1) if out.param < len(c.args) else None
             names = {p: c.args[j] for j, (p, _) in enumerate(self.params(callee)) if p and j < len(c.args)}
-            return Origin(out.kind, mapping=substitute(out.mapping, names), evidence=f"{text}: {out.evidence}",
-                          never=out.never)
+            mapping = substitute(out.mapping, names)
+            return Origin(out.kind, mapping=mapping, evidence=f"{text}: {out.evidence}",
+                          never=out.never or self.never(mapping))
         return None
 
     def out_summary(self, fid: str, param: str) -> Origin | None:
@@ -662,10 +687,43 @@ class Context:
             return Decision("needs-human", evidence=f"{origin.evidence}; {len(best)} candidates of the same rank",
                             candidates=listed)
         if origin.kind == "parameter":
+            for c in weak:
+                same = self.derived_from_page(fid, origin.param, c)
+                if same:
+                    return Decision("context", c.expr, evidence=f"{origin.evidence}; {c.evidence}; {same}",
+                                    how="provider")
             why = (f"; not taken from {', '.join(c.expr for c in weak)}: an inode or file beside a page "
                    "parameter is no evidence that the page is its") if weak else ""
             return Decision("pass-down", param=origin.param, evidence=origin.evidence + why)
         return Decision("needs-human", evidence=f"{origin.evidence}; no provider in scope", candidates=())
+
+    def derived_from_page(self, fid: str, page: int, cand: Candidate, depth: int = 0) -> str:
+        """Evidence that a weak candidate (an inode parameter beside the page
+        parameter) is the page's own: every caller passes, for it, the host of
+        the page it passes (`inode = folio->mapping->host`, `folio_inode(folio)`),
+        or its own such pair of parameters. "" otherwise."""
+        root = root_of(cand.expr)
+        at = next((i for i, (p, _) in enumerate(self.params(fid)) if p == root), -1)
+        callers = list(self.callers(fid))
+        if at < 0 or not callers or depth > 3 or any(target != fid for _, target, _, _ in callers):
+            return ""
+        for caller, _, _, call in callers:
+            if max(page, at) >= len(call.args):
+                return ""
+            pg = strip(call.args[page], self.pr.page_converters)
+            arg = call.args[at].strip()
+            vals = {v.value.strip() for v in self.values(caller) if v.name == arg}
+            text = vals.pop() if len(vals) == 1 else arg
+            if re.fullmatch(rf"(\(\s*)?{re.escape(pg)}(\s*\))?\s*->\s*mapping\s*->\s*host|folio_inode\(\s*"
+                            rf"{re.escape(pg)}\s*\)", text):
+                continue
+            names = [p for p, _ in self.params(caller)]
+            if arg in names and pg in names and self.derived_from_page(
+                    caller, names.index(pg), Candidate(f"{arg}->i_mapping", 0, ""), depth + 1):
+                continue
+            return ""
+        return (f"every caller passes {root} as the host of the page it passes "
+                f"({callers[0][0]} at {callers[0][2][0]}:{callers[0][2][1]})")
 
     def receiver_mapping(self, fid: str, receiver: str, strip_suffix: str) -> str | None:
         """`M->a_ops` -> M, also through an ops local `aops = M->a_ops`."""

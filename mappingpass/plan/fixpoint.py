@@ -365,18 +365,21 @@ class _Fixpoint:
             passed = [(site, pred, self.site_argument(pred, kind, site, m)) for m in members
                       for pred, kind, edge in edges_in(self.g, m, *kinds) for site in sorted(edge["sites"])
                       if self._call(site) is not None]
-            # a caller pruned before passes NULL too ("unresolved" because it stopped)
-            hows = {"needs-human" if how == "unresolved" and self._pruned_stop(pred) else how
-                    for _, pred, (_, how, _) in passed}
-            if kinds == ("call-through-slot",):
-                # a slot called only where the mapping is the field read back
-                # (`mapping = folio_mapping(folio); mapping->a_ops->x(folio)`)
-                # from code that stops the passdown: the parameter carries nothing
-                hows -= {"unresolved"}
+            # a caller pruned before passes NULL too ("unresolved" because it
+            # stopped), and so does a call through a slot whose receiver is the
+            # field read back (`mapping = folio_mapping(folio);
+            # mapping->a_ops->x(folio)` in reclaim): the parameter carries nothing
+            hows = {"needs-human" if how == "unresolved" and (self._pruned_stop(pred) or self._raw_receiver(site, pred))
+                    else how for site, pred, (_, how, _) in passed}
             if passed and hows <= {*_PASSES_NOTHING, "never-protected"}:
                 why = self._pruned(passed, "never-protected" in hows and hows <= {"never-protected", "debug"})
                 out.update((m, why) for m in members)
         return out
+
+    def _raw_receiver(self, site: tuple, caller: str) -> bool:
+        call = self._call(site)
+        found = self.ctx.call_receiver(caller, call) if call is not None else None
+        return found is not None and found in self.ctx.from_reads(caller)
 
     def _pruned_stop(self, node: str) -> bool:
         return node in self.stopped and self.stopped[node][0].split(":", 1)[0] in _PRUNE_REASONS
