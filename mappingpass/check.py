@@ -50,7 +50,7 @@ from . import model
 from . import types as ctypes
 from .graph import Analysis, ReadRecord
 from .plan import CallSite, Plan, Rewrite
-from .plan.context import Context, parse_call, root_of, strip
+from .plan.context import Context, member_of, parse_call, root_of, strip
 from .rules import Rules
 
 CHECK_SCHEMA = "mappingpass.check/2"
@@ -300,7 +300,7 @@ class _Checker:
                     if len(hops) < MAX_DEPTH:
                         out.append(_Path(up[0], pred, up[1], False, up[2]))  # recursion: start here
                 elif origin.param < len(call.args):
-                    stack.append((pred, call.args[origin.param], *up))
+                    stack.append((pred, member_of(call.args[origin.param], origin.path), *up))
                 else:  # the call does not pass the page (a macro's call, varargs)
                     out.append(_Path(hops, fid, sites, False, pages))
         return out, truncated

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 16
+FACTS_VERSION = 17
 
 
 @dataclass(frozen=True)

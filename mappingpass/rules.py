@@ -177,6 +177,8 @@ class PlanRules:
     never_sources: dict[str, str] = field(default_factory=dict)
     # macros whose arguments are conditions checked only to catch bugs (BUG_ON, WARN_ON...)
     assertion_macros: frozenset[str] = frozenset()
+    # calls that lock a page (its first argument): a NULL test after one is the truncation check
+    page_locks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -392,6 +394,7 @@ def _context_rules(plan: dict) -> dict:
                        _need(e, "why", str, f"plan.never_source #{i + 1}")
                        for i, e in enumerate(plan.get("never_source", []))},
         assertion_macros=frozenset(context.get("assertion_macros", [])),
+        page_locks=frozenset(context.get("page_locks", [])),
     )
 
 

@@ -124,3 +124,32 @@ def test_a_lookup_wrapper_on_a_private_inode_is_never_protected(plan):
     kept = _kept(p, "fs/pagefs/file.c", 106)
     assert kept["reason"] == "never-protected" and "META_MAPPING(inode)" in kept["evidence"]
     assert "fs/pagefs/file.c::pagefs_meta_count" not in _functions(p)
+
+
+def test_a_null_test_after_lookup_and_lock_is_the_truncation_check(plan):
+    _, p = plan
+    # pagefs_lock_index: folio = filemap_get_folio(mapping, index); lock_page(&folio->page); if (!folio->mapping)
+    rw = [w for w in p["rewrites"] if w["file"] == "fs/pagefs/file.c" and w["line"] == 122]
+    assert [(w["to"], w["purpose"]) for w in rw] == [("folio_mapping_wp(folio, mapping)", "null-test")]
+    assert rw[0]["evidence"].startswith("the truncation check after locking")
+    # without a lock first, a NULL test stays as it is (ctxfs_truncated)
+    assert [k["reason"] for k in p["kept"] if k["file"] == "fs/ctxfs/file.c" and k["line"] == 107] == ["null-test"]
+
+
+def test_a_caller_in_code_the_plan_does_not_convert_asks_no_human(plan):
+    _, p = plan
+    # mm/vmscan.c (kind 2) hands folio_invalidate() a folio nothing in scope names
+    site = [c for c in p["call_sites"] if c["file"] == "mm/vmscan.c" and c["line"] == 54]
+    assert [(c["argument"], c["how"]) for c in site] == [("NULL", "unresolved")]
+    assert site[0]["evidence"].endswith("the caller is kind-2 code")
+    assert not [k for k in p["needs_human_sites"] if k["file"] == "mm/vmscan.c"]
+
+
+def test_an_implementation_that_only_follows_its_slot_is_labelled(plan):
+    db, p = plan
+    assert p["summary"]["signature_only"] >= 2
+    code, out, err = run_cli("explain", "fs/pagefs/meta.c::btree_releasepage", "--db", str(db), "-q")
+    assert code == 0, err
+    assert "only for its slot's signature (nothing in it uses it)" in out.splitlines()[0]
+    code, out, _ = run_cli("plan", "--db", str(db), "-q")
+    assert "only for the signature of a slot they implement" in out.splitlines()[1]

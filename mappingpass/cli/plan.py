@@ -60,7 +60,8 @@ def _chain_text(chain) -> str:
 def print_plan_text(plan: planmod.Plan) -> None:
     s = plan.summary()
     print(f"plan ({plan.rules} rules)")
-    print(f"  functions gaining the parameter  {s['functions']}")
+    print(f"  functions gaining the parameter  {s['functions']} ({s['signature_only']} only for the signature "
+          "of a slot they implement)")
     print(f"  slots gaining it                 {s['slots']}")
     print(f"  call sites changed               {s['call_sites']}")
     print(f"  reads rewritten                  {s['rewrites']} ({s['identity_rewrites']} identity tests "
@@ -117,7 +118,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         entry: dict = {"id": fid}
         if fid in by_id:
             f = by_id[fid]
-            entry.update(gains=True, param=f.param_name, chain=[vars(s) for s in f.reason])
+            entry.update(gains=True, param=f.param_name, chain=[vars(s) for s in f.reason],
+                         signature_only=fid in plan.signature_only())
         else:
             entry["gains"] = False
             if fid in stopped:
@@ -139,7 +141,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         for e in out:
-            if e["gains"]:
+            if e.get("signature_only"):
+                print(f"{e['id']} gains `{e['param']}` only for its slot's signature (nothing in it uses it):")
+            elif e["gains"]:
                 print(f"{e['id']} gains `{e['param']}` because:")
             elif "unresolved" in e:
                 print(f"{e['id']} is a boundary ({e['unresolved']}); it would need the mapping because:")

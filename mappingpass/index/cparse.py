@@ -42,6 +42,8 @@ _QUERY_TEXT = """
 (assignment_expression left: (pointer_expression argument: (identifier))) @value
 (assignment_expression left: (subscript_expression argument: (identifier))) @value
 (return_statement) @value
+(assignment_expression left: (field_expression argument: (identifier))) @store
+(init_declarator declarator: (identifier) value: (initializer_list)) @store
 """
 _LOCALS_QUERY_TEXT = "(declaration) @decl (parameter_declaration) @decl"
 
@@ -57,6 +59,9 @@ _EXPORT = re.compile(rb"^\s*EXPORT_SYMBOL(?:_GPL)?(?:_NS(?:_GPL)?)?\s*\(\s*(\w+)
 _TO_SPACES = bytes(10 if b == 10 else 32 for b in range(256))
 _CAST_ARG = re.compile(r"^\(\s*([^()]*?)\s*\)\s*&?\s*([A-Za-z_]\w*)$")
 _IDENT_RE = re.compile(r"^[A-Za-z_]\w*$")
+# a member store worth recording: an access path or a call, not a constant (`LONG_MAX`, `0`)
+_STORED = re.compile(r"^&?\s*(?![A-Z0-9_]+$)[A-Za-z_]\w*(?:\s*(?:->|\.)\s*\w+|\s*\[[^\[\]]*\])*(?:\s*\(.*\))?$",
+                     re.S)
 
 
 def _source_order(node: Node) -> tuple[int, int]:
@@ -230,6 +235,7 @@ class _FileWalker:
         reads.extend(self._field_reads(caps.get("field", ())))
         bindings = self._bindings(caps.get("init", ()), caps.get("assign", ()))
         values = self._values(sorted(caps.get("value", ()), key=lambda n: n.start_byte))
+        values += self._member_stores(sorted(caps.get("store", ()), key=lambda n: n.start_byte))
         errors = caps.get("error", ())
         missing = 0
         if self.root.has_error and not errors:
@@ -250,8 +256,8 @@ class _FileWalker:
             globals=tuple(sorted(self.globals.items())),
             locals_with_field_name=tuple(clashes),
             exports=tuple(sorted({m.decode() for m in _EXPORT.findall(self.text)})),
-            values=tuple(v for v in values if not v.name.endswith("[]")),
-            elements=tuple(v for v in values if v.name.endswith("[]")),
+            values=tuple(v for v in values if not v.name.endswith("[]") and "." not in v.name),
+            elements=tuple(v for v in values if v.name.endswith("[]") or "." in v.name),
             error_nodes=len(errors) + missing,
             error_lines=tuple(sorted({e.start_point[0] + 1 for e in errors})[:8]),
             recovered=self.recovered,
@@ -657,6 +663,34 @@ class _FileWalker:
             out.append(Value(fname, name, ctype, _txt(expr)[:240], node.start_point[0] + 1, expr.start_byte, top))
         return out
 
+    def _member_stores(self, nodes: list[Node]) -> list[Value]:
+        """What a local's members are given inside function bodies (`fio.page =
+        page`, `struct f2fs_io_info fio = { .page = page }`, `req->page = p`),
+        named "fio.page", when the value is an access path or a call: where a
+        page handed on inside a structure comes from."""
+        out: list[Value] = []
+        for node in nodes:
+            where = self.enclosing(node.start_byte)
+            if where is None:
+                continue
+            fname, idx = where
+            if node.type == "assignment_expression":
+                left = node.child_by_field_name("left")
+                pairs = [(_txt(left.child_by_field_name("argument")), left.child_by_field_name("field"),
+                          node.child_by_field_name("right"))]
+            else:
+                local = _txt(node.child_by_field_name("declarator"))
+                pairs = [(local, _designated(p), p.child_by_field_name("value"))
+                         for p in node.child_by_field_name("value").named_children if p.type == "initializer_pair"]
+            for local, member, expr in pairs:
+                if member is None or expr is None or member.type != "field_identifier" or \
+                        local not in self.scope(idx) or not _STORED.match(_txt(expr)):
+                    continue
+                top = local not in self.nested.get(idx, ())
+                out.append(Value(fname, f"{local}.{_txt(member)}", "", _txt(expr)[:240], node.start_point[0] + 1,
+                                 expr.start_byte, top))
+        return out
+
     def _bindings(self, inits: list[Node], assigns: list[Node]) -> list[Binding]:
         out: list[Binding] = []
         for node in inits:
@@ -718,6 +752,12 @@ class _FileWalker:
                 for n in names & self.scope(i).keys():
                     out.add((fn.name, n))
         return sorted(out)
+
+
+def _designated(pair: Node) -> Node | None:
+    """The member an initializer pair names (`.page = ...`), if one."""
+    designator = pair.child_by_field_name("designator")
+    return designator.named_children[-1] if designator is not None and designator.named_children else None
 
 
 def _macro_params(args: list[Node]) -> tuple[Param, ...]:

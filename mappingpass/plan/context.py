@@ -34,7 +34,7 @@ from functools import lru_cache
 
 from .. import types
 from ..facts import Call, Value
-from ..graph import callers_of, edges_in, edges_out
+from ..graph import callers_of, edges_out
 from ..rules import PlanRules
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
@@ -52,6 +52,7 @@ class Origin:
     mapping: str = ""  # lookup / carrier: the mapping, as an expression in the function
     evidence: str = ""  # what the code shows: "filemap_get_folio(mapping, index) at line 12"
     never: str = ""  # the rule's reason when these pages are never write protected
+    path: str = ""  # parameter: the member path from it to the page ("->page" of `fio->page`)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Decision:
     evidence: str = ""
     candidates: tuple[str, ...] = field(default=())
     how: str = ""  # "context": what names the mapping, "lookup" | "carrier" | "provider"
+    path: str = ""  # "pass-down": the member path from the parameter to the page (Origin.path)
 
 
 def split_args(text: str) -> list[str]:
@@ -94,11 +96,22 @@ def split_args(text: str) -> list[str]:
     return out
 
 
+def member_of(arg: str, path: str) -> str:
+    """The page a caller hands over when the callee's page is `param<path>`
+    and the caller passes arg for param: `&fio` and "->page" give `fio.page`."""
+    a = arg.strip()
+    if not path:
+        return a
+    if a.startswith("&") and _PATH.match(a[1:].strip()) and path.startswith("->"):
+        return f"{a[1:].strip()}.{path[2:]}"
+    return f"{a}{path}" if _PATH.match(a) else a
+
+
 @lru_cache(maxsize=65536)
-def strip(expr: str, converters: frozenset[str] = frozenset()) -> str:
+def strip(expr: str, converters: frozenset[str] = frozenset(), keep_member: bool = False) -> str:
     """The page expression without what does not change which page it is:
     parentheses, casts, `&`, READ_ONCE and the rules' converters
-    (`page_folio(p)`, `&folio->page`)."""
+    (`page_folio(p)`, `&folio->page`; keep_member: not the trailing `->page`)."""
     e = expr.strip()
     while True:
         before = e
@@ -112,7 +125,8 @@ def strip(expr: str, converters: frozenset[str] = frozenset()) -> str:
         call = parse_call(e)
         if call and (call[0] in converters or call[0] == "READ_ONCE") and call[1]:
             e = call[1][0]
-        e = re.sub(r"\s*(->|\.)\s*page$", "", e) if not e.endswith(("->mapping", ".mapping")) else e
+        if not keep_member and not e.endswith(("->mapping", ".mapping")):
+            e = re.sub(r"\s*(->|\.)\s*page$", "", e)
         if e == before:
             return e
 
@@ -190,6 +204,7 @@ class Context:
         self._cands: dict[str, list[Candidate]] = {}
         self._debug: dict[tuple[str, str], list[Call]] = {}
         self._never_tables: dict[str, str] = {}
+        self._never_param: dict[tuple[str, int, str], str] = {}
 
     # -- what the index recorded for a function ------------------------------
     def _body_facts(self, fid: str):
@@ -229,8 +244,12 @@ class Context:
         root = root_of(e)
         if root is None:
             return Origin("unknown", evidence=f"{e}: not an access path")
-        if e[len(root):].lstrip().startswith("[") and root not in seen:
-            stored = self._stored(fid, root, depth, seen)  # `pages[i] = lookup(M, ...)` here
+        kept = strip(expr, self.pr.page_converters, keep_member=True)
+        path = kept[len(root):].strip() if kept.startswith(root) else ""
+        if root not in seen and path[:1] in ("[", "-", "."):
+            # `pages[i] = lookup(M, ...)`, `fio.page = page`, `{ .page = page }` here
+            member = re.match(r"^(?:->|\.)\s*(\w+)", path)
+            stored = self._stored(fid, f"{root}.{member.group(1)}" if member else f"{root}[]", depth, seen | {root})
             if stored is not None:
                 return stored
         params = self.params(fid)
@@ -241,8 +260,9 @@ class Context:
                     return Origin("carrier", mapping=carrier.mapping.format(p=root),
                                   evidence=f"{e}: pages of {carrier.type.rstrip(' *')} {root} ({carrier.why})",
                                   never=carrier.why if carrier.never_protected else "")
-                never = self.never_tables(fid)
-                return Origin("parameter", param=i, evidence=f"{e}: parameter {i} ({ptype} {root})", never=never)
+                never = self.never_tables(fid, i, path)
+                return Origin("parameter", param=i, evidence=f"{e}: parameter {i} ({ptype} {root})", never=never,
+                              path=path)
         if root in seen:
             return Origin("unknown", evidence=f"{e}: {root} is assigned from itself")
         vals = [v for v in self.values(fid) if v.name == root]
@@ -266,14 +286,15 @@ class Context:
             return filled
         return Origin("unknown", evidence=f"{e}: {root} is neither a parameter nor a local given a page")
 
-    def _stored(self, fid: str, root: str, depth: int, seen: frozenset) -> Origin | None:
-        """The pages fid itself stores in the array `root` (a parameter or a
-        local), when every store agrees where they come from."""
-        stores = [v for v in self.elements(fid) if v.name == f"{root}[]" and v.value.strip() not in _NOT_PAGES]
+    def _stored(self, fid: str, name: str, depth: int, seen: frozenset) -> Origin | None:
+        """The pages fid itself stores in an array (name "pages[]") or a
+        member of a local ("fio.page"), when every store agrees where they
+        come from."""
+        stores = [v for v in self.elements(fid) if v.name == name and v.value.strip() not in _NOT_PAGES]
         if not stores:
             return None
-        found = _agree([self.origin(fid, v.value, depth + 1, seen | {root}) for v in stores],
-                       f"{root}[] = {' / '.join(v.value for v in stores)[:160]}")
+        found = _agree([self.origin(fid, v.value, depth + 1, seen) for v in stores],
+                       f"{name} = {' / '.join(v.value for v in stores)[:160]}")
         return found if found.kind != "unknown" else None
 
     def _call_origin(self, fid: str, call: tuple[str, list[str]], depth: int, seen: frozenset) -> Origin:
@@ -428,12 +449,23 @@ class Context:
                 return rule.why
         return ""
 
-    def never_tables(self, fid: str) -> str:
-        """What a function's page parameters are when it is called only through
+    def never_tables(self, fid: str, param: int, path: str = "") -> str:
+        """What a function's page parameter is when it is called only through
         ops tables the rules say only inodes user space cannot map use
-        (btrfs's btree_aops): "<tables>: <why>", else "" (a direct caller may
-        hand it a page that can be protected: the plan asks those callers)."""
-        return "" if edges_in(self.g, fid, "call") else self.never_bindings(fid)
+        (btrfs's btree_aops), and directly only with pages that are never
+        protected: "<tables>: <why>", else "" (the plan asks the callers)."""
+        why = self.never_bindings(fid)
+        key = (fid, param, path)
+        if not why or key in self._never_param:
+            return self._never_param.get(key, "") if why else ""
+        self._never_param[key] = ""  # cycle guard
+        for caller, target, _, call in self.callers(fid):
+            if target != fid:
+                continue  # through the slots: never_bindings
+            if param >= len(call.args) or not self.origin(caller, member_of(call.args[param], path)).never:
+                return ""
+        self._never_param[key] = why
+        return why
 
     def never_bindings(self, fid: str) -> str:
         """"<tables>: <why>" when every binding of fid is in such an ops table, else ""."""
@@ -694,7 +726,7 @@ class Context:
                                     how="provider")
             why = (f"; not taken from {', '.join(c.expr for c in weak)}: an inode or file beside a page "
                    "parameter is no evidence that the page is its") if weak else ""
-            return Decision("pass-down", param=origin.param, evidence=origin.evidence + why)
+            return Decision("pass-down", param=origin.param, evidence=origin.evidence + why, path=origin.path)
         return Decision("needs-human", evidence=f"{origin.evidence}; no provider in scope", candidates=())
 
     def derived_from_page(self, fid: str, page: int, cand: Candidate, depth: int = 0) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..facts import Call
 from ..graph import Analysis, ReadRecord, edges_in, edges_out, home
 from ..rules import PlanRules, Rules
-from .context import Context, Decision, Origin
+from .context import Context, Decision, Origin, member_of, strip
 from .mentions import changed_names
 from .records import CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step, Unresolved
 
@@ -49,7 +49,7 @@ class _Fixpoint:
         self.gains: dict[str, Step] = {}  # function or slot -> why it gains the parameter
         self.stopped: dict[str, tuple[str, Step]] = {}  # boundary -> (reason, why it was needed)
         self.unresolved: list[Unresolved] = []
-        self.queue: deque[tuple[str, Step]] = deque()
+        self.queue: deque[tuple[str, Step, int, str]] = deque()
         # function -> (file, line, text) of a mention of its name that no record
         # explains (a macro body, code the parser could not read): see unseen_mentions
         self.unseen = unseen or {}
@@ -60,6 +60,7 @@ class _Fixpoint:
         self.file_facts = facts if callable(facts) else facts.get  # path -> FileFacts | None
         self.ctx = Context(self.g, analysis.types, self.pr, self.file_facts, self.in_scope)
         self.page_param: dict[str, int] = {}  # node -> parameter its page comes through
+        self.page_path: dict[str, str] = {}  # node -> member path from that parameter to the page
         self.decisions: dict[tuple[str, int], Decision] = {}  # read (file, start) -> decision
         self._sites: dict[tuple, Decision] = {}
         self._in_scope: dict[str, bool] = {}
@@ -69,7 +70,7 @@ class _Fixpoint:
         """Forget the last run's results (not the context's caches) and keep
         the pruned nodes from gaining the parameter in the next one."""
         self.pruned.update(pruned)
-        self.gains, self.stopped, self.page_param, self.decisions = {}, {}, {}, {}
+        self.gains, self.stopped, self.page_param, self.page_path, self.decisions = {}, {}, {}, {}, {}
         self.unresolved, self.kept, self._sites = [], [], {}
         self.queue.clear()
         self.frozen = self._frozen_slots()
@@ -138,7 +139,7 @@ class _Fixpoint:
             origin = Origin("parameter" if not self.ctx.candidates(pred) else "unknown",
                             evidence="the callee's page argument is not known")
         else:
-            origin = self.ctx.origin(pred, call.args[k])
+            origin = self.ctx.origin(pred, member_of(call.args[k], self.page_path.get(target, "")))
         d = self.ctx.decide(pred, origin, call.start if call is not None else -1)
         assertion = self.ctx.in_assertion(pred, site[0], call.start) if call is not None else ""
         if assertion and d.kind in ("pass-down", "needs-human"):
@@ -217,12 +218,13 @@ class _Fixpoint:
         return bool(edges_in(self.g, fid, "call"))
 
     # -- the worklist -------------------------------------------------------
-    def need(self, node: str, why: Step, param: int = -1) -> None:
-        self.queue.append((node, why, param))
+    def need(self, node: str, why: Step, param: int = -1, path: str = "") -> None:
+        """node must gain the parameter; its page comes through `param<path>`."""
+        self.queue.append((node, why, param, path))
 
     def run(self) -> None:
         while self.queue:
-            node, why, param = self.queue.popleft()
+            node, why, param, path = self.queue.popleft()
             if node in self.gains:
                 continue
             if node in self.stopped:
@@ -232,6 +234,7 @@ class _Fixpoint:
                 if why.why != "implements" or self.boundary(node, why) is not None:
                     continue
                 del self.stopped[node]
+            self.page_path[node] = path
             if self.g.nodes[node]["type"] == "function":
                 self._function(node, why, param)
             else:
@@ -247,14 +250,14 @@ class _Fixpoint:
         file, line = self.home(fid)
         for twin in self.twins(fid):
             if twin != fid:
-                self.need(twin, Step(twin, "twin-of", file, line, fid), param)
+                self.need(twin, Step(twin, "twin-of", file, line, fid), param, self.page_path[fid])
         for succ, _, _ in edges_out(self.g, fid, "binds"):
-            self.need(succ, Step(succ, "implemented-by", file, line, fid), param)
+            self.need(succ, Step(succ, "implemented-by", file, line, fid), param, self.page_path[fid])
         for pred, _, edge in edges_in(self.g, fid, "call"):
             for site in sorted(edge["sites"]):
                 d = self.site_decision(pred, site, fid)
                 if d.kind == "pass-down":
-                    self.need(pred, Step(pred, "calls", site[0], site[1], fid), d.param)
+                    self.need(pred, Step(pred, "calls", site[0], site[1], fid), d.param, d.path)
 
     def _slot(self, sid: str, why: Step, param: int) -> None:
         if sid in self.pruned:
@@ -272,18 +275,18 @@ class _Fixpoint:
             if sid in group:
                 for other in group:
                     if other != sid and other in self.g:
-                        self.need(other, Step(other, "same-type-as", *self.home(sid), sid), param)
+                        self.need(other, Step(other, "same-type-as", *self.home(sid), sid), param, self.page_path[sid])
         for pred, kind, edge in edges_in(self.g, sid, "binds", "call-through-slot"):
             if kind == "binds":
                 site = min(edge["sites"])
-                self.need(pred, Step(pred, "implements", site[0], site[1], sid), param)
+                self.need(pred, Step(pred, "implements", site[0], site[1], sid), param, self.page_path[sid])
                 continue
             for site in sorted(edge["sites"]):
                 if self._receiver_argument(site, pred) is not None:
                     continue  # the call names its mapping: M->a_ops->x(M, ...)
                 d = self.site_decision(pred, site, sid)
                 if d.kind == "pass-down":
-                    self.need(pred, Step(pred, "calls-through", site[0], site[1], sid), d.param)
+                    self.need(pred, Step(pred, "calls-through", site[0], site[1], sid), d.param, d.path)
 
     def _receiver_argument(self, site: tuple, caller: str) -> str | None:
         """`M->a_ops->op(...)` passes M; so does `aops->op(...)` after `aops = M->a_ops`."""
@@ -314,6 +317,8 @@ class _Fixpoint:
             if fid is None:
                 self.unresolved.append(Unresolved(r.function or "", r.file, r.line, "no-function", ()))
                 continue
+            if r.purpose == "null-test" and self._truncation_check(fid, r):
+                continue  # (decided: the page's lookup mapping tells whether it is still there)
             if r.purpose in ("null-test", "flag-test"):
                 why = ("a NULL test: a protected page's field points at the record, never NULL"
                        if r.purpose == "null-test" else
@@ -336,7 +341,7 @@ class _Fixpoint:
                 continue
             self.decisions[(r.file, r.start)] = d
             if d.kind == "pass-down":
-                self.need(fid, Step(fid, "reads", r.file, r.line, r.expr), d.param)
+                self.need(fid, Step(fid, "reads", r.file, r.line, r.expr), d.param, d.path)
             elif d.kind in ("needs-human", "never-protected"):
                 self.kept.append(Kept(r.file, r.line, fid, r.expr, d.kind, d.evidence, d.candidates))
         return runtime
@@ -396,6 +401,24 @@ class _Fixpoint:
         return Pruned("no-context", f"no caller can say its mapping, every call passes "
                       f"{self.pr.unresolved_argument}: {said}{more}", (site[0], site[1], pred), tuple(cands))
 
+    def _truncation_check(self, fid: str, r: ReadRecord) -> bool:
+        """`if (!folio->mapping)` after the function looked the folio up in a
+        mapping and locked it: the truncation check. A protected page's field
+        is never NULL, so only the mapping it was looked up in can say whether
+        the page is gone from it: the read takes the helper with that mapping
+        (which answers NULL for a mapping the page left), not kept."""
+        locks = self.pr.page_locks
+        page = strip(r.receiver_text, self.pr.page_converters)
+        if not locks or not any(c.callee in locks and c.start < r.start and c.args and
+                                strip(c.args[0], self.pr.page_converters) == page for c in self.ctx.calls(fid)):
+            return False
+        d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text), r.start)
+        if d.kind != "context" or d.how != "lookup":
+            return False
+        self.decisions[(r.file, r.start)] = Decision(d.kind, d.expr, evidence=f"the truncation check after "
+                                                     f"locking: {d.evidence}", how=d.how)
+        return True
+
     def chain(self, node: str) -> tuple[Step, ...]:
         out: list[Step] = []
         seen: set[str] = set()
@@ -421,6 +444,11 @@ class _Fixpoint:
             return d.expr or self.pr.unresolved_argument, "never-protected", d.evidence
         if d.kind == "pass-down" and pred in self.gains:
             return self.param_name(pred), "parameter", f"{d.evidence}; passed down by the callers of {pred}"
+        if d.kind == "needs-human" and not self.in_scope(pred):
+            # reclaim, migration, the block layer: code the plan does not
+            # convert, covered at run time (its kind), not a question for a human
+            kind, _ = self.rules.kind_of(self.home(pred)[0], self.g.nodes[pred]["name"])
+            return self.pr.unresolved_argument, "unresolved", f"{d.evidence}; the caller is kind-{kind} code"
         if d.kind == "needs-human":
             return self.pr.unresolved_argument, "needs-human", d.evidence
         if d.kind == "debug":

@@ -195,12 +195,21 @@ class Plan:
         """The reads and call sites whose page's mapping a human must decide."""
         return [k for k in self.kept if k.reason == "needs-human"] + list(self.needs_human_sites)
 
+    def signature_only(self) -> set[str]:
+        """Functions that take the parameter only because a slot they implement
+        does: nothing in them uses it (no read takes it, no call passes it)."""
+        users = {c.caller for c in self.call_sites if c.how == "parameter"}
+        users |= {w.function for w in self.rewrites
+                  if w.evidence.endswith(f"passed down by the callers of {w.function}")}
+        return {f.id for f in self.functions if f.reason and f.reason[0].why == "implements" and f.id not in users}
+
     def summary(self) -> dict:
         reasons: dict[str, int] = {}
         for u in self.unresolved:
             reasons[u.reason] = reasons.get(u.reason, 0) + 1
         return {
             "functions": len(self.functions),
+            "signature_only": len(self.signature_only()),
             "slots": len(self.slots),
             "call_sites": len(self.call_sites),
             "rewrites": len(self.rewrites),
