@@ -56,6 +56,7 @@ class _Fixpoint:
         self._twins: dict[str, list[str]] = {}
         # function or slot -> why no caller can say its mapping (prune): it keeps its signature
         self.pruned: dict[str, Pruned] = {}
+        self._fixed = self._fixed_slots()  # (every run: the rules and the unseen mentions hold)
         self.frozen = self._frozen_slots()
         self.file_facts = facts if callable(facts) else facts.get  # path -> FileFacts | None
         self.ctx = Context(self.g, analysis.types, self.pr, self.file_facts, self.in_scope)
@@ -65,26 +66,36 @@ class _Fixpoint:
         self._sites: dict[tuple, Decision] = {}
         self._in_scope: dict[str, bool] = {}
         self.kept: list[Kept] = []
+        self._reads: dict[tuple[str, int], tuple[Kept | None, Decision | None]] = {}  # read -> its outcome
 
     def restart(self, pruned: dict[str, Pruned]) -> None:
         """Forget the last run's results (not the context's caches) and keep
         the pruned nodes from gaining the parameter in the next one."""
         self.pruned.update(pruned)
         self.gains, self.stopped, self.page_param, self.page_path, self.decisions = {}, {}, {}, {}, {}
-        self.unresolved, self.kept, self._sites = [], [], {}
+        self.unresolved, self.kept = [], []
         self.queue.clear()
         self.frozen = self._frozen_slots()
 
     def _frozen_slots(self) -> dict[str, tuple[str, str]]:
+        """The fixed slots and the pruned ones ("no-context", the slot), with
+        every slot that shares an implementation with a pruned one."""
+        frozen = dict(self._fixed)
+        todo = []
+        for node, why in sorted(self.pruned.items()):
+            if self.g.nodes[node]["type"] == "slot" and node not in frozen:
+                frozen[node] = (why.reason, node)
+                todo.append(node)
+        self._close(frozen, todo)
+        return frozen
+
+    def _fixed_slots(self) -> dict[str, tuple[str, str]]:
         """slot -> (reason, cause) for the slots that cannot change: those the
         rules keep ("slot-boundary", the slot), those with an implementation
         that keeps its signature ("unseen-slot", the function), and every slot
         that shares an implementation with one of them (a function bound to
         two slots follows both or neither)."""
         frozen: dict[str, tuple[str, str]] = {}
-        for node, why in sorted(self.pruned.items()):
-            if self.g.nodes[node]["type"] == "slot":
-                frozen[node] = (why.reason, node)
         fixed = self.pr.changeable_slots
         if fixed is not None:
             for n, d in sorted(self.g.nodes(data=True)):
@@ -97,7 +108,12 @@ class _Fixpoint:
                 for member in self.twins(fid):
                     for slot, _, _ in edges_out(self.g, member, "binds"):
                         frozen.setdefault(slot, ("unseen-slot", fid))
-        todo = sorted(frozen)
+        self._close(frozen, sorted(frozen))
+        return frozen
+
+    def _close(self, frozen: dict[str, tuple[str, str]], todo: list[str]) -> None:
+        """Freeze, with the same reason, every slot sharing an implementation
+        with one in todo."""
         while todo:
             slot = todo.pop()
             for impl, _, _ in edges_in(self.g, slot, "binds"):
@@ -106,7 +122,6 @@ class _Fixpoint:
                         if other not in frozen:
                             frozen[other] = frozen[slot]
                             todo.append(other)
-        return frozen
 
     # -- what a function can supply ------------------------------------------
     def param_name(self, fid: str) -> str:
@@ -123,11 +138,11 @@ class _Fixpoint:
     def site_decision(self, pred: str, site: tuple, target: str) -> Decision:
         """What the call at site (in pred) passes for target's page: the
         mapping of the page it passes, followed in pred."""
-        key = (site, target)
-        if key in self._sites:
-            return self._sites[key]
         call = self._call(site)
         k = self.page_param.get(target, -1)
+        key = (site, target, k, self.page_path.get(target, ""))
+        if key in self._sites:
+            return self._sites[key]
         debug = self.ctx.in_debug(pred, site[0], call.start) if call is not None else ""
         if debug:
             d = Decision("debug", evidence=f"inside {debug}(): only reported, the page's own field will do")
@@ -308,43 +323,56 @@ class _Fixpoint:
 
     # -- seeds and results -----------------------------------------------------
     def seed(self) -> int:
+        """Decide every read; the reads that need the mapping from their
+        callers start the worklist. Returns the reads left to run time."""
         runtime = 0
         for r in sorted(self.a.reads, key=lambda r: (r.file, r.line, r.col)):
             if r.kind not in self.pr.scope_kinds:
                 runtime += 1
                 continue
-            fid = r.function_id
-            if fid is None:
+            if r.function_id is None:
                 self.unresolved.append(Unresolved(r.function or "", r.file, r.line, "no-function", ()))
                 continue
-            if r.purpose == "null-test" and self._truncation_check(fid, r):
-                continue  # (decided: the page's lookup mapping tells whether it is still there)
-            if r.purpose in ("null-test", "flag-test"):
-                why = ("a NULL test: a protected page's field points at the record, never NULL"
-                       if r.purpose == "null-test" else
-                       "a flag test: the record keeps the low bits (anon, KSM, movable) of the word")
-                self.kept.append(Kept(r.file, r.line, fid, r.expr, r.purpose, why))
+            key = (r.file, r.start)
+            if key not in self._reads:  # (what a read needs does not change when the plan prunes)
+                self._reads[key] = self._read_outcome(r)
+            kept, d = self._reads[key]
+            if kept is not None:
+                self.kept.append(kept)
+            if d is None:
                 continue
-            if r.purpose == "identity" and self.pr.membership_page:
-                continue  # a membership test needs no context (rewrites)
-            debug = self.ctx.in_debug(fid, r.file, r.start)
-            if debug:
-                self.kept.append(Kept(r.file, r.line, fid, r.expr, "debug",
-                                      f"inside {debug}(): only reported, the page's own field will do"))
-                continue
-            d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text), r.start)
-            assertion = self.ctx.in_assertion(fid, r.file, r.start)
-            if assertion and d.kind in ("pass-down", "needs-human"):
-                self.kept.append(Kept(r.file, r.line, fid, r.expr, "assertion",
-                                      f"inside {assertion}(): a condition checked only to catch bugs, "
-                                      f"with no mapping in scope; {d.evidence}", d.candidates))
-                continue
-            self.decisions[(r.file, r.start)] = d
+            self.decisions[key] = d
             if d.kind == "pass-down":
-                self.need(fid, Step(fid, "reads", r.file, r.line, r.expr), d.param, d.path)
-            elif d.kind in ("needs-human", "never-protected"):
-                self.kept.append(Kept(r.file, r.line, fid, r.expr, d.kind, d.evidence, d.candidates))
+                self.need(r.function_id, Step(r.function_id, "reads", r.file, r.line, r.expr), d.param, d.path)
         return runtime
+
+    def _read_outcome(self, r: ReadRecord) -> tuple[Kept | None, Decision | None]:
+        """What one kind-1 read is: kept as it is (and why), and/or decided."""
+        fid = r.function_id or ""
+        if r.purpose == "null-test":
+            d = self._truncation_check(fid, r)
+            if d is not None:
+                return None, d  # the page's lookup mapping tells whether it is still there
+        if r.purpose in ("null-test", "flag-test"):
+            why = ("a NULL test: a protected page's field points at the record, never NULL"
+                   if r.purpose == "null-test" else
+                   "a flag test: the record keeps the low bits (anon, KSM, movable) of the word")
+            return Kept(r.file, r.line, fid, r.expr, r.purpose, why), None
+        if r.purpose == "identity" and self.pr.membership_page:
+            return None, None  # a membership test needs no context (rewrites)
+        debug = self.ctx.in_debug(fid, r.file, r.start)
+        if debug:
+            return Kept(r.file, r.line, fid, r.expr, "debug",
+                        f"inside {debug}(): only reported, the page's own field will do"), None
+        d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text), r.start)
+        assertion = self.ctx.in_assertion(fid, r.file, r.start)
+        if assertion and d.kind in ("pass-down", "needs-human"):
+            return Kept(r.file, r.line, fid, r.expr, "assertion",
+                        f"inside {assertion}(): a condition checked only to catch bugs, "
+                        f"with no mapping in scope; {d.evidence}", d.candidates), None
+        if d.kind in ("needs-human", "never-protected"):
+            return Kept(r.file, r.line, fid, r.expr, d.kind, d.evidence, d.candidates), d
+        return None, d
 
     def prunable(self) -> dict[str, Pruned]:
         """The functions and slots the last run gave the parameter whose every
@@ -401,7 +429,7 @@ class _Fixpoint:
         return Pruned("no-context", f"no caller can say its mapping, every call passes "
                       f"{self.pr.unresolved_argument}: {said}{more}", (site[0], site[1], pred), tuple(cands))
 
-    def _truncation_check(self, fid: str, r: ReadRecord) -> bool:
+    def _truncation_check(self, fid: str, r: ReadRecord) -> Decision | None:
         """`if (!folio->mapping)` after the function looked the folio up in a
         mapping and locked it: the truncation check. A protected page's field
         is never NULL, so only the mapping it was looked up in can say whether
@@ -411,13 +439,11 @@ class _Fixpoint:
         page = strip(r.receiver_text, self.pr.page_converters)
         if not locks or not any(c.callee in locks and c.start < r.start and c.args and
                                 strip(c.args[0], self.pr.page_converters) == page for c in self.ctx.calls(fid)):
-            return False
+            return None
         d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text), r.start)
         if d.kind != "context" or d.how != "lookup":
-            return False
-        self.decisions[(r.file, r.start)] = Decision(d.kind, d.expr, evidence=f"the truncation check after "
-                                                     f"locking: {d.evidence}", how=d.how)
-        return True
+            return None
+        return Decision(d.kind, d.expr, evidence=f"the truncation check after locking: {d.evidence}", how=d.how)
 
     def chain(self, node: str) -> tuple[Step, ...]:
         out: list[Step] = []
