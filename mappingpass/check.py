@@ -48,7 +48,7 @@ from functools import lru_cache
 
 from . import model
 from . import types as ctypes
-from .graph import Analysis, ReadRecord
+from .graph import Analysis, ReadRecord, edges_out
 from .plan import CallSite, Plan, Rewrite
 from .plan.context import Context, member_of, parse_call, root_of, strip
 from .rules import Rules
@@ -418,7 +418,7 @@ class _Checker:
         if not target or not isinstance(mapping, model.AddressSpace):
             return
         folio = world.page_of(mapping, c.callee)
-        base = ctypes.split(pointer_locals.get(target, ""))[0]
+        base = ctypes.split(pointer_locals.get(target, "") or self._filled_type(fid, c, lk.fills))[0]
         item = folio if "folio" in (base or c.callee) else folio.page
         if base in ("struct page", "struct folio"):
             env[target] = item
@@ -426,6 +426,20 @@ class _Checker:
             env[target] = model.Opaque(target, "batch", _ANY, lambda _m, i=item: [i] * 32)
         else:
             env[target] = [item] * 32
+
+    def _filled_type(self, fid: str, c, k: int) -> str:
+        """What argument k of a filling lookup points at, from the callee's
+        parameter type (`struct page **pagep` of ->write_begin: a page), for a
+        local the index recorded no value for (`struct page *page;`)."""
+        callee = self.ctx.function_called(fid, c.callee) if c.via == "direct" else None
+        if callee is None:  # a call through a slot: the slot's own parameters
+            callee = next((s for s, _, _ in edges_out(self.g, fid, "call-through-slot")
+                           if self.g.nodes[s]["name"] == c.callee), None)
+        params = self.g.nodes[callee]["params"] if callee in self.g else []
+        if k >= len(params):
+            return ""
+        base, depth = ctypes.split(ctypes.normalise(params[k][1]))
+        return ctypes.normalise(base, depth - 1) if depth == 2 and base in ("struct page", "struct folio") else ""
 
     def _helper(self, world: _World, fid: str, w: Rewrite, env: dict) -> object:
         """What a rewritten read in a local's initializer gives (the helper's answer)."""

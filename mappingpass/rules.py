@@ -177,6 +177,11 @@ class PlanRules:
     never_sources: dict[str, str] = field(default_factory=dict)
     # macros whose arguments are conditions checked only to catch bugs (BUG_ON, WARN_ON...)
     assertion_macros: frozenset[str] = frozenset()
+    # members of a buffer head that hold its page (bh->b_page): a page of unknown origin there
+    # is not taken from an inode in scope
+    buffer_page_members: frozenset[str] = frozenset()
+    # members that lead to another structure of the same page (bh->b_this_page)
+    same_page_members: frozenset[str] = frozenset()
     # calls that lock a page (its first argument): a NULL test after one is the truncation check
     page_locks: frozenset[str] = frozenset()
 
@@ -395,6 +400,8 @@ def _context_rules(plan: dict) -> dict:
                        for i, e in enumerate(plan.get("never_source", []))},
         assertion_macros=frozenset(context.get("assertion_macros", [])),
         page_locks=frozenset(context.get("page_locks", [])),
+        same_page_members=frozenset(context.get("same_page_members", [])),
+        buffer_page_members=frozenset(context.get("buffer_page_members", [])),
     )
 
 

@@ -62,7 +62,8 @@ SCHEMA = Table(
         context=Table(page_converters=STRS, chain_depth=Ints(0, 4), chain_skip=STRS, chain_from=str,
                       nullable_slots=STRS, debug_macros=FreeTable([Ints(-1, 15)]), debug_calls=str,  # -1: all
                       slot_groups=[STRS], assertion_macros=STRS,
-                      page_locks=STRS),
+                      page_locks=STRS, same_page_members=STRS,
+                      buffer_page_members=STRS),
     ),
 )
 

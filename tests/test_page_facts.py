@@ -62,8 +62,8 @@ def test_a_block_device_buffer_is_never_protected(plan):
     # ... and a function called only with such pages keeps its signature
     assert "fs/pagefs/file.c::pagefs_block_size" not in _functions(p)
     helper = _kept(p, "fs/pagefs/file.c", 41)
-    assert helper["reason"] == "never-protected" and "every call hands it a page that is never protected" \
-        in helper["evidence"]
+    assert helper["reason"] == "never-protected" and "every call hands it one that is never protected" \
+        in helper["evidence"] and "sb_bread(sb, 1)" in helper["evidence"]
     assert not [u for u in p["unresolved"] if "pagefs_block_size" in u["function"]]
 
 
@@ -153,3 +153,48 @@ def test_an_implementation_that_only_follows_its_slot_is_labelled(plan):
     assert "only for its slot's signature (nothing in it uses it)" in out.splitlines()[0]
     code, out, _ = run_cli("plan", "--db", str(db), "-q")
     assert "only for the signature of a slot they implement" in out.splitlines()[1]
+
+
+def _site_at(p, file, line) -> dict:
+    found = [c for c in p["call_sites"] if c["file"] == file and c["line"] == line]
+    assert len(found) == 1, (file, line, found)
+    return found[0]
+
+
+def test_a_buffer_head_of_unknown_origin_takes_no_inode_in_scope(plan):
+    _, p = plan
+    # pagefs_touch_last(inode): pagefs_buf_dirty(pagefs_last_bh), a buffer kept in a global
+    site = _site_at(p, "fs/pagefs/buf.c", 15)
+    assert (site["argument"], site["how"]) == ("NULL", "needs-human")
+    assert "a buffer head's page from where the plan cannot follow" in site["evidence"]
+
+
+def test_the_buffers_of_a_looked_up_page_walked(plan):
+    _, p = plan
+    # head = page_buffers(&folio->page); bh = head; ... bh = bh->b_this_page
+    site = _site_at(p, "fs/pagefs/buf.c", 27)
+    assert (site["argument"], site["how"]) == ("mapping", "lookup")
+
+
+def test_a_buffer_stored_through_a_forwarded_out_parameter_is_never_protected(plan):
+    _, p = plan
+    # pagefs_dir_block: pagefs_read_block(sb, blk, &bh) -> pagefs_read_blocks(..., bh): bhs[i] = sb_bread(...)
+    site = _site_at(p, "fs/pagefs/buf.c", 54)
+    assert (site["argument"], site["how"]) == ("NULL", "never-protected")
+    assert "pagefs_read_blocks() at line 46: sb_bread(sb, blk + i)" in site["evidence"]
+
+
+def test_a_lookup_in_a_mapping_only_a_metadata_table_hands_over(plan):
+    _, p = plan
+    # hfs_btree_aops.dirty_folio(mapping) -> pagefs_meta_write_cache(mapping): filemap_get_folio(mapping, 0)
+    kept = _kept(p, "fs/pagefs/buf.c", 61)
+    assert kept["reason"] == "never-protected" and "hfs_btree_aops" in kept["evidence"]
+    assert "fs/pagefs/buf.c::pagefs_meta_flush_one" not in _functions(p)
+
+
+def test_the_page_write_begin_stores_is_of_its_mapping(plan):
+    _, p = plan
+    # mapping->a_ops->write_begin(NULL, mapping, pos, 1, &page, &fsdata); pagefs_page_count(page)
+    site = _site_at(p, "fs/pagefs/buf.c", 95)
+    assert (site["argument"], site["how"]) == ("mapping", "lookup")
+    assert "->write_begin stores in its page argument" in site["evidence"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from .. import types
@@ -53,6 +53,7 @@ class Origin:
     evidence: str = ""  # what the code shows: "filemap_get_folio(mapping, index) at line 12"
     never: str = ""  # the rule's reason when these pages are never write protected
     path: str = ""  # parameter: the member path from it to the page ("->page" of `fio->page`)
+    buffer: bool = False  # unknown: the page of a buffer head (rules buffer_page_members)
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,15 @@ class Context:
 
     # -- where a page comes from ----------------------------------------------
     def origin(self, fid: str, expr: str, depth: int = 0, seen: frozenset = frozenset()) -> Origin:
+        """Where the page expr denotes in fid comes from (see the module doc)."""
+        found = self._origin(fid, expr, depth, seen)
+        if found.kind == "unknown" and self.pr.buffer_page_members:
+            member = re.search(r"(?:->|\.)\s*(\w+)$", strip(expr, self.pr.page_converters, keep_member=True))
+            if member and member.group(1) in self.pr.buffer_page_members:
+                return replace(found, buffer=True)
+        return found
+
+    def _origin(self, fid: str, expr: str, depth: int, seen: frozenset) -> Origin:
         e = strip(expr, self.pr.page_converters)
         if depth > MAX_DEPTH:
             return Origin("unknown", evidence=f"{e}: followed too far")
@@ -260,7 +270,7 @@ class Context:
                     return Origin("carrier", mapping=carrier.mapping.format(p=root),
                                   evidence=f"{e}: pages of {carrier.type.rstrip(' *')} {root} ({carrier.why})",
                                   never=carrier.why if carrier.never_protected else "")
-                never = self.never_tables(fid, i, path)
+                never = self.never_tables(fid, i, path, depth)
                 return Origin("parameter", param=i, evidence=f"{e}: parameter {i} ({ptype} {root})", never=never,
                               path=path)
         if root in seen:
@@ -277,14 +287,21 @@ class Context:
                 return Origin("carrier", mapping=carrier.mapping.format(p=root),
                               evidence=f"{e}: pages of {carrier.type.rstrip(' *')} {root}",
                               never=carrier.why if carrier.never_protected else "")
-            found = [self.origin(fid, v.value, depth + 1, seen | {root})
+            # (`bh = jh2bh(jh); bh->b_folio`: the page is jh's ->b_bh->b_folio)
+            found = [_then(self.origin(fid, v.value, depth + 1, seen | {root}), path)
                      for v in vals if (parse_call(v.value) or ("", []))[0] not in _NOT_PAGES
-                     and v.value.strip() not in _NOT_PAGES]
+                     and v.value.strip() not in _NOT_PAGES and not self._walks_same_page(root, v.value)]
             return _agree(found, f"{root} = {' / '.join(v.value for v in vals)[:160]}")
         filled = self._filled(fid, root, depth)
         if filled is not None:
             return filled
         return Origin("unknown", evidence=f"{e}: {root} is neither a parameter nor a local given a page")
+
+    def _walks_same_page(self, root: str, value: str) -> bool:
+        """`bh = bh->b_this_page`: the next buffer of the same page (rules
+        same_page_members), which says nothing new about where the page is from."""
+        m = re.fullmatch(rf"{re.escape(root)}\s*->\s*(\w+)", value.strip())
+        return m is not None and m.group(1) in self.pr.same_page_members
 
     def _stored(self, fid: str, name: str, depth: int, seen: frozenset) -> Origin | None:
         """The pages fid itself stores in an array (name "pages[]") or a
@@ -307,7 +324,7 @@ class Context:
         if lk is not None and lk.fills < 0:
             if lk.arg >= len(args):
                 return Origin("unknown", evidence=f"{text}: fewer arguments than the lookup rule says")
-            return self._lookup_origin(lk, args[lk.arg], text)
+            return self._lookup_origin(lk, args[lk.arg], text, fid)
         callee = self.function_called(fid, name)
         if callee is None:
             return Origin("unknown", evidence=f"{text}: {name}() is not a known lookup or function")
@@ -319,15 +336,20 @@ class Context:
         if summary.kind == "parameter":
             if summary.param >= len(args):
                 return Origin("unknown", evidence=f"{text}: returns its argument {summary.param}, not passed")
-            return self.origin(fid, args[summary.param], depth + 1, seen)
+            return self.origin(fid, member_of(args[summary.param], summary.path), depth + 1, seen)
         mapping = substitute(summary.mapping, names)
         # (the callee's never-protected mapping may only show in the caller's
         # terms: f2fs_grab_cache_page(NODE_MAPPING(sbi), ...) looks up `mapping`)
         return Origin(summary.kind, mapping=mapping, evidence=f"{text}: {summary.evidence}",
                       never=summary.never or self.never(mapping))
 
-    def _lookup_origin(self, lk, arg: str, text: str) -> Origin:
+    def _lookup_origin(self, lk, arg: str, text: str, fid: str = "") -> Origin:
         arg = arg.strip()
+        params = [p for p, _ in self.params(fid)] if fid else []
+        if arg in params:  # a lookup in a mapping (inode, file) the callers hand over
+            never = self.never_tables(fid, params.index(arg))
+            if never:
+                return Origin("lookup", mapping=arg, evidence=f"{text}: {lk.why}; {arg}: {never}", never=never)
         mapping = {"mapping": arg, "inode": f"{arg}->i_mapping", "file": f"{arg}->f_mapping",
                    "rac": f"{arg}->mapping"}[lk.of]
         if not _PATH.match(arg) and lk.of != "mapping":
@@ -344,7 +366,7 @@ class Context:
             if lk is not None and 0 <= lk.fills < len(c.args) and lk.arg < len(c.args):
                 if strip(c.args[lk.fills]) == root:
                     return self._lookup_origin(lk, c.args[lk.arg],
-                                               f"{c.callee}({', '.join(c.args)}) at line {c.line}")
+                                               f"{c.callee}({', '.join(c.args)}) at line {c.line}", fid)
                 continue
             if lk is not None or f"&{root}" not in [a.replace(" ", "") for a in c.args]:
                 continue
@@ -373,8 +395,9 @@ class Context:
         if key in self._summary:
             return self._summary[key]
         self._summary[key] = None  # cycle guard
-        stores = [v for v in self.values(fid) if v.name == f"*{param}" and v.value.strip() not in _NOT_PAGES]
-        found = [self.origin(fid, v.value, 1) for v in stores]
+        stores = [v for v in (*self.values(fid), *self.elements(fid))
+                  if v.name in (f"*{param}", f"{param}[]") and v.value.strip() not in _NOT_PAGES]
+        found = [self.origin(fid, v.value, 1) for v in stores] + self._forwarded(fid, param)
         out = _agree(found, f"{self.g.nodes[fid]['name']}() stores in *{param}") if found else None
         if out is not None and out.kind in ("lookup", "carrier"):
             mapping = self.in_params(fid, out.mapping)
@@ -382,6 +405,30 @@ class Context:
                 out.kind, mapping=mapping, evidence=f"{self.g.nodes[fid]['name']}() stores in *{param} "
                 f"{out.evidence}", never=out.never)
         self._summary[key] = out
+        return out
+
+    def _forwarded(self, fid: str, param: str) -> list[Origin]:
+        """What the functions fid hands its out-parameter on to store there
+        (`ocfs2_read_block(ci, blk, bh, ...)` passes `bh` to ocfs2_read_blocks,
+        which stores `bhs[i] = sb_getblk(...)`), in fid's terms."""
+        out = []
+        for c in self.calls(fid):
+            args = [a.strip() for a in c.args]
+            if param not in args or c.callee in self.lookups:
+                continue
+            callee = self.function_called(fid, c.callee)
+            i = args.index(param)
+            if callee is None or i >= len(self.params(callee)) or not self.params(callee)[i][0]:
+                continue
+            got = self.out_summary(callee, self.params(callee)[i][0])
+            if got is None or got.kind == "unknown":
+                continue
+            names = {p: c.args[j] for j, (p, _) in enumerate(self.params(callee)) if p and j < len(c.args)}
+            if got.kind == "parameter":
+                continue  # (a page of the callee's own parameter: not a store of a new page)
+            mapping = substitute(got.mapping, names)
+            out.append(Origin(got.kind, mapping=mapping, evidence=f"{c.callee}() at line {c.line}: {got.evidence}",
+                              never=got.never or self.never(mapping)))
         return out
 
     def function_called(self, fid: str, name: str) -> str | None:
@@ -449,21 +496,33 @@ class Context:
                 return rule.why
         return ""
 
-    def never_tables(self, fid: str, param: int, path: str = "") -> str:
-        """What a function's page parameter is when it is called only through
-        ops tables the rules say only inodes user space cannot map use
-        (btrfs's btree_aops), and directly only with pages that are never
-        protected: "<tables>: <why>", else "" (the plan asks the callers)."""
-        why = self.never_bindings(fid)
+    def never_tables(self, fid: str, param: int, path: str = "", depth: int = 0) -> str:
+        """Why a function's page (or mapping) parameter is never protected:
+        it is called through ops tables only inodes user space cannot map use
+        (btrfs's btree_aops; rules never_protected_ops), or not through a
+        slot at all, and directly only with never-protected pages or
+        mappings (btree_writepages -> btree_write_cache_pages(mapping)).
+        "" otherwise: the plan asks the callers."""
         key = (fid, param, path)
-        if not why or key in self._never_param:
-            return self._never_param.get(key, "") if why else ""
+        if key in self._never_param:
+            return self._never_param[key]
+        if depth > MAX_DEPTH:
+            return ""
+        bound = bool(edges_out(self.g, fid, "binds"))
+        why = self.never_bindings(fid) if bound else ""
         self._never_param[key] = ""  # cycle guard
-        for caller, target, _, call in self.callers(fid):
-            if target != fid:
-                continue  # through the slots: never_bindings
-            if param >= len(call.args) or not self.origin(caller, member_of(call.args[param], path)).never:
+        if bound and not why:
+            return ""
+        direct = [(caller, call) for caller, target, _, call in self.callers(fid) if target == fid]
+        if not bound and (not direct or not self.pr.never_protected_ops):
+            return ""
+        for caller, call in direct:
+            got = self.origin(caller, member_of(call.args[param], path), depth + 1) if param < len(call.args) \
+                else None
+            if got is None or not got.never:
                 return ""
+            why = why or (f"every call hands it one that is never protected ({self.g.nodes[caller]['name']}: "
+                          f"{got.evidence[:120]} -- {got.never[:200]})")
         self._never_param[key] = why
         return why
 
@@ -695,6 +754,13 @@ class Context:
         if origin.kind in ("lookup", "carrier"):
             return Decision("context", origin.mapping, evidence=origin.evidence, how=origin.kind)
         cands = [c for c in self.candidates(fid) if at < 0 or c.after < at]
+        if origin.buffer:
+            # most buffer heads whose origin the plan cannot follow are the block
+            # device's (metadata read with sb_bread, ext4_bread, ocfs2_read_block):
+            # an inode or file in scope is no evidence for their page
+            return Decision("needs-human", evidence=f"{origin.evidence}; a buffer head's page from where the "
+                            "plan cannot follow: an inode in scope is no evidence (most such buffers are the "
+                            "block device's)", candidates=tuple(f"{c.expr} ({c.evidence})" for c in cands))
         if origin.kind != "parameter":
             # a page from somewhere the plan cannot follow: only what names a
             # mapping directly may stand for it, never a member chain or a
@@ -769,6 +835,12 @@ class Context:
                 if value.endswith(strip_suffix):
                     return value[: -len(strip_suffix)].strip()
         return None
+
+
+def _then(origin: Origin, path: str) -> Origin:
+    """origin of a value, for the page at `value<path>`: a parameter's page
+    path grows by path (other origins name the mapping already)."""
+    return replace(origin, path=origin.path + path) if origin.kind == "parameter" and path else origin
 
 
 def _agree(found: list[Origin], what: str) -> Origin:

@@ -398,16 +398,21 @@ class _Fixpoint:
             passed = [(site, pred, self.site_argument(pred, kind, site, m)) for m in members
                       for pred, kind, edge in edges_in(self.g, m, *kinds) for site in sorted(edge["sites"])
                       if self._call(site) is not None]
-            # a caller pruned before passes NULL too ("unresolved" because it
-            # stopped), and so does a call through a slot whose receiver is the
-            # field read back (`mapping = folio_mapping(folio);
-            # mapping->a_ops->x(folio)` in reclaim): the parameter carries nothing
-            hows = {"needs-human" if how == "unresolved" and (self._pruned_stop(pred) or self._raw_receiver(site, pred))
+            # callers that could not say the mapping anyway (_passes_nothing)
+            hows = {"needs-human" if how == "unresolved" and self._passes_nothing(site, pred, node)
                     else how for site, pred, (_, how, _) in passed}
             if passed and hows <= {*_PASSES_NOTHING, "never-protected"}:
                 why = self._pruned(passed, "never-protected" in hows and hows <= {"never-protected", "debug"})
                 out.update((m, why) for m in members)
         return out
+
+    def _passes_nothing(self, site: tuple, pred: str, target: str) -> bool:
+        """An "unresolved" call whose caller could not say the mapping anyway:
+        a caller pruned before, code the plan does not convert that cannot name
+        the page's mapping, or a call through a slot whose receiver is the field
+        read back (`mapping = folio_mapping(folio); mapping->a_ops->x(folio)`)."""
+        return self._pruned_stop(pred) or self._raw_receiver(site, pred) or \
+            self.site_decision(pred, site, target).kind == "needs-human"
 
     def _raw_receiver(self, site: tuple, caller: str) -> bool:
         call = self._call(site)
