@@ -41,6 +41,7 @@ semantics; NULL tests with the record in the field; flag tests are
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -48,7 +49,7 @@ from functools import lru_cache
 
 from . import model
 from . import types as ctypes
-from .graph import Analysis, ReadRecord, edges_out
+from .graph import Analysis, ReadRecord, edges_out, home
 from .plan import CallSite, Plan, Rewrite
 from .plan.context import Context, member_of, parse_call, root_of, strip
 from .rules import Rules
@@ -151,6 +152,7 @@ class _Path:
     sites: tuple[tuple, ...]  # graph site of each hop (path, line, call index)
     contract: bool  # the first hop is `M->a_ops->op(page...)`: its page is M's
     pages: tuple[int, ...] = ()  # per hop: the argument that carries the page
+    entry: bool = False  # top takes the page as a parameter and nothing in the tree calls it
 
 
 class _World:
@@ -255,6 +257,7 @@ class _Checker:
         self.reads = sorted(analysis.reads, key=lambda r: (r.file, r.line, r.col))
         self.read_at = {(r.file, r.start): r for r in analysis.reads}
         self._event_cache: dict[str, tuple[list, dict, str]] = {}
+        self.function_names = {d["name"] for _, d in self.g.nodes(data=True) if d["type"] == "function"}
 
     @staticmethod
     def short(fid: str) -> str:
@@ -281,16 +284,19 @@ class _Checker:
         out: list[_Path] = []
         truncated = False
         stack: list[tuple[str, str, tuple, tuple, tuple]] = [(reader, page_expr, (), (), ())]
+        reader_fid = reader
         while stack:
             fid, expr, hops, sites, pages = stack.pop()
             origin = self.ctx.origin(fid, expr)
             callers = list(self.ctx.callers(fid)) if origin.kind == "parameter" else []
             if not callers:
-                out.append(_Path(hops, fid, sites, False, pages))
+                entry = origin.kind == "parameter" and bool(hops)  # (exported: its callers are elsewhere)
+                out.extend(self._data_paths(fid, hops, sites, pages, reader_fid)
+                           or [_Path(hops, fid, sites, False, pages, entry)])
                 continue
             for pred, target, site, call in callers:
                 if len(out) >= MAX_PATHS:
-                    return out, True
+                    return self._feasible(out, reader_fid), True
                 up = ((self.hop(pred, target, site, call), *hops), (site, *sites), (origin.param, *pages))
                 contract = pred not in self.gains and self.ctx.call_receiver(pred, call) is not None
                 if contract:
@@ -303,7 +309,54 @@ class _Checker:
                     stack.append((pred, member_of(call.args[origin.param], origin.path), *up))
                 else:  # the call does not pass the page (a macro's call, varargs)
                     out.append(_Path(hops, fid, sites, False, pages))
-        return out, truncated
+        return self._feasible(out, reader_fid), truncated
+
+    def _feasible(self, paths: list[_Path], reader: str) -> list[_Path]:
+        """The paths a page can take: a call through an address-space
+        operation reaches the implementations of the filesystem whose code
+        the page came through (jfs's release_metapage -> write_one_page ->
+        ->writepage reaches jfs's, not ceph's); generic code (mm/, fs/*.c) and
+        the stacking filesystems (rules `stacking_paths`) say nothing. All of
+        them when none is feasible (the model cannot tell)."""
+        kept = [p for p in paths if self._one_filesystem(p, reader)]
+        return kept or paths
+
+    def _one_filesystem(self, path: _Path, reader: str) -> bool:
+        chain = [h.caller for h in path.hops] + [reader]
+        for i, hop in enumerate(path.hops):
+            if self.g.nodes[hop.callee]["type"] != "slot":
+                continue
+            theirs = _fs_of(home(self.g, chain[i + 1])[0])
+            for f in chain[:i + 1] if theirs else ():
+                where = home(self.g, f)[0]
+                mine = _fs_of(where)
+                if mine and mine != theirs and not any(fnmatch.fnmatch(where, g) for g in self.pr.stacking_paths):
+                    return False
+        return True
+
+    def _data_paths(self, fid: str, hops: tuple, sites: tuple, pages: tuple, reader: str) -> list[_Path]:
+        """The page is made in fid, which also takes callback data (`void *data`:
+        write_cache_pages(mapping, wbc, fn, data) hands it to fn): start one
+        call higher, at each direct caller, so that data is what they pass --
+        and only at callers that pass, for the function pointer the path goes
+        through, the function it goes into (iomap_writepages passes
+        iomap_do_writepage, never __writepage)."""
+        params = [n for n, _ in self.g.nodes[fid]["params"]]
+        if not any(ctypes.normalise(t) == "void *" and n for n, t in self.g.nodes[fid]["params"]) or not hops:
+            return []
+        first = self.facts[sites[0][0]].calls[sites[0][2]]
+        through = params.index(first.callee) if first.via == "pointer" and first.callee in params else -1
+        into = self.g.nodes[hops[1].caller if len(hops) > 1 else reader]["name"]
+        out = []
+        for pred, target, site, call in self.ctx.callers(fid):
+            if target != fid or pred == fid or any(h.caller == pred for h in hops) or len(out) >= MAX_PATHS // 2:
+                continue
+            if 0 <= through < len(call.args):
+                passed = re.sub(r"^\(.*?\)\s*|^&\s*", "", call.args[through].strip())
+                if passed in self.function_names and passed != into:
+                    continue  # that caller hands another function: no such path
+            out.append(_Path((self.hop(pred, fid, site, call), *hops), pred, (site, *sites), False, (-1, *pages)))
+        return out
 
     # -- the interpreter ------------------------------------------------------------
     def evaluate(self, world: _World, fid: str, text: str, env: dict, depth: int = 0) -> object:
@@ -367,12 +420,15 @@ class _Checker:
         events, pointer_locals, file = self._events(fid)
         for item in events:
             if not hasattr(item, "value"):
-                if item.callee in self.lookups:
+                if self.ctx.lookup_of(fid, item) is not None:
                     self._fill(world, fid, item, env, pointer_locals, depth)
                 elif depth < CALL_DEPTH:
                     self._call(world, fid, (item.callee, list(item.args)), env, depth)
                 continue
             v = item
+            if "." in v.name:  # `fio.page = page`, `{ .page = page }`: a member of a local struct
+                self._store_member(world, fid, v, env, depth)
+                continue
             text = v.value
             for w in self.rewrites_by_line.get((file, v.line), ()):
                 if w.from_ in text and w.purpose != "identity":
@@ -381,15 +437,25 @@ class _Checker:
             env[v.name] = self._safe(world, fid, text, env, depth)  # (out-parameters land in env too)
             env.pop("__mp_helper", None)
 
+    def _store_member(self, world: _World, fid: str, v, env: dict, depth: int) -> None:
+        local, member = v.name.split(".", 1)
+        obj = env.get(local)
+        if obj is None:
+            obj = env[local] = model.Opaque(local, "local", _ANY,
+                                            lambda m, n=local: model.Unknown(f"{n}.{m} is never given a value"))
+        if isinstance(obj, model.Opaque):
+            obj.assign(member, self._safe(world, fid, v.value, env, depth))
+
     def _events(self, fid: str) -> tuple[list, dict, str]:
         """What run_locals interprets in fid, in source order (kept per function):
         the values of its pointer locals, the lookups that fill a batch, the
         calls that store a page through `&local`."""
         if fid in self._event_cache:
             return self._event_cache[fid]
-        fills = [(c.start, c) for c in self.ctx.calls(fid) if c.callee in self.lookups
-                 and 0 <= self.lookups[c.callee].fills < len(c.args)]
-        values = [(v.start, v) for v in self.ctx.values(fid) if v.name != "return"]
+        fills = [(c.start, c) for c in self.ctx.calls(fid) if (lk := self.ctx.lookup_of(fid, c)) is not None
+                 and 0 <= lk.fills < len(c.args)]
+        values = [(v.start, v) for v in (*self.ctx.values(fid), *self.ctx.elements(fid))
+                  if v.name != "return" and not v.name.endswith("[]")]
         starts = {at for at, _ in values}
         fills += [(c.start, c) for c in self.ctx.calls(fid) if c.start not in starts and self._stores_out(fid, c)]
         pointer_locals = {v.name: v.type for _, v in values}
@@ -408,14 +474,17 @@ class _Checker:
     def _fill(self, world: _World, fid: str, c, env: dict, pointer_locals: dict, depth: int) -> None:
         """A lookup that stores its pages in an argument: `&page` (one page), a
         batch `&fbatch` (members holding pages) or an array `pages`."""
-        lk = self.lookups[c.callee]
+        lk = self.ctx.lookup_of(fid, c)
         if lk.arg >= len(c.args):
             return
         target = root_of(strip(c.args[lk.fills]))
         value = self._safe(world, fid, c.args[lk.arg], env, depth)
         member = {"inode": "i_mapping", "file": "f_mapping", "rac": "mapping"}.get(lk.of)
         mapping = getattr(value, member, None) if member else value
-        if not target or not isinstance(mapping, model.AddressSpace):
+        if not target:
+            return
+        if not isinstance(mapping, model.AddressSpace):
+            env[target] = model.Unknown(f"{c.callee}() looked up in {c.args[lk.arg]}, which is {mapping!r}")
             return
         folio = world.page_of(mapping, c.callee)
         base = ctypes.split(pointer_locals.get(target, "") or self._filled_type(fid, c, lk.fills))[0]
@@ -588,6 +657,7 @@ class _Checker:
             return Verdict(*head, "unresolvable", 0, False, Witness((), "(none)", "plain", f"{r.function}: {why}"))
         paths, truncated = self.paths(r.function_id, r.receiver_text)
         unproven: _Failure | None = None
+        entries: set[str] = set()  # tops nothing in the tree calls, whose page the tree cannot say
         for path in paths:
             for variant, nulls in self.variants(path.top, path, rewrite):
                 try:
@@ -596,11 +666,18 @@ class _Checker:
                     if f.verdict == "unresolvable":
                         return Verdict(*head, "unresolvable", len(paths), truncated,
                                        Witness(path.hops, f.argument, variant, f.error, f.value, f.owner))
-                    unproven = unproven or f
-        if unproven is not None:
-            return Verdict(*head, "unproven", len(paths), truncated, None, missing=unproven.error)
+                    if path.entry and f.argument == r.receiver_text and "nothing in the code says" in f.error:
+                        entries.add(self.short(path.top))
+                    else:
+                        unproven = unproven or f
+        if unproven is not None or len(entries) == len({p.top for p in paths}):
+            missing = unproven.error if unproven is not None else \
+                f"every path starts at a function nothing in the tree calls ({', '.join(sorted(entries))})"
+            return Verdict(*head, "unproven", len(paths), truncated, None, missing=missing)
+        more = (f"; not checked: the paths from {', '.join(sorted(entries))}, which nothing in the tree calls "
+                "(their callers are outside it)") if entries else ""
         return Verdict(*head, "resolvable", len(paths), truncated, None,
-                       "the helper returned the page's owner on every path and variant")
+                       "the helper returned the page's owner on every path and variant" + more)
 
     def _kept(self, head: tuple, kept) -> Verdict:
         if kept.reason == "never-protected":
@@ -612,6 +689,12 @@ class _Checker:
         return Verdict(*head, "unproven", 0, False, None,
                        missing="a flag test: the model has no flag bits, so that the record keeps "
                                "PAGE_MAPPING_ANON/KSM/MOVABLE is an assumption")
+
+
+def _fs_of(path: str) -> str:
+    """`fs/gfs2` of fs/gfs2/log.c; "" for generic code (fs/buffer.c, mm/...)."""
+    parts = path.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "fs" else ""
 
 
 class _Everything(frozenset):

@@ -177,6 +177,8 @@ class PlanRules:
     never_sources: dict[str, str] = field(default_factory=dict)
     # macros whose arguments are conditions checked only to catch bugs (BUG_ON, WARN_ON...)
     assertion_macros: frozenset[str] = frozenset()
+    # filesystems that call the operations of another filesystem's mappings (path globs)
+    stacking_paths: tuple[str, ...] = ()
     # members of a buffer head that hold its page (bh->b_page): a page of unknown origin there
     # is not taken from an inode in scope
     buffer_page_members: frozenset[str] = frozenset()
@@ -402,6 +404,7 @@ def _context_rules(plan: dict) -> dict:
         page_locks=frozenset(context.get("page_locks", [])),
         same_page_members=frozenset(context.get("same_page_members", [])),
         buffer_page_members=frozenset(context.get("buffer_page_members", [])),
+        stacking_paths=tuple(context.get("stacking_paths", [])),
     )
 
 

@@ -157,3 +157,39 @@ def test_check_cli_json_and_exit_code(world):
     assert s["unproven"] > 0 and s["never-protected"] == 8
     code, out, _ = run_cli("check", "--db", str(db), "-q")
     assert "unproven" in out and "ctxfs_move_page" in out
+
+
+def _checker(world):
+    db, plan, analysis, rules, facts = world
+    return checkmod._Checker(plan, analysis, rules, facts)  # noqa: SLF001 - the paths themselves
+
+
+def _read(checker, file, line):
+    return next(r for r in checker.reads if r.file == file and r.line == line)
+
+
+def test_an_ops_call_of_one_filesystem_reaches_its_own_implementations(world):
+    c = _checker(world)
+    r = _read(c, "fs/tinyfs/file.c", 7)  # tinyfs_map_block, under tinyfs_writepage (->writepage)
+    tops = {p.top for p in c.paths(r.function_id, r.receiver_text)[0]}
+    # smallfs's sys_smallfs_sync calls ->writepage of smallfs's own mappings: never tinyfs_writepage
+    assert "sys_smallfs_sync" not in tops
+    assert {"mm/vmscan.c::pageout", "mm/page-writeback.c::__writepage"} <= tops  # generic code: any fs
+
+
+def test_a_page_made_where_callback_data_comes_in_starts_at_the_callers(world):
+    c = _checker(world)
+    # write_cache_pages(mapping, wbc, writepage, data) looks the page up and hands it,
+    # with data, to `writepage`: the path starts at a caller, and only at one that passes
+    # the function the path goes into (generic_writepages passes __writepage)
+    (pred, target, site, call), = [x for x in c.ctx.callers("mm/page-writeback.c::__writepage")]
+    hop = c.hop(pred, target, site, call)
+    into_writepage = c._data_paths(pred, (hop,), (site,), (0,), "mm/page-writeback.c::__writepage")  # noqa: SLF001
+    assert [p.top for p in into_writepage] == ["generic_writepages"]
+    assert c._data_paths(pred, (hop,), (site,), (0,), "tinyfs_writepage") == []  # noqa: SLF001
+
+
+def test_a_path_from_a_function_nothing_calls_is_named_not_guessed(world):
+    c = _checker(world)
+    v = c.verdict(_read(c, "fs/tinyfs/file.c", 176))  # tinyfs_debug_orphan: nobody calls it
+    assert v.verdict != "resolvable"

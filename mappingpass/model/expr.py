@@ -12,7 +12,8 @@ Grammar (a small C subset; whitespace is free)::
   ``page->mapping`` is the raw field: for a protected page it yields the record.
 * ``&a->b`` is allowed for embedded structs only (``&folio->page``,
   ``&inode->i_data``) and yields that object; the address of a pointer field has no
-  meaning in the model. A NULL base raises :class:`NullDeref` here too.
+  meaning in the model. A NULL base raises :class:`NullDeref` here too. ``&x`` of a
+  local struct (an :class:`Opaque` bound to ``x``) is that object.
 * Calls: the pure accessors in :data:`FUNCTIONS` (``file_inode``, ``page_folio``,
   ``folio_page``, and the ``page_mapping`` family, which return the raw field like
   ``page->mapping`` so a circular derivation is caught the same way).
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .errors import EvalError, EvalSyntaxError, NotInterpreted, NullDeref, UnknownField, UnknownName
-from .objects import Dentry, File, Folio, Page, Struct, Unknown
+from .objects import Dentry, File, Folio, Opaque, Page, Struct, Unknown
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,8 @@ def _eval(node: Node, env: Mapping[str, object]) -> object:
                     "structs (&folio->page, &inode->i_data) have one in the model"
                 )
             return value
+        case AddrOf(Name(id)) if isinstance(env.get(id), Opaque):
+            return env[id]  # a local struct (`&fio`): the model has no pointers but the objects
         case AddrOf():
             raise EvalError(f"cannot take the address of {unparse(node.operand)!r} in the model")
         case Index(base_node, index_node):

@@ -380,5 +380,9 @@ class Opaque(Struct):
             values[member] = self._make(member)
         return values[member]
 
+    def assign(self, member: str, value: object) -> None:
+        """`x.member = value` (a local struct's member, a designated initializer)."""
+        self.__dict__["_values"][member] = value
+
     def __repr__(self) -> str:
         return f"{self.tag}({self.name})"

@@ -35,7 +35,7 @@ from functools import lru_cache
 from .. import types
 from ..facts import Call, Value
 from ..graph import callers_of, edges_out
-from ..rules import PlanRules
+from ..rules import Lookup, PlanRules
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _LOCAL_WORD = re.compile(r"(?<!->)(?<!\.)(?<![\w])[A-Za-z_]\w*")  # not a member after -> or .
@@ -206,6 +206,7 @@ class Context:
         self._debug: dict[tuple[str, str], list[Call]] = {}
         self._never_tables: dict[str, str] = {}
         self._never_param: dict[tuple[str, int, str], str] = {}
+        self._fills: dict[str, Lookup | None] = {}
 
     # -- what the index recorded for a function ------------------------------
     def _body_facts(self, fid: str):
@@ -357,12 +358,47 @@ class Context:
                        "rac": f"({arg})->mapping"}[lk.of]
         return Origin("lookup", mapping=mapping, evidence=f"{text}: {lk.why}", never=self.never(mapping))
 
+    def lookup_of(self, fid: str, c: Call) -> Lookup | None:
+        """The lookup rule of a call: the rules' own, or one derived from the
+        callee's body -- a function that hands its argument to a lookup that
+        fills it, with the mapping it was given (6.1's
+        pagevec_lookup_range_tag(&pvec, mapping, ...) passes pvec->pages to
+        find_get_pages_range_tag(mapping, ..., pages))."""
+        lk = self.lookups.get(c.callee)
+        if lk is not None or c.via != "direct":
+            return lk
+        callee = self.function_called(fid, c.callee)
+        return self.derived_fill(callee) if callee is not None else None
+
+    def derived_fill(self, fid: str, depth: int = 0) -> Lookup | None:
+        if fid in self._fills:
+            return self._fills[fid]
+        self._fills[fid] = None  # cycle guard
+        names = [p for p, _ in self.params(fid)]
+        found = None
+        for c in self.calls(fid) if depth < 3 else ():
+            lk = self.lookups.get(c.callee) or (self._derived_of(fid, c, depth) if c.via == "direct" else None)
+            if lk is None or not 0 <= lk.fills < len(c.args) or lk.arg >= len(c.args):
+                continue
+            into = root_of(strip(c.args[lk.fills]))
+            of = strip(c.args[lk.arg])
+            if into in names and of in names and into != of:
+                found = Lookup(self.g.nodes[fid]["name"], names.index(of), lk.of, names.index(into),
+                               f"{self.g.nodes[fid]['name']}() fills its argument through {c.callee}(): {lk.why}")
+                break
+        self._fills[fid] = found
+        return found
+
+    def _derived_of(self, fid: str, c: Call, depth: int) -> Lookup | None:
+        callee = self.function_called(fid, c.callee)
+        return self.derived_fill(callee, depth + 1) if callee is not None and callee != fid else None
+
     def _filled(self, fid: str, root: str, depth: int = 0) -> Origin | None:
         """A batch or array the function passes to a lookup that fills it, or a
         local whose address it passes to a function of the tree that stores a
         page there (`ext2_find_entry(dir, name, &page)`: `*res_page = page`)."""
         for c in self.calls(fid):
-            lk = self.lookups.get(c.callee)
+            lk = self.lookup_of(fid, c)
             if lk is not None and 0 <= lk.fills < len(c.args) and lk.arg < len(c.args):
                 if strip(c.args[lk.fills]) == root:
                     return self._lookup_origin(lk, c.args[lk.arg],
