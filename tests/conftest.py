@@ -22,7 +22,6 @@ os.environ.setdefault("GIT_AUTHOR_NAME", "Ada Tester")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "ada@example.org")
 
 MINILINUX = REPO / "fixtures" / "minilinux"
-LINUX_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 CACHE = Path(os.environ.get("MAPPINGPASS_CACHE", Path.home() / ".cache" / "mappingpass"))
 
 
@@ -124,27 +123,40 @@ def minilinux_copy(tmp_path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
-def linux_tree() -> Path:
-    """linux-6.1 from Debian's linux-source-6.1, extracted once into the cache."""
-    tree = Path(os.environ.get("MAPPINGPASS_LINUX", CACHE / "linux-source-6.1"))
+def debian_tree(version: str, env: str) -> Path:
+    """linux-<version> from Debian's linux-source-<version>, extracted once into
+    the cache (or the tree $env names); skips with the reason when absent."""
+    tree = Path(os.environ.get(env, CACHE / f"linux-source-{version}"))
     if (tree / "Makefile").is_file() and (tree / "include" / "linux" / "fs.h").is_file():
         return tree
-    if not LINUX_TARBALL.is_file():
-        pytest.skip("linux-6.1 not available: apt-get install linux-source-6.1 "
-                    "(or set MAPPINGPASS_LINUX to an extracted tree)")
+    tarball = Path(f"/usr/src/linux-source-{version}.tar.xz")
+    if not tarball.is_file():
+        pytest.skip(f"linux-{version} not available: apt-get install linux-source-{version} "
+                    f"(or set {env} to an extracted tree)")
     CACHE.mkdir(parents=True, exist_ok=True)
-    partial = CACHE / "extracting"
+    partial = CACHE / f"extracting-{version}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     if shutil.which("tar"):
-        subprocess.run(["tar", "xJf", str(LINUX_TARBALL), "-C", str(partial)], check=True)
+        subprocess.run(["tar", "xJf", str(tarball), "-C", str(partial)], check=True)
     else:  # pragma: no cover - tar is in every Debian image
-        with tarfile.open(LINUX_TARBALL) as tf:
+        with tarfile.open(tarball) as tf:
             tf.extractall(partial, filter="data")
-    (partial / "linux-source-6.1").rename(tree)
+    (partial / f"linux-source-{version}").rename(tree)
     shutil.rmtree(partial, ignore_errors=True)
     return tree
+
+
+@pytest.fixture(scope="session")
+def linux_tree() -> Path:
+    """linux-6.1 from Debian's linux-source-6.1, extracted once into the cache."""
+    return debian_tree("6.1", "MAPPINGPASS_LINUX")
+
+
+@pytest.fixture(scope="session")
+def linux612_tree() -> Path:
+    """linux-6.12 from Debian's linux-source-6.12, extracted once into the cache."""
+    return debian_tree("6.12", "MAPPINGPASS_LINUX612")
 
 
 def plan_mutants(plan, analysis, rules, facts):

@@ -198,3 +198,9 @@ def test_the_page_write_begin_stores_is_of_its_mapping(plan):
     site = _site_at(p, "fs/pagefs/buf.c", 95)
     assert (site["argument"], site["how"]) == ("mapping", "lookup")
     assert "->write_begin stores in its page argument" in site["evidence"]
+
+
+def test_a_read_that_is_a_whole_assertion_is_a_null_test(plan):
+    _, p = plan
+    kept = _kept(p, "fs/pagefs/file.c", 130)  # WARN_ON(page->mapping)
+    assert kept["reason"] == "null-test" and "the whole condition of WARN_ON()" in kept["evidence"]

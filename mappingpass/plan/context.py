@@ -758,14 +758,17 @@ class Context:
                 return c.callee
         return ""
 
-    def in_assertion(self, fid: str, path: str, offset: int) -> str:
+    def in_assertion(self, fid: str, path: str, offset: int, end: int = -1) -> str:
         """The assertion macro (rules' assertion_macros: BUG_ON, WARN_ON,
-        lockdep_assert_held...) whose arguments hold offset in fid, or ""."""
+        lockdep_assert_held...) whose arguments hold offset in fid, or "";
+        with end, "=" + the macro when [offset, end) is a whole argument of it
+        (`ASSERT(page->mapping)`: only whether the field is set is asked)."""
         if not self.pr.assertion_macros:
             return ""
         for c in self._debug_calls(path, self.g.nodes[fid]["name"]):
             if c.callee in self.pr.assertion_macros and c.paren < offset < c.end:
-                return c.callee
+                whole = any(s == offset and e == end for s, e in c.arg_spans)
+                return f"={c.callee}" if whole else c.callee
         return ""
 
     def _debug_calls(self, path: str, name: str) -> list[Call]:

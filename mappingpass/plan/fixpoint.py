@@ -364,8 +364,11 @@ class _Fixpoint:
         if debug:
             return Kept(r.file, r.line, fid, r.expr, "debug",
                         f"inside {debug}(): only reported, the page's own field will do"), None
+        assertion = self.ctx.in_assertion(fid, r.file, r.start, r.end)
+        if assertion.startswith("="):  # ASSERT(page->mapping): a NULL test
+            return Kept(r.file, r.line, fid, r.expr, "null-test", f"the whole condition of {assertion[1:]}(): "
+                        "a NULL test, and a protected page's field points at the record, never NULL"), None
         d = self.ctx.decide(fid, self.ctx.origin(fid, r.receiver_text), r.start)
-        assertion = self.ctx.in_assertion(fid, r.file, r.start)
         if assertion and d.kind in ("pass-down", "needs-human"):
             return Kept(r.file, r.line, fid, r.expr, "assertion",
                         f"inside {assertion}(): a condition checked only to catch bugs, "

@@ -1,0 +1,65 @@
+"""Real tier, both Debian trees (linux-6.1 and linux-6.12): the plan decided
+from the page (tests/test_page_facts.py has each trap on the fixture)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli
+
+pytestmark = pytest.mark.realtree
+
+
+@pytest.fixture(scope="module", params=["6.1", "6.12"])
+def tree_plan(request, tmp_path_factory):
+    from mappingpass.workspace import compute_plan
+
+    tree = request.getfixturevalue("linux_tree" if request.param == "6.1" else "linux612_tree")
+    db = tmp_path_factory.mktemp(f"pagefacts-{request.param}")
+    code, _, err = run_cli("analyze", str(tree), "--db", str(db), "-q")
+    assert code == 0, err
+    plan, analysis = compute_plan(str(db))
+    return request.param, db, plan
+
+
+def test_no_function_gains_a_parameter_that_carries_nothing(tree_plan):
+    """Every function that gains the parameter (but for a slot's signature) has a
+    call that passes a mapping, or a caller stopped at a reported boundary."""
+    version, _, plan = tree_plan
+    by_callee: dict[str, list] = {}
+    for c in plan.call_sites:
+        by_callee.setdefault(c.callee, []).append(c)
+    boundaries = {u.function for u in plan.unresolved}
+    signature_only = plan.signature_only()
+    useless = []
+    for f in plan.functions:
+        sites = by_callee.get(f.id, [])
+        if not sites or f.id in signature_only or f.reason[0].why in ("implements", "twin-of"):
+            continue
+        passes = [c for c in sites if c.how not in ("needs-human", "debug", "never-protected", "unresolved")]
+        stopped = [c for c in sites if c.how == "unresolved" and c.caller in boundaries]
+        if not passes and not stopped:
+            useless.append((f.id, sorted({c.how for c in sites})))
+    assert not useless, (version, useless)
+
+
+def test_pruned_reads_are_reported_with_their_reason(tree_plan):
+    version, _, plan = tree_plan
+    kept = {k.reason for k in plan.kept}
+    assert {"no-context", "never-protected", "assertion"} <= kept, (version, kept)
+    no_context = {u.function for u in plan.unresolved if u.reason == "no-context"}
+    assert no_context and all(u.chain for u in plan.unresolved if u.reason == "no-context")
+    gained = {f.id for f in plan.functions}
+    assert not no_context & gained
+    # never a function whose every read is of a never-protected page, unless a slot forces it
+    never_only = {k.function for k in plan.kept if k.reason == "never-protected"}
+    rewritten = {w.function for w in plan.rewrites}
+    calls_on = {c.caller for c in plan.call_sites if c.how == "parameter"}
+    forced = plan.signature_only() | {f.id for f in plan.functions if f.reason[0].why in ("implements", "twin-of")}
+    assert not [fid for fid in never_only & gained if fid not in rewritten | calls_on | forced], version
+
+
+def test_the_plan_is_smaller_than_its_reads_and_asks_few_humans(tree_plan):
+    version, _, plan = tree_plan
+    s = plan.summary()
+    assert s["functions"] <= 360 and s["needs_human"] <= 60, (version, s)
+    assert s["signature_only"] > 0
