@@ -321,15 +321,23 @@ class _Checker:
         kept = [p for p in paths if self._one_filesystem(p, reader)]
         return kept or paths
 
+    def _fs_of(self, path: str) -> str:
+        """`fs/gfs2` of fs/gfs2/log.c, a file the rules say is a filesystem of its
+        own (`mm/shmem.c`: rules filesystem_files); "" for generic code."""
+        if path in self.pr.filesystem_files:
+            return path
+        parts = path.split("/")
+        return "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "fs" else ""
+
     def _one_filesystem(self, path: _Path, reader: str) -> bool:
         chain = [h.caller for h in path.hops] + [reader]
         for i, hop in enumerate(path.hops):
             if self.g.nodes[hop.callee]["type"] != "slot":
                 continue
-            theirs = _fs_of(home(self.g, chain[i + 1])[0])
+            theirs = self._fs_of(home(self.g, chain[i + 1])[0])
             for f in chain[:i + 1] if theirs else ():
                 where = home(self.g, f)[0]
-                mine = _fs_of(where)
+                mine = self._fs_of(where)
                 if mine and mine != theirs and not any(fnmatch.fnmatch(where, g) for g in self.pr.stacking_paths):
                     return False
         return True
@@ -689,12 +697,6 @@ class _Checker:
         return Verdict(*head, "unproven", 0, False, None,
                        missing="a flag test: the model has no flag bits, so that the record keeps "
                                "PAGE_MAPPING_ANON/KSM/MOVABLE is an assumption")
-
-
-def _fs_of(path: str) -> str:
-    """`fs/gfs2` of fs/gfs2/log.c; "" for generic code (fs/buffer.c, mm/...)."""
-    parts = path.split("/")
-    return "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "fs" else ""
 
 
 class _Everything(frozenset):

@@ -179,6 +179,8 @@ class PlanRules:
     assertion_macros: frozenset[str] = frozenset()
     # filesystems that call the operations of another filesystem's mappings (path globs)
     stacking_paths: tuple[str, ...] = ()
+    # files outside fs/ that are a filesystem of their own (mm/shmem.c)
+    filesystem_files: frozenset[str] = frozenset()
     # members of a buffer head that hold its page (bh->b_page): a page of unknown origin there
     # is not taken from an inode in scope
     buffer_page_members: frozenset[str] = frozenset()
@@ -405,6 +407,7 @@ def _context_rules(plan: dict) -> dict:
         same_page_members=frozenset(context.get("same_page_members", [])),
         buffer_page_members=frozenset(context.get("buffer_page_members", [])),
         stacking_paths=tuple(context.get("stacking_paths", [])),
+        filesystem_files=frozenset(context.get("filesystem_files", [])),
     )
 
 

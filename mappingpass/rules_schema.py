@@ -63,7 +63,8 @@ SCHEMA = Table(
                       nullable_slots=STRS, debug_macros=FreeTable([Ints(-1, 15)]), debug_calls=str,  # -1: all
                       slot_groups=[STRS], assertion_macros=STRS,
                       page_locks=STRS, same_page_members=STRS,
-                      buffer_page_members=STRS, stacking_paths=STRS),
+                      buffer_page_members=STRS, stacking_paths=STRS,
+                      filesystem_files=STRS),
     ),
 )
 

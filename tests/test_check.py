@@ -193,3 +193,10 @@ def test_a_path_from_a_function_nothing_calls_is_named_not_guessed(world):
     c = _checker(world)
     v = c.verdict(_read(c, "fs/tinyfs/file.c", 176))  # tinyfs_debug_orphan: nobody calls it
     assert v.verdict != "resolvable"
+
+
+def test_which_code_is_a_filesystem_of_its_own(world):
+    c = _checker(world)
+    assert c._fs_of("fs/gfs2/log.c") == "fs/gfs2"  # noqa: SLF001
+    assert c._fs_of("fs/buffer.c") == c._fs_of("mm/filemap.c") == ""  # generic: any filesystem  # noqa: SLF001
+    assert c._fs_of("mm/shmem.c") == "mm/shmem.c"  # rules filesystem_files: tmpfs  # noqa: SLF001
