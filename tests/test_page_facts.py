@@ -204,3 +204,12 @@ def test_a_read_that_is_a_whole_assertion_is_a_null_test(plan):
     _, p = plan
     kept = _kept(p, "fs/pagefs/file.c", 130)  # WARN_ON(page->mapping)
     assert kept["reason"] == "null-test" and "the whole condition of WARN_ON()" in kept["evidence"]
+
+
+def test_a_call_inside_an_assertion_is_real_code(plan):
+    _, p = plan
+    # WARN_ON(pagefs_drop_folio(folio)): the call runs whatever the assertion reports
+    inside = _site_at(p, "fs/pagefs/file.c", 141)
+    assert (inside["argument"], inside["how"]) == ("mapping", "parameter")
+    outer = _site_at(p, "fs/pagefs/file.c", 146)
+    assert (outer["argument"], outer["how"]) == ("mapping", "lookup")

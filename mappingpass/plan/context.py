@@ -819,6 +819,12 @@ class Context:
                 if origin.kind == "parameter":
                     return Decision("context", c.expr, evidence=f"{origin.evidence}; provider: {c.evidence}",
                                     how="provider")
+                if len(cands) > 1:
+                    # the page's origin is not followed and several mappings are in
+                    # scope (ext4's move_extent: the original file and the donor):
+                    # a rank is no evidence of which is the page's
+                    return Decision("needs-human", evidence=f"{origin.evidence}; {len(cands)} mappings in scope "
+                                    "and the page's origin not followed", candidates=listed)
                 return Decision("context", c.expr, evidence=f"{origin.evidence}; the only provider in scope "
                                 f"(page origin not followed): {c.evidence}", candidates=listed, how="provider")
             return Decision("needs-human", evidence=f"{origin.evidence}; {len(best)} candidates of the same rank",
