@@ -205,6 +205,22 @@ class Rules:
     kinds: tuple[KindRule, ...]
     plan: PlanRules | None
 
+    def named(self) -> list[tuple[str, str]]:
+        """(entry, name) of every function, macro or table a rules entry names
+        by the tree's own spelling: what a newer tree may have renamed."""
+        out = [(f"read.accessors {a}", a) for a in sorted(self.accessors)]
+        pr = self.plan
+        if pr is not None:
+            out += [(f"plan.lookup {lk.function}", lk.function) for lk in pr.lookups]
+            out += [(f"plan.never_source {n}", n) for n in pr.never_sources]
+            out += [(f"plan.registration {r.name}", r.name) for r in pr.registrations]
+            out += [(f"plan.never_protected_ops {t}", t) for t in pr.never_protected_ops]
+            out += [(f"plan.context.{key} {n}", n) for key, names in (
+                ("page_converters", pr.page_converters), ("page_locks", pr.page_locks),
+                ("assertion_macros", pr.assertion_macros), ("debug_macros", pr.debug_macros.keys()))
+                for n in sorted(names)]
+        return out
+
     def kind_of(self, path: str, function: str | None, bound: tuple[str, ...] = ()) -> tuple[int | str, str]:
         for rule in self.kinds:
             if rule.matches(path, function, bound):

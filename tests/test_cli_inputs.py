@@ -510,3 +510,23 @@ def test_an_internal_error_is_one_line_and_exit_3(fixture_db, monkeypatch):
     monkeypatch.setenv("MAPPINGPASS_DEBUG", "1")
     with pytest.raises(KeyError):
         run_cli("plan", "--db", str(fixture_db), "-q")
+
+
+def test_analyze_reports_the_rules_entries_the_tree_does_not_have(tmp_path):
+    """Rule drift: an entry naming a function no file of the tree mentions (a
+    kernel that renamed it) is listed by analyze, in text and JSON."""
+    import json as jsonmod
+
+    rules = tmp_path / "r.toml"
+    text = (REPO / "rules" / "mapping.toml").read_text()
+    cut = text.index("[plan.context]")
+    rules.write_text(text[:cut] + '[[plan.lookup]]\nfunction = "filemap_get_folio_renamed"\narg = 0\n'
+                     'why = "a lookup of a newer kernel"\n\n' + text[cut:])
+    code, out, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(rules),
+                             "--format", "json", "-q")
+    assert code == 0, err
+    drift = jsonmod.loads(out)["rules_drift"]
+    assert {"entry": "plan.lookup filemap_get_folio_renamed", "name": "filemap_get_folio_renamed"} in drift
+    assert "filemap_get_folio" not in {d["name"] for d in drift}  # the fixture has that one
+    code, out, _ = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(rules))
+    assert f"rules      {len(drift)} entries name what this tree has nowhere" in out

@@ -87,6 +87,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     graph_seconds = time.monotonic() - started
     result = analyze_report(root, store, stats, analysis, graph_seconds, precise_stats)
     result["parameter"] = rules.plan.param_name if rules.plan else ""  # what kind 1 passes down
+    result["rules_drift"] = rules_drift(root, rules, store)
     if precise_stats is not None:
         result["seconds"]["precise"] = precise_stats.seconds
     store.close()
@@ -134,6 +135,23 @@ def _build_with_types(root: Path, rules, store, expand: bool):
                 break
             facts += store.load_facts(added)
     return graphmod.load_or_build(store, rules, facts)
+
+
+def rules_drift(root: Path, rules, store) -> list[dict]:
+    """The rules entries that name a function, macro or table no file of the
+    tree mentions (a renamed accessor, a lookup a newer kernel dropped): one
+    grep of the whole tree, kept in the index for its content and the rules."""
+    key = f"{store.content_key()}:{rules.digest}"
+    kept = json.loads(store.get_meta("rules_drift") or "{}")
+    if kept.get("key") == key and isinstance(kept.get("drift"), list):
+        return [d for d in kept["drift"] if isinstance(d, dict) and set(d) == {"entry", "name"}]
+    named = rules.named()
+    found = indexmod.words_found(root, list(indexmod.iter_sources(root, rules.skip_dirs)),
+                                 sorted({n for _, n in named}))
+    drift = [{"entry": entry, "name": name} for entry, name in named if name not in found]
+    store.set_meta("rules_drift", json.dumps({"key": key, "drift": drift}))
+    store.commit()
+    return drift
 
 
 def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, graph_seconds: float,
@@ -239,6 +257,13 @@ def print_analyze_text(r: dict) -> None:
         print("  by subsystem: " + ", ".join(f"{k} {v}" for k, v in top))
     if "precise" in r:
         print_precise_text(r["precise"])
+    drift = r.get("rules_drift", [])
+    if drift:
+        print(f"rules      {len(drift)} entries name what this tree has nowhere (renamed or removed?):")
+        for d in drift[:8]:
+            print(f"  {d['entry']}")
+        if len(drift) > 8:
+            print(f"  ... and {len(drift) - 8} more (--format json lists them all)")
     s = r["seconds"]
     extra = "".join(f", {k} {v:.1f} s" for k, v in s.get("precise", {}).items())
     print(f"time       index {s['index']:.1f} s{extra}, graph {s['graph']:.1f} s")
