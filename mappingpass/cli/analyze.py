@@ -18,6 +18,7 @@ from ..workspace import load_rules, open_store
 from .common import jobs_arg, progress, say
 
 ANALYZE_SCHEMA = "mappingpass.analyze/1"
+DRIFT_VERSION = 1  # bump when what rules_drift reports changes (its kept copy is then recomputed)
 
 
 def register(sub, common) -> None:
@@ -141,7 +142,7 @@ def rules_drift(root: Path, rules, store) -> list[dict]:
     """The rules entries that name a function, macro or table no file of the
     tree mentions (a renamed accessor, a lookup a newer kernel dropped): one
     grep of the whole tree, kept in the index for its content and the rules."""
-    key = f"{store.content_key()}:{rules.digest}"
+    key = f"{DRIFT_VERSION}:{store.content_key()}:{rules.digest}"
     kept = json.loads(store.get_meta("rules_drift") or "{}")
     if kept.get("key") == key and isinstance(kept.get("drift"), list):
         return [d for d in kept["drift"] if isinstance(d, dict) and set(d) == {"entry", "name"}]
