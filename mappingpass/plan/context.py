@@ -819,10 +819,10 @@ class Context:
                 if origin.kind == "parameter":
                     return Decision("context", c.expr, evidence=f"{origin.evidence}; provider: {c.evidence}",
                                     how="provider")
-                if len(cands) > 1:
-                    # the page's origin is not followed and several mappings are in
-                    # scope (ext4's move_extent: the original file and the donor):
-                    # a rank is no evidence of which is the page's
+                if c.rank > 1 and len({self._same(fid, x.expr) for x in cands}) > 1:
+                    # the page's origin is not followed, no mapping itself is in scope
+                    # and several inodes or files are (ext4's move_extent: the
+                    # original file and the donor): a rank is no evidence of which
                     return Decision("needs-human", evidence=f"{origin.evidence}; {len(cands)} mappings in scope "
                                     "and the page's origin not followed", candidates=listed)
                 return Decision("context", c.expr, evidence=f"{origin.evidence}; the only provider in scope "
@@ -867,6 +867,15 @@ class Context:
             return ""
         return (f"every caller passes {root} as the host of the page it passes "
                 f"({callers[0][0]} at {callers[0][2][0]}:{callers[0][2][1]})")
+
+    def _same(self, fid: str, expr: str) -> str:
+        """expr with a local replaced by its one value (`mapping` given
+        `inode->i_mapping`): two candidates that name one mapping are one."""
+        if expr.isidentifier():
+            vals = {v.value.strip() for v in self.values(fid) if v.name == expr}
+            if len(vals) == 1:
+                return vals.pop()
+        return expr
 
     def receiver_mapping(self, fid: str, receiver: str, strip_suffix: str) -> str | None:
         """`M->a_ops` -> M, also through an ops local `aops = M->a_ops`."""
