@@ -198,9 +198,9 @@ class Plan:
     def signature_only(self) -> set[str]:
         """Functions that take the parameter only because a slot they implement
         does: nothing in them uses it (no read takes it, no call passes it)."""
+        param = {f.id: f.param_name for f in self.functions}
         users = {c.caller for c in self.call_sites if c.how == "parameter"}
-        users |= {w.function for w in self.rewrites
-                  if w.evidence.endswith(f"passed down by the callers of {w.function}")}
+        users |= {w.function for w in self.rewrites if w.context == param.get(w.function)}
         return {f.id for f in self.functions if f.reason and f.reason[0].why == "implements" and f.id not in users}
 
     def summary(self) -> dict:
