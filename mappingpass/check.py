@@ -140,9 +140,11 @@ class CheckResult:
 class _Failure(Exception):
     """The path is refuted (unresolvable) or cannot be followed (unproven)."""
 
-    def __init__(self, verdict: str, argument: str, error: str, value: str = "", owner: str = "") -> None:
+    def __init__(self, verdict: str, argument: str, error: str, value: str = "", owner: str = "",
+                 no_owner: bool = False) -> None:
         super().__init__(error)
         self.verdict, self.argument, self.error, self.value, self.owner = verdict, argument, error, value, owner
+        self.no_owner = no_owner  # the page came in as a parameter and nothing says whose it is
 
 
 @dataclass(frozen=True)
@@ -284,19 +286,18 @@ class _Checker:
         out: list[_Path] = []
         truncated = False
         stack: list[tuple[str, str, tuple, tuple, tuple]] = [(reader, page_expr, (), (), ())]
-        reader_fid = reader
         while stack:
             fid, expr, hops, sites, pages = stack.pop()
             origin = self.ctx.origin(fid, expr)
             callers = list(self.ctx.callers(fid)) if origin.kind == "parameter" else []
             if not callers:
                 entry = origin.kind == "parameter" and bool(hops)  # (exported: its callers are elsewhere)
-                out.extend(self._data_paths(fid, hops, sites, pages, reader_fid)
+                out.extend(self._data_paths(fid, hops, sites, pages, reader)
                            or [_Path(hops, fid, sites, False, pages, entry)])
                 continue
             for pred, target, site, call in callers:
                 if len(out) >= MAX_PATHS:
-                    return self._feasible(out, reader_fid), True
+                    return self._feasible(out, reader), True
                 up = ((self.hop(pred, target, site, call), *hops), (site, *sites), (origin.param, *pages))
                 contract = pred not in self.gains and self.ctx.call_receiver(pred, call) is not None
                 if contract:
@@ -309,7 +310,7 @@ class _Checker:
                     stack.append((pred, member_of(call.args[origin.param], origin.path), *up))
                 else:  # the call does not pass the page (a macro's call, varargs)
                     out.append(_Path(hops, fid, sites, False, pages))
-        return self._feasible(out, reader_fid), truncated
+        return self._feasible(out, reader), truncated
 
     def _feasible(self, paths: list[_Path], reader: str) -> list[_Path]:
         """The paths a page can take: a call through an address-space
@@ -612,7 +613,7 @@ class _Checker:
             param = world.param_pages.get(id(folio), "?")
             raise _Failure("unproven", read.receiver_text,
                            f"the page comes in as {param}, and nothing in the code says whose page it is"
-                           + (" (nothing calls it)" if not path.hops else ""))
+                           + (" (nothing calls it)" if not path.hops else ""), no_owner=True)
         try:
             ctx = self.evaluate(world, fid, rewrite.context, env)
         except model.NullDeref as exc:
@@ -674,7 +675,7 @@ class _Checker:
                     if f.verdict == "unresolvable":
                         return Verdict(*head, "unresolvable", len(paths), truncated,
                                        Witness(path.hops, f.argument, variant, f.error, f.value, f.owner))
-                    if path.entry and f.argument == r.receiver_text and "nothing in the code says" in f.error:
+                    if path.entry and f.no_owner:
                         entries.add(self.short(path.top))
                     else:
                         unproven = unproven or f

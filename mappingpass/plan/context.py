@@ -333,16 +333,19 @@ class Context:
         if summary is None or summary.kind == "unknown":
             why = summary.evidence if summary is not None else "its result could not be followed"
             return Origin("unknown", evidence=f"{text}: {why}")
-        names = {p: args[i] for i, (p, _) in enumerate(self.params(callee)) if p and i < len(args)}
         if summary.kind == "parameter":
             if summary.param >= len(args):
                 return Origin("unknown", evidence=f"{text}: returns its argument {summary.param}, not passed")
             return self.origin(fid, member_of(args[summary.param], summary.path), depth + 1, seen)
-        mapping = substitute(summary.mapping, names)
-        # (the callee's never-protected mapping may only show in the caller's
-        # terms: f2fs_grab_cache_page(NODE_MAPPING(sbi), ...) looks up `mapping`)
-        return Origin(summary.kind, mapping=mapping, evidence=f"{text}: {summary.evidence}",
-                      never=summary.never or self.never(mapping))
+        return self._in_caller(summary, callee, args, f"{text}: {summary.evidence}")
+
+    def _in_caller(self, got: Origin, callee: str, args, evidence: str) -> Origin:
+        """A callee's lookup or carrier origin in the terms of a call passing
+        args; the never-protected mapping may only show there
+        (f2fs_grab_cache_page(NODE_MAPPING(sbi), ...) looks up `mapping`)."""
+        names = {p: args[j] for j, (p, _) in enumerate(self.params(callee)) if p and j < len(args)}
+        mapping = substitute(got.mapping, names)
+        return Origin(got.kind, mapping=mapping, evidence=evidence, never=got.never or self.never(mapping))
 
     def _lookup_origin(self, lk, arg: str, text: str, fid: str = "") -> Origin:
         arg = arg.strip()
@@ -418,10 +421,7 @@ class Context:
             text = f"{c.callee}({', '.join(c.args)}) at line {c.line}"
             if out.kind == "parameter":
                 return self.origin(fid, c.args[out.param], depth + 1) if out.param < len(c.args) else None
-            names = {p: c.args[j] for j, (p, _) in enumerate(self.params(callee)) if p and j < len(c.args)}
-            mapping = substitute(out.mapping, names)
-            return Origin(out.kind, mapping=mapping, evidence=f"{text}: {out.evidence}",
-                          never=out.never or self.never(mapping))
+            return self._in_caller(out, callee, c.args, f"{text}: {out.evidence}")
         return None
 
     def out_summary(self, fid: str, param: str) -> Origin | None:
@@ -459,12 +459,9 @@ class Context:
             got = self.out_summary(callee, self.params(callee)[i][0])
             if got is None or got.kind == "unknown":
                 continue
-            names = {p: c.args[j] for j, (p, _) in enumerate(self.params(callee)) if p and j < len(c.args)}
             if got.kind == "parameter":
                 continue  # (a page of the callee's own parameter: not a store of a new page)
-            mapping = substitute(got.mapping, names)
-            out.append(Origin(got.kind, mapping=mapping, evidence=f"{c.callee}() at line {c.line}: {got.evidence}",
-                              never=got.never or self.never(mapping)))
+            out.append(self._in_caller(got, callee, c.args, f"{c.callee}() at line {c.line}: {got.evidence}"))
         return out
 
     def function_called(self, fid: str, name: str) -> str | None:

@@ -303,8 +303,7 @@ class _Fixpoint:
 
     def _receiver_argument(self, site: tuple, caller: str) -> str | None:
         """`M->a_ops->op(...)` passes M; so does `aops->op(...)` after `aops = M->a_ops`."""
-        call = self._call(site)
-        found = self.ctx.call_receiver(caller, call) if call is not None else None
+        found = self._receiver(site, caller)
         if found is None or _READ_TEXT.search(found):
             return None  # `folio->mapping->a_ops->x(...)`: the field handed back, not a context
         if not self.in_scope(caller) and found in self.ctx.from_reads(caller):
@@ -312,6 +311,11 @@ class _Fixpoint:
             # whose reads stay as they are (reclaim): the field handed back too
             return None
         return found
+
+    def _receiver(self, site: tuple, caller: str) -> str | None:
+        """M of a call `M->a_ops->op(...)` at site, as written (Context.call_receiver)."""
+        call = self._call(site)
+        return self.ctx.call_receiver(caller, call) if call is not None else None
 
     def _call(self, site: tuple) -> Call | None:
         ff = self.file_facts(site[0])
@@ -416,8 +420,7 @@ class _Fixpoint:
             self.site_decision(pred, site, target).kind == "needs-human"
 
     def _raw_receiver(self, site: tuple, caller: str) -> bool:
-        call = self._call(site)
-        found = self.ctx.call_receiver(caller, call) if call is not None else None
+        found = self._receiver(site, caller)
         return found is not None and found in self.ctx.from_reads(caller)
 
     def _pruned_stop(self, node: str) -> bool:
