@@ -10,8 +10,9 @@
 #   scripts/kernel_boot_check.sh --none         # the unpatched kernel only
 #
 #   --tree DIR     the kernel's git tree with tag `pristine` (default
-#                  $MAPPINGPASS_CACHE/kbuild/linux-6.1, made by kernel_build_check.sh,
-#                  or extracted here from Debian's linux-source-6.1 the first time)
+#                  $MAPPINGPASS_CACHE/kbuild/linux-$KVER, made by kernel_build_check.sh,
+#                  or extracted here from Debian's linux-source-$KVER the first time)
+#   --kernel V     the Debian kernel release: 6.1 (default) or 6.12 (linux-source-V)
 #   --out DIR      where logs and the report go (default: a fresh temp dir)
 #   --timeout S    seconds a boot may take before it is "no verdict" (default 300)
 #   --no-context-check  boot the series' helper as it is; by default its
@@ -53,6 +54,7 @@ while [ $# -gt 0 ]; do
         --diff) MODE=diff; SRC=$(realpath -e "$2") || die "$2: no such file"; shift 2 ;;
         --none) MODE=none; shift ;;
         --tree) TREE=$2; shift 2 ;;
+        --kernel) kt_kernel "$2"; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         -j) JOBS=$2; shift 2 ;;
@@ -66,6 +68,7 @@ done
 [ -n "$MODE" ] || usage
 case $TIMEOUT in ''|*[!0-9]*) die "--timeout must be a number of seconds" ;; esac
 case $JOBS in ''|*[!0-9]*|0) die "-j must be a positive number" ;; esac
+kt_tree
 case $TREE in "$REPO"|"$REPO"/*) die "--tree must not be inside the repository (no kernel code in it)";; esac
 OUT=${OUT:-$(mktemp -d /tmp/kboot-check.XXXXXX)}
 mkdir -p "$OUT" || die "$OUT: cannot create"
@@ -90,6 +93,7 @@ t=$(now)
 G() { git -C "$TREE" -c user.name=kboot -c user.email=kboot@localhost "$@"; }
 kt_pristine "$TREE"
 BOOT=$CACHE/boot
+[ "$KVER" = 6.1 ] || BOOT=$CACHE/boot-$KVER  # (6.1's cache keeps its name)
 SRCDIR=$BOOT/linux
 mkdir -p "$BOOT"
 if [ ! -e "$SRCDIR/.git" ]; then
@@ -259,7 +263,7 @@ TIMES[boot-patched]=$(( $(now) - t ))
 
 # 6. report ---------------------------------------------------------------------
 {
-    echo "kernel boot check: linux-6.1, tinyconfig + scripts/boot/boot.config, QEMU TCG"
+    echo "kernel boot check: linux-$KVER, tinyconfig + scripts/boot/boot.config, QEMU TCG"
     echo "tree       $SRCDIR ($([ $MODE = none ] && echo pristine || echo "$SRC"))"
     echo "contexts   $([ $CONTEXT_CHECK = 1 ] && echo "checked: page_mapping_wp() warns when a caller's mapping is not the page's" || echo "not checked (--no-context-check)")"
     echo "unpatched  $V_BASE"

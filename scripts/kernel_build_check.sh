@@ -7,10 +7,11 @@
 #   scripts/kernel_build_check.sh --diff FILE                       # one diff written by emit --diff
 #
 # Options:
-#   --tree DIR     the build tree (default $MAPPINGPASS_CACHE/kbuild/linux-6.1, itself
-#                  default ~/.cache/mappingpass/kbuild/linux-6.1); made once from
-#                  /usr/src/linux-source-6.1.tar.xz and committed to a local git repo,
+#   --tree DIR     the build tree (default $MAPPINGPASS_CACHE/kbuild/linux-$KVER, itself
+#                  default ~/.cache/mappingpass/kbuild/linux-$KVER); made once from
+#                  /usr/src/linux-source-$KVER.tar.xz and committed to a local git repo,
 #                  reset to that commit (tracked files) at every run. Never inside the repo.
+#   --kernel V     the Debian kernel release: 6.1 (default) or 6.12 (linux-source-V)
 #   --out DIR      where logs, the series and the report go (default: a fresh temp dir)
 #   --dirs         also build every object of the touched .c files' directories
 #                  (catches callers and implementations outside the touched files)
@@ -54,6 +55,7 @@ while [ $# -gt 0 ]; do
         --series) MODE=series; SRC=$(cd "$2" && pwd); shift 2 ;;
         --diff) MODE=diff; SRC=$(realpath "$2"); shift 2 ;;
         --tree) TREE=$2; shift 2 ;;
+        --kernel) kt_kernel "$2"; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --dirs) DIRS=1; shift ;;
         --each) EACH=1; shift ;;
@@ -71,6 +73,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$MODE" ] || usage
 case $CONFIG in defconfig|allmodconfig) ;; *) die "--config must be defconfig or allmodconfig" ;; esac
+kt_tree
 case $TREE in "$REPO"|"$REPO"/*) die "--tree must not be inside the repository (no kernel code in it)";; esac
 OUT=${OUT:-$(mktemp -d /tmp/kbuild-check.XXXXXX)}
 mkdir -p "$OUT/logs/base" "$OUT/logs/patched"
@@ -275,7 +278,7 @@ sys.exit(1 if bad else 0)
 EOF
 
 {
-    echo "kernel build check: linux-6.1, x86_64 $CONFIG"
+    echo "kernel build check: linux-$KVER, x86_64 $CONFIG"
     echo "tree     $TREE"
     echo "patches  $( [ ${#PATCHES[@]} -gt 0 ] && echo "${#PATCHES[@]} from $SRC" || echo "$SRC")"
     echo "files    $(echo "$FILES" | wc -l) touched: $(echo $FILES)"

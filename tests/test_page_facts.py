@@ -224,3 +224,14 @@ def test_a_page_of_unknown_origin_with_several_files_in_scope_asks_a_human(plan)
     # ... but the mapping itself in scope (a folio allocated and added to it) is taken
     site = _site_at(p, "fs/pagefs/file.c", 171)
     assert (site["argument"], site["how"]) == ("mapping", "provider")
+
+
+
+def test_a_caller_that_keeps_its_signature_passes_nothing(plan):
+    _, p = plan
+    # submit_bh_hooked is the block layer's (kind 3): it keeps its signature,
+    # so the hook it alone calls would be handed NULL for ever; it keeps its own
+    assert not {"pagefs_bh_submitting", "submit_bh_hooked"} & _functions(p)
+    kept = _kept(p, "fs/pagefs/buf.c", 102)
+    assert kept["reason"] == "no-context" and "submit_bh_hooked" in kept["evidence"]
+    assert not [c for c in p["call_sites"] if c["callee"] == "pagefs_bh_submitting"]

@@ -23,6 +23,11 @@ _READ_TEXT = re.compile(r"(->|\.)\s*mapping\s*$|\b(page|folio)_\w*mapping\w*\s*\
 # (exported, a syscall, kind 2) is where a human decides, and is reported so.
 _PASSES_NOTHING = ("needs-human", "debug")
 _PRUNE_REASONS = ("no-context", "never-protected")
+# callers stopped for these reasons keep their signature in any plan of this
+# tree, so they have no mapping to pass on (unlike a caller stopped because
+# the analyzed part of the tree ends, whose mapping a whole-tree plan passes)
+_NEVER_PASSES = (*_PRUNE_REASONS, "exported", "syscall", "macro-body-call",
+                 "macro-definition", "unknown-slot", "kind-2", "kind-3", "kind-4", "kind-5")
 
 
 @dataclass(frozen=True)
@@ -413,18 +418,20 @@ class _Fixpoint:
 
     def _passes_nothing(self, site: tuple, pred: str, target: str) -> bool:
         """An "unresolved" call whose caller could not say the mapping anyway:
-        a caller pruned before, code the plan does not convert that cannot name
-        the page's mapping, or a call through a slot whose receiver is the field
-        read back (`mapping = folio_mapping(folio); mapping->a_ops->x(folio)`)."""
-        return self._pruned_stop(pred) or self._raw_receiver(site, pred) or \
+        a caller stopped (pruned before, or at a boundary: exported, a macro's
+        signature, kind 2: it keeps its signature, so it has no mapping to
+        pass), code the plan does not convert that cannot name the page's
+        mapping, or a call through a slot whose receiver is the field read
+        back (`mapping = folio_mapping(folio); mapping->a_ops->x(folio)`)."""
+        return self._stopped_for_good(pred) or self._raw_receiver(site, pred) or \
             self.site_decision(pred, site, target).kind == "needs-human"
+
+    def _stopped_for_good(self, node: str) -> bool:
+        return node in self.stopped and self.stopped[node][0].split(":", 1)[0] in _NEVER_PASSES
 
     def _raw_receiver(self, site: tuple, caller: str) -> bool:
         found = self._receiver(site, caller)
         return found is not None and found in self.ctx.from_reads(caller)
-
-    def _pruned_stop(self, node: str) -> bool:
-        return node in self.stopped and self.stopped[node][0].split(":", 1)[0] in _PRUNE_REASONS
 
     def _pruned(self, passed: list, never: bool) -> Pruned:
         (site, pred, _), n = passed[0], len(passed)
