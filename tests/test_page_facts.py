@@ -235,3 +235,11 @@ def test_a_caller_that_keeps_its_signature_passes_nothing(plan):
     kept = _kept(p, "fs/pagefs/buf.c", 102)
     assert kept["reason"] == "no-context" and "submit_bh_hooked" in kept["evidence"]
     assert not [c for c in p["call_sites"] if c["callee"] == "pagefs_bh_submitting"]
+
+
+def test_a_lookup_in_a_local_holding_a_private_mapping(plan):
+    _, p = plan
+    # mapping = META_MAPPING(inode); filemap_get_folio(mapping, 1): the local's value says it
+    assert "fs/pagefs/file.c::pagefs_meta_dirty" not in _functions(p)
+    kept = _kept(p, "fs/pagefs/file.c", 178)
+    assert kept["reason"] == "never-protected" and "META_MAPPING" in kept["evidence"]

@@ -359,7 +359,16 @@ class Context:
         if not _PATH.match(arg) and lk.of != "mapping":
             mapping = {"inode": f"({arg})->i_mapping", "file": f"({arg})->f_mapping",
                        "rac": f"({arg})->mapping"}[lk.of]
-        return Origin("lookup", mapping=mapping, evidence=f"{text}: {lk.why}", never=self.never(mapping))
+        return Origin("lookup", mapping=mapping, evidence=f"{text}: {lk.why}", never=self.never_in(fid, mapping))
+
+    def never_in(self, fid: str, mapping: str) -> str:
+        """Why the mapping expression is never protected, its locals read
+        through to their one value (`mapping = META_MAPPING(sbi)`), or ""."""
+        if (why := self.never(mapping)) or not fid:
+            return why
+        value = self.in_params(fid, mapping)
+        why = self.never(value) if value and value != mapping else ""
+        return f"{mapping} is {value}: {why}" if why else ""
 
     def lookup_of(self, fid: str, c: Call) -> Lookup | None:
         """The lookup rule of a call: the rules' own, or one derived from the
