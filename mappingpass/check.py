@@ -49,9 +49,10 @@ from functools import lru_cache
 
 from . import model
 from . import types as ctypes
+from .ctext import member_of, parse_call, root_of, strip
 from .graph import Analysis, ReadRecord, edges_out, home
 from .plan import CallSite, Plan, Rewrite
-from .plan.context import Context, member_of, parse_call, root_of, strip
+from .plan.context import Context
 from .rules import Rules
 
 CHECK_SCHEMA = "mappingpass.check/2"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import rules_schema
@@ -50,12 +51,18 @@ class KindRule:
     # slot ids the read's function is bound to (registered as): completion
     # handlers are kind 3 because of where they are registered, not their name
     bound_to: re.Pattern[str] | None = None
+    # the function is an accessor, the rules' own or one derived from the code
+    # (`accessors = true`): the accessor definitions
+    accessors: bool = False
 
-    def matches(self, path: str, function: str | None, bound: tuple[str, ...] = ()) -> bool:
+    def matches(self, path: str, function: str | None, bound: tuple[str, ...] = (),
+                accessors: frozenset[str] = frozenset()) -> bool:
         if self.paths and not any(_glob(path, g) for g in self.paths):
             return False
-        if self.functions is not None and not (function and self.functions.match(function)):
-            return False
+        if self.functions is not None or self.accessors:
+            named = bool(function and self.functions is not None and self.functions.match(function))
+            if not (named or (self.accessors and function in accessors)):
+                return False
         if self.bound_to is not None and not any(self.bound_to.search(s) for s in bound):
             return False
         return True
@@ -204,11 +211,37 @@ class Rules:
     parse: ParseConfig
     kinds: tuple[KindRule, ...]
     plan: PlanRules | None
+    # accessors found from the code (index.accessors), name -> why; digest
+    # then covers them, source_digest is the rules file's alone
+    derived: tuple[tuple[str, str], ...] = ()
+    source_digest: str = ""
+
+    def with_accessors(self, derived: dict[str, str]) -> Rules:
+        """These rules with the accessors derived from a tree's code added:
+        what the index parses with and the plan reads by."""
+        base = self.source_digest or self.digest
+        if not derived:
+            words = tuple(w for w in self.relevant_words if w not in self._derived_words())
+            return replace(self, derived=(), source_digest=base, digest=base, accessors=self.roots(),
+                           parse=replace(self.parse, accessors=self.roots()), relevant_words=words)
+        names = self.roots() | frozenset(derived)
+        key = hashlib.sha256(json.dumps(sorted(derived)).encode()).hexdigest()[:8]
+        words = tuple(w for w in self.relevant_words if w not in self._derived_words())
+        words += tuple(f"{n}(".encode() for n in sorted(derived))  # a call of one is a read
+        return replace(self, accessors=names, parse=replace(self.parse, accessors=names), relevant_words=words,
+                       derived=tuple(sorted(derived.items())), source_digest=base, digest=f"{base}+{key}")
+
+    def _derived_words(self) -> set[bytes]:
+        return {f"{n}(".encode() for n, _ in self.derived}
+
+    def roots(self) -> frozenset[str]:
+        """The rules file's own accessors."""
+        return self.accessors - {name for name, _ in self.derived}
 
     def named(self) -> list[tuple[str, str]]:
         """(entry, name) of every function, macro or table a rules entry names
         by the tree's own spelling: what a newer tree may have renamed."""
-        out = [(f"read.accessors {a}", a) for a in sorted(self.accessors)]
+        out = [(f"read.accessors {a}", a) for a in sorted(self.roots())]
         pr = self.plan
         if pr is not None:
             out += [(f"plan.lookup {lk.function}", lk.function) for lk in pr.lookups]
@@ -223,7 +256,7 @@ class Rules:
 
     def kind_of(self, path: str, function: str | None, bound: tuple[str, ...] = ()) -> tuple[int | str, str]:
         for rule in self.kinds:
-            if rule.matches(path, function, bound):
+            if rule.matches(path, function, bound, self.accessors):
                 return rule.kind, rule.why
         return "other", "no kind rule matched"
 
@@ -303,7 +336,8 @@ def _build(rules_path: Path, raw: bytes, data: dict) -> Rules:
         bound = entry.get("bound_to")
         kinds.append(
             KindRule(kind, _need(entry, "why", str, where), tuple(entry.get("paths", [])),
-                     _regex(funcs, where) if funcs else None, _regex(bound, where) if bound else None)
+                     _regex(funcs, where) if funcs else None, _regex(bound, where) if bound else None,
+                     bool(entry.get("accessors", False)))
         )
     return Rules(
         path=str(rules_path),

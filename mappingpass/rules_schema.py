@@ -41,7 +41,7 @@ SCHEMA = Table(
     read=Table(field=str, accessors=STRS, receiver_types=STRS, write_wrappers=STRS),
     index=Table(relevant_words=STRS, skip_dirs=STRS),
     cparse=Table(blank_words=STRS, blank_calls=STRS, definition_macros=FreeTable(str)),
-    kind=[Table(kind=KIND, why=str, paths=STRS, functions=str, bound_to=str)],
+    kind=[Table(kind=KIND, why=str, paths=STRS, functions=str, bound_to=str, accessors=bool)],
     plan=Table(
         parameter=Table(type=str, name=str, clash_name=str, position=OneOf("first", "last")),
         unresolved_argument=str,

@@ -55,6 +55,34 @@ def load_rules(path: str | None) -> rulesmod.Rules:
         raise InputError(str(exc)) from None
 
 
+def store_rules(store, rules_path: str | None = None) -> rulesmod.Rules:
+    """The rules the store's facts were made with: the file's, and the
+    accessors analyze derived from the tree's code."""
+    rules = load_rules(rules_path or store.get_meta("rules_path"))
+    return rules.with_accessors(indexmod.stored_accessors(store))
+
+
+def build_analysis(root: Path, rules: rulesmod.Rules, store, expand: bool,
+                   log: Callable[[str], None] | None = None) -> tuple[rulesmod.Rules, graphmod.Analysis]:
+    """What analyze (and review on a cold index) build after indexing: the
+    accessors derived from the code (files that call a new one parsed again),
+    the struct definitions that type a receiver from deferred headers
+    (expand), and the graph, cached. Returns the rules with the accessors."""
+    facts = store.load_facts()
+    try:
+        rules, facts = indexmod.apply_accessors(root, rules, store, facts, log)
+    except indexmod.StoreError as exc:
+        raise InputError(str(exc)) from None
+    if expand:
+        for _ in range(4):
+            tags = sorted(graphmod.missing_types(facts, rules.plan.chain_from if rules.plan else None))
+            added = indexmod.expand_types(root, rules, store, tags) if tags else []
+            if not added:
+                break
+            facts += store.load_facts(added)
+    return rules, graphmod.load_or_build(store, rules, facts)
+
+
 def open_analysis(db: str | Path, rules_path: str | None = None) -> Workspace:
     """The store, its root, rules and graph (built or from the cache)."""
     store = open_store(db, create=False)
@@ -64,7 +92,7 @@ def open_analysis(db: str | Path, rules_path: str | None = None) -> Workspace:
     if store.reset or not store.state_counts():
         raise InputError(f"{db}: the index was made by another version of mappingpass and holds no facts "
                          f"now; re-run 'mappingpass analyze {root} --db {db}'")
-    rules = load_rules(rules_path or store.get_meta("rules_path"))
+    rules = store_rules(store, rules_path)
     return Workspace(store, Path(root), rules, graphmod.load_or_build(store, rules))
 
 
@@ -237,7 +265,7 @@ def load_inputs(db: str | Path, rules_path: str | None = None, *, allow_unread: 
     plan, _ = compute_plan(db, rules_path, allow_unread=allow_unread, log=log, progress=progress)
     store = open_store(db, create=False)
     root = Path(store.get_meta("root"))
-    rules = load_rules(rules_path or store.get_meta("rules_path"))
+    rules = store_rules(store, rules_path)
     rows = store.rows()
     paths = sorted(p for p, r in rows.items() if r.state == "parsed")
     facts = {f.path: f for f in store.load_facts(paths)}

@@ -9,9 +9,8 @@ import pytest
 from conftest import MINILINUX, analyze_json, plan_mutants, run_cli
 
 from mappingpass import check as checkmod
-from mappingpass import rules as rulesmod
 from mappingpass.index import Store
-from mappingpass.workspace import compute_plan
+from mappingpass.workspace import compute_plan, store_rules
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +20,9 @@ def world(tmp_path_factory):
     plan, analysis = compute_plan(str(db))
     store = Store(db, create=False)
     facts = {f.path: f for f in store.load_facts()}
+    rules = store_rules(store)
     store.close()
-    return db, plan, analysis, rulesmod.load(), facts
+    return db, plan, analysis, rules, facts
 
 
 def verdicts(world, plan=None):

@@ -15,7 +15,7 @@ PKG = REPO / "mappingpass"
 # stage's modules and the records and services of stage 0
 STAGES = {
     "facts": 0, "types": 0, "errors": 0, "output": 0, "resources": 0, "safepickle": 0, "rules": 0,
-    "rules_schema": 0, "model": 0,
+    "rules_schema": 0, "model": 0, "ctext": 0,
     "index": 1, "graph": 2, "plan": 3, "emit": 4, "check": 4, "workspace": 4, "review": 5, "cli": 6,
     "__main__": 7, "__init__": 0,
 }

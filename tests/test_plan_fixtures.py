@@ -15,7 +15,7 @@ from conftest import MINILINUX, analyze_json, canonical_analysis, compile_errors
 
 from mappingpass import graph as graphmod
 from mappingpass import index as indexmod
-from mappingpass import rules as rulesmod
+from mappingpass.workspace import store_rules
 
 GOLDEN = Path(__file__).parent / "golden" / "minilinux.plan.json"
 
@@ -34,7 +34,7 @@ def test_on_demand_rounds_patch_the_graph_as_a_build_would(planned):
     db, _, plan, _ = planned
     assert plan["parsed_on_demand"]
     store = indexmod.Store(db, create=False)
-    rules = rulesmod.load()
+    rules = store_rules(store)
     patched = graphmod.cached(store, rules)
     assert patched is not None
     full = graphmod.build(store.load_facts(), rules)
@@ -56,7 +56,7 @@ def test_on_demand_rounds_resolve_calls_into_the_new_files(minilinux_copy, tmp_p
     _, plan, _ = plan_json(db)
     assert "fs/tinyfs/namei.c" in plan["parsed_on_demand"]
     store = indexmod.Store(db, create=False)
-    rules = rulesmod.load()
+    rules = store_rules(store)
     patched = graphmod.cached(store, rules)
     assert "tinyfs_count_files" in [a for a, _, _ in graphmod.edges_in(patched.graph, "tinyfs_namei_count", "call")]
     assert canonical_analysis(patched) == canonical_analysis(graphmod.build(store.load_facts(), rules))

@@ -115,14 +115,14 @@ def test_macro_traps_of_the_real_tree(macro_tree, tmp_path):
     file's own; a macro-body call inside another macro's argument names the
     inner macro (INODE_PKEY inside reiserfs_panic)."""
     from mappingpass import graph, index
-    from mappingpass import rules as rulesmod
+    from mappingpass.workspace import store_rules
 
     tree, cc = macro_tree
     db = tmp_path / "db"
     _precise(tree, cc, db)
     store = index.Store(db, create=False)
     ff = store.load_facts(["fs/macrofs/macrofs.c"])[0]
-    g = graph.load_or_build(store, rulesmod.load()).graph
+    g = graph.load_or_build(store, store_rules(store)).graph
     into_extern = [a for a, _, k in g.in_edges("macrofs_trace", keys=True) if k == "macro-call"]
     stub = "fs/macrofs/macrofs.h::macrofs_trace"
     assert into_extern == ["macrofs_writepage"]

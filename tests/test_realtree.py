@@ -287,14 +287,15 @@ def test_whole_tree_twins_change_together(whole_tree_plan):
 
 def test_whole_tree_check_completes(whole_tree_plan):
     from mappingpass import check as checkmod
-    from mappingpass import rules as rulesmod
     from mappingpass.index import Store
+    from mappingpass.workspace import store_rules
 
     db, plan, analysis = whole_tree_plan
     store = Store(db, create=False)
     facts = {f.path: f for f in store.load_facts()}
+    rules = store_rules(store)
     store.close()
-    result = checkmod.check(plan, analysis, rulesmod.load(), facts)
+    result = checkmod.check(plan, analysis, rules, facts)
     summary = result.summary()
     assert summary["reads"] == len(analysis.reads)
     assert summary.get("resolvable", 0) > 100 and summary.get("runtime", 0) > 100
@@ -375,9 +376,8 @@ def _only_continuations_differ(theirs: bytes, ours: bytes) -> bool:
 def _planned(linux_tree: Path, tmp_path: Path, dirs: tuple[str, ...]):
     """analyze these directories of linux-6.1 and plan: (plan, analysis, facts, rules)."""
 
-    from mappingpass import rules as rulesmod
     from mappingpass.index import Store
-    from mappingpass.workspace import compute_plan
+    from mappingpass.workspace import compute_plan, store_rules
 
     db = tmp_path / "db"
     code, _, err = run_cli("analyze", *[str(linux_tree / d) for d in dirs], "--db", str(db), "-q")
@@ -385,8 +385,9 @@ def _planned(linux_tree: Path, tmp_path: Path, dirs: tuple[str, ...]):
     plan, analysis = compute_plan(str(db))
     store = Store(db, create=False)
     facts = {f.path: f for f in store.load_facts()}
+    rules = store_rules(store)
     store.close()
-    return plan, analysis, facts, rulesmod.load()
+    return plan, analysis, facts, rules
 
 
 @pytest.mark.skipif(shutil.which("perl") is None, reason="no perl for checkpatch.pl")

@@ -143,16 +143,16 @@ def repo(tmp_path_factory):
     commit(tree, "two converted callees on one line", "pair")
     code, _, err = run_cli("analyze", str(tree), "--db", str(emit_db), "-q")
     assert code == 0, err
-    from mappingpass import rules as rulesmod
-    from mappingpass.workspace import compute_plan
+    from mappingpass.workspace import compute_plan, store_rules
 
     plan, _ = compute_plan(str(emit_db))
     store = Store(emit_db, create=False)
     facts = {ff.path: ff for ff in store.load_facts()}
+    rules = store_rules(store)
     store.close()
     path = "fs/tinyfs/file.c"
     source = (tree / path).read_bytes()
-    edits = emitmod.edits_for(plan, facts, rulesmod.load(), {p: (tree / p).read_bytes() for p in facts})[path]
+    edits = emitmod.edits_for(plan, facts, rules, {p: (tree / p).read_bytes() for p in facts})[path]
     owner = "fs/tinyfs/file.c::tinyfs_one"
     assert sum(1 for e in edits if e.owner == owner) == 3
     (tree / path).write_bytes(emitmod.apply_edits(source, [e for e in edits if e.owner == owner], path))

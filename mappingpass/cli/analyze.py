@@ -14,7 +14,7 @@ from .. import graph as graphmod
 from .. import index as indexmod
 from ..errors import InputError
 from ..resources import fixture_tree
-from ..workspace import load_rules, open_store
+from ..workspace import build_analysis, load_rules, open_store
 from .common import jobs_arg, progress, say
 
 ANALYZE_SCHEMA = "mappingpass.analyze/1"
@@ -64,6 +64,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     jobs = args.jobs or os.cpu_count() or 1
     precise = _precise_setup(args, root, jobs) if args.precise or args.compile_commands else None
     store = open_store(args.db, create=True)
+    rules = rules.with_accessors(indexmod.stored_accessors(store))  # (what the store's facts were made with)
     stats = indexmod.index_tree(
         root, subpaths, rules, store, jobs, parse_all=args.scope == "all",
         progress=progress(args.quiet, "analyze"), mode=precise[0] if precise else "",
@@ -79,16 +80,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if precise:
         from ..index.precise import driver
 
+        if graphmod.cached(store, rules) is None:
+            # the derived accessors first: their parses must not replace libclang's facts
+            rules, _ = indexmod.apply_accessors(root, rules, store, store.load_facts(), say(args.quiet))
+
         precise_stats = driver.run(root, store, rules, precise[1], precise[2], jobs,
                                    lambda label: progress(args.quiet, label))
     started = time.monotonic()
     analysis = graphmod.cached(store, rules)
     if analysis is None:
-        analysis = _build_with_types(root, rules, store, args.scope == "auto")
+        rules, analysis = build_analysis(root, rules, store, args.scope == "auto", say(args.quiet))
     graph_seconds = time.monotonic() - started
     result = analyze_report(root, store, stats, analysis, graph_seconds, precise_stats)
     result["parameter"] = rules.plan.param_name if rules.plan else ""  # what kind 1 passes down
     result["rules_drift"] = rules_drift(root, rules, store)
+    result["derived_accessors"] = [{"name": n, "why": why} for n, why in rules.derived]
     if precise_stats is not None:
         result["seconds"]["precise"] = precise_stats.seconds
     store.close()
@@ -123,19 +129,6 @@ def _precise_setup(args: argparse.Namespace, root: Path, jobs: int) -> tuple:
     except kbuild.KbuildError as exc:
         raise InputError(str(exc)) from None
     return driver.mode_key(build.config_digest), build, None
-
-
-def _build_with_types(root: Path, rules, store, expand: bool):
-    facts = store.load_facts()
-    if expand:
-        # struct definitions that type a receiver may live in deferred headers
-        for _ in range(4):
-            tags = sorted(graphmod.missing_types(facts, rules.plan.chain_from if rules.plan else None))
-            added = indexmod.expand_types(root, rules, store, tags) if tags else []
-            if not added:
-                break
-            facts += store.load_facts(added)
-    return graphmod.load_or_build(store, rules, facts)
 
 
 def rules_drift(root: Path, rules, store) -> list[dict]:
@@ -258,6 +251,10 @@ def print_analyze_text(r: dict) -> None:
         print("  by subsystem: " + ", ".join(f"{k} {v}" for k, v in top))
     if "precise" in r:
         print_precise_text(r["precise"])
+    derived = r.get("derived_accessors", [])
+    if derived:
+        names = ", ".join(d["name"] for d in derived[:6]) + (", ..." if len(derived) > 6 else "")
+        print(f"accessors  {len(derived)} found from the code (their calls are reads): {names}")
     drift = r.get("rules_drift", [])
     if drift and Path(r["root"]) == fixture_tree().resolve():
         print(f"rules      {len(drift)} entries name what this tree has nowhere (the bundled fixture is not "

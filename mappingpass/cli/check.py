@@ -7,7 +7,7 @@ import json
 import sys
 
 from .. import check as checkmod
-from ..workspace import load_rules, open_store
+from ..workspace import open_store, store_rules
 from .common import plan_for
 
 
@@ -21,7 +21,7 @@ def register(sub, common) -> None:
 def run_check(args: argparse.Namespace):
     plan, analysis = plan_for(args)
     store = open_store(args.db, create=False)
-    rules = load_rules(getattr(args, "rules", None) or store.get_meta("rules_path"))
+    rules = store_rules(store, getattr(args, "rules", None))
     facts = {f.path: f for f in store.load_facts()}
     store.close()
     return checkmod.check(plan, analysis, rules, facts)

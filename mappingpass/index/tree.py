@@ -169,7 +169,8 @@ def index_tree(
     started = time.monotonic()
     stats = IndexStats()
     subpaths = sorted(set(subpaths)) or [""]
-    scope = [str(root.resolve()), subpaths, rules.digest, parse_all] + ([mode] if mode else [])
+    # (the rules file's digest: the accessors derived from the tree come and go with it)
+    scope = [str(root.resolve()), subpaths, rules.source_digest or rules.digest, parse_all] + ([mode] if mode else [])
     scope_key = json.dumps(scope)
     if store.get_meta("scope") != scope_key:
         # another tree, rules, scope or mode: facts may differ (relevance, blanking)

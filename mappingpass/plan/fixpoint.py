@@ -9,10 +9,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..ctext import member_of, strip
 from ..facts import Call
 from ..graph import Analysis, ReadRecord, edges_in, edges_out, home
 from ..rules import PlanRules, Rules
-from .context import Context, Decision, Origin, member_of, strip
+from .context import Context, Decision, Origin
 from .mentions import changed_names
 from .records import CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step, Unresolved
 

@@ -20,7 +20,9 @@ from .. import index as indexmod
 from .. import plan as planmod
 from .. import rules as rulesmod
 from .. import types as ctypes
+from .. import workspace
 from ..emit.wrap import rewrap_edited
+from ..errors import InputError
 from ..facts import FileFacts
 from ..graph import Analysis, ReadRecord, edges_in, edges_out
 from ..plan import Plan, Step
@@ -136,6 +138,7 @@ def _open_index(db: Path, root: Path, rules_path: str | None, jobs: int,
         raise ReviewError(str(exc)) from None
     try:
         rules = rulesmod.load(rules_path or store.get_meta("rules_path"))
+        rules = rules.with_accessors(indexmod.stored_accessors(store))  # as the facts were made
     except rulesmod.RulesError as exc:
         store.close()
         raise ReviewError(str(exc)) from None
@@ -149,14 +152,11 @@ def _open_index(db: Path, root: Path, rules_path: str | None, jobs: int,
         store.set_meta("root", str(root.resolve()))
         store.set_meta("rules_path", str(Path(rules.path).resolve()))
         store.commit()
-        facts = store.load_facts()
-        for _ in range(4):  # struct definitions that type a receiver, from deferred headers
-            tags = sorted(graphmod.missing_types(facts, rules.plan.chain_from if rules.plan else None))
-            added = indexmod.expand_types(root, rules, store, tags) if tags else []
-            if not added:
-                break
-            facts += store.load_facts(added)
-        graphmod.load_or_build(store, rules, facts)
+        try:
+            rules, _ = workspace.build_analysis(root, rules, store, True)
+        except InputError as exc:
+            store.close()
+            raise ReviewError(str(exc)) from None
     return store, rules
 
 
