@@ -67,16 +67,18 @@ def derive_accessors(all_facts: Iterable[FileFacts], rules: Rules) -> dict[str, 
                 continue
             whys = [_returns_field(path, fn, vals, rules.field, known, pages, converters)
                     for path, fn, vals in defs[name]]
-            if all(whys):
+            # (a stub under #else that only returns NULL agrees, whether parsed yet or not)
+            if all(w is not None for w in whys) and any(whys):
                 known.add(name)
-                found[name] = whys[0]
+                found[name] = next(w for w in whys if w)
                 changed = True
     return found
 
 
 def _returns_field(path: str, fn: Function, values: list[Value], field: str, known: set[str],
-                   pages: set[str], converters: frozenset[str]) -> str:
-    """Why fn returns its page's field ("" when some return does not)."""
+                   pages: set[str], converters: frozenset[str]) -> str | None:
+    """Why fn returns its page's field; "" when it only returns NULL, None
+    when some return is not the field."""
     params = {p.name for p in fn.params if p.type in pages and p.name}
     returns = [v for v in values if v.name == "return"]
     locals_ = {v.name: v for v in values if v.name != "return"}
@@ -86,24 +88,32 @@ def _returns_field(path: str, fn: Function, values: list[Value], field: str, kno
         if v.name in locals_ and v.name not in {p.name for p in fn.params}:
             by_local.setdefault(v.name, []).append(v.value)
 
+    def is_page(expr: str) -> bool:
+        """expr is a page parameter, or a local given only that (`folio = page_folio(page)`)."""
+        e = strip(expr, converters)
+        if e in params:
+            return True
+        given = by_local.get(e, [])
+        return len(given) == 1 and strip(given[0], converters) in params
+
     def field_of_page(expr: str, depth: int = 0) -> bool:
         e = strip(expr, converters)
         if e in _NULLS:
             return True
         m = re.fullmatch(rf"(.+?)\s*(?:->|\.)\s*{re.escape(field)}", e)
         if m:
-            return strip(m.group(1), converters) in params
+            return is_page(m.group(1))
         call = parse_call(e)
         if call:
-            return call[0] in known and bool(call[1]) and strip(call[1][0], converters) in params
+            return call[0] in known and bool(call[1]) and is_page(call[1][0])
         if e in by_local and depth < 3:
             return all(field_of_page(x, depth + 1) for x in by_local[e])
         return False
 
+    if not returns or not all(field_of_page(v.value) for v in returns):
+        return None
     real = [v for v in returns if strip(v.value, converters) not in _NULLS]
-    if not real or not all(field_of_page(v.value) for v in returns):
-        return ""
-    return f"{path}:{fn.line}: returns {real[-1].value}"
+    return f"{path}:{fn.line}: returns {real[-1].value}" if real else ""
 
 
 def stored_accessors(store: Store) -> dict[str, str]:
@@ -134,8 +144,7 @@ def apply_accessors(root: Path, rules: Rules, store: Store, facts: list[FileFact
         applied = found
         if not changed:
             continue
-        definers = {ff.path for ff in facts for fn in ff.functions if fn.name in changed}
-        candidates = [p for p in store.paths_in_state("parsed") if p not in definers] + store.searchable_deferred()
+        candidates = store.paths_in_state("parsed") + store.searchable_deferred()
         hits = grep_files(root, sorted(candidates), changed)
         if log and hits:
             log(f"analyze: {len(changed)} accessors found from the code ({', '.join(changed[:3])}"
