@@ -6,8 +6,9 @@ each with what the plan says and where to open it in the source.
     mappingpass plan --db DB --format json > plan.json
     scripts/review_sample.py plan.json --seed 24 -n 40 > sample.txt
 
-Functions that take the parameter only for a slot's signature are listed
-apart (a reviewer counts them apart: the slot decides)."""
+Functions that take the parameter because a slot they implement does are
+not sampled (counted apart: the slot decides, and slots are in the sampled
+chains)."""
 
 from __future__ import annotations
 
@@ -35,12 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rng = random.Random(args.seed)
     forced = {f["id"] for f in plan["functions"] if f["reason"] and f["reason"][0]["why"] == "implements"}
-    functions = sorted(plan["functions"], key=lambda f: f["id"])
+    functions = sorted((f for f in plan["functions"] if f["id"] not in forced), key=lambda f: f["id"])
     sites = sorted(plan["call_sites"], key=lambda c: (c["file"], c["line"], c["col"]))
-    print("FUNCTIONS (each gains `struct address_space *` named as shown):")
+    print(f"FUNCTIONS (each gains `struct address_space *` named as shown; {len(forced)} more take it "
+          "because a slot they implement does, and are not sampled):")
     for i, f in enumerate(rng.sample(functions, min(args.n, len(functions))), 1):
-        tag = " [slot signature only]" if f["id"] in forced else ""
-        print(f"F{i}. {f['id']} ({f['file']}:{f['line']}) param `{f['param_name']}`{tag}; chain: {_chain(f['reason'])}")
+        print(f"F{i}. {f['id']} ({f['file']}:{f['line']}) param `{f['param_name']}`; chain: {_chain(f['reason'])}")
     print("\nCALL SITES (what the changed call passes):")
     for i, c in enumerate(rng.sample(sites, min(args.n, len(sites))), 1):
         print(f"S{i}. {c['file']}:{c['line']} in {c['caller']}: {c['call']}({c['args']}) passes "
