@@ -243,3 +243,11 @@ def test_a_lookup_in_a_local_holding_a_private_mapping(plan):
     assert "fs/pagefs/file.c::pagefs_meta_dirty" not in _functions(p)
     kept = _kept(p, "fs/pagefs/file.c", 178)
     assert kept["reason"] == "never-protected" and "META_MAPPING" in kept["evidence"]
+
+
+def test_the_writeback_iterator_is_a_lookup(plan):
+    _, p = plan
+    # while ((folio = writeback_iter(mapping, wbc, folio, &error))) pagefs_write_folio(folio);
+    site = [c for c in _sites_in(p, "fs/pagefs/file.c") if c["callee"].endswith("pagefs_write_folio")]
+    assert [(c["argument"], c["how"]) for c in site] == [("mapping", "lookup")]
+    assert "writeback_iter(mapping" in site[0]["evidence"]
