@@ -125,8 +125,6 @@ def test_every_mutant_of_a_proven_read_is_killed(world):
 
 
 EQUIVALENT = {
-    # ctxfs_rename, the only caller, hands ctxfs_set_link dir and a page of dir
-    "fs/ctxfs/dir.c:49 mapping -> dir->i_mapping",
     # `mapping = inode->i_mapping`: the same object
     "fs/ctxfs/file.c:17 mapping -> inode->i_mapping",
 }

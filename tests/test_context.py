@@ -42,14 +42,15 @@ def test_directory_page_gets_the_directory_mapping_not_the_child_inode(ctx):
     assert "inode" not in site["argument"].replace("i_mapping", "")
 
 
-def test_two_inodes_beside_a_page_parameter_are_no_evidence(ctx):
+def test_of_two_inodes_beside_a_page_the_one_every_caller_looked_it_up_in_says(ctx):
     _, plan = ctx
-    # ctxfs_set_link(dir, inode, page): either inode could be meant; the caller decides
+    # ctxfs_set_link(dir, inode, page): either inode could be meant, but its only
+    # caller, ctxfs_rename, passes the dir it looked the page up in
     site = _site(plan, "fs/ctxfs/dir.c", 49)
-    assert (site["argument"], site["how"]) == ("mapping", "parameter")
-    assert "no evidence" in site["evidence"]
-    caller = _site(plan, "fs/ctxfs/dir.c", 60)  # ctxfs_rename looked the page up in dir
-    assert (caller["argument"], caller["how"]) == ("dir->i_mapping", "lookup")
+    assert (site["argument"], site["how"]) == ("dir->i_mapping", "provider")
+    assert "looked the page up in" in site["evidence"]
+    assert "fs/ctxfs/dir.c::ctxfs_set_link" not in {f["id"] for f in plan["functions"]}
+    assert not [c for c in plan["call_sites"] if (c["file"], c["line"]) == ("fs/ctxfs/dir.c", 60)]
 
 
 def test_page_from_a_lookup_on_a_local_mapping_needs_no_parameter(ctx):

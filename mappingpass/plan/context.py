@@ -766,13 +766,25 @@ class Context:
             if re.fullmatch(rf"(\(\s*)?{re.escape(pg)}(\s*\))?\s*->\s*mapping\s*->\s*host|folio_inode\(\s*"
                             rf"{re.escape(pg)}\s*\)", text):
                 continue
+            if self._looked_up_in(caller, call.args[page], arg):
+                continue
             names = [p for p, _ in self.params(caller)]
             if arg in names and pg in names and self.derived_from_page(
                     caller, names.index(pg), Candidate(f"{arg}->i_mapping", 0, ""), depth + 1):
                 continue
             return ""
-        return (f"every caller passes {root} as the host of the page it passes "
-                f"({callers[0][0]} at {callers[0][2][0]}:{callers[0][2][1]})")
+        return (f"every caller passes {root} as the host of the page it passes, or the inode it "
+                f"looked the page up in ({callers[0][0]} at {callers[0][2][0]}:{callers[0][2][1]})")
+
+    def _looked_up_in(self, caller: str, page: str, inode: str) -> bool:
+        """The caller's page comes from a lookup in inode's own page cache
+        (`ufs_find_entry(dir, ..., &folio)`, then `f(dir, folio)`)."""
+        got = self.origin(caller, page)
+        if got.kind != "lookup" or not got.mapping or got.never:
+            return False
+        mapping = re.sub(r"\s+", "", self._same(caller, got.mapping))
+        inode = re.sub(r"\s+", "", inode)
+        return mapping in (f"{inode}->i_mapping", f"({inode})->i_mapping")
 
     def _same(self, fid: str, expr: str) -> str:
         """expr with a local replaced by its one value (`mapping` given
