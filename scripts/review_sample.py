@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"review_sample: {args.plan}: {exc}", file=sys.stderr)
         return 2
     rng = random.Random(args.seed)
-    forced = {f["id"] for f in plan["functions"] if f["reason"] and f["reason"][0]["why"] == "implements"}
+    # bound to a slot that gains it, or the #else stub of one that is
+    forced = {f["id"] for f in plan["functions"] if [s["why"] for s in f["reason"][:2]] in (
+        ["implements"], ["implements", "implemented-by"], ["twin-of", "implements"]) or
+        (f["reason"] and f["reason"][0]["why"] == "implements")}
     functions = sorted((f for f in plan["functions"] if f["id"] not in forced), key=lambda f: f["id"])
     sites = sorted(plan["call_sites"], key=lambda c: (c["file"], c["line"], c["col"]))
     print(f"FUNCTIONS (each gains `struct address_space *` named as shown; {len(forced)} more take it "
