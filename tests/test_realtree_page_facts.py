@@ -108,3 +108,29 @@ def test_the_rules_accessors_the_code_shows_are_not_needed(tree_plan, tmp_path):
     _, theirs, _ = run_cli("plan", "--db", str(again), "--format", "json", "-q")
     ours, theirs = json.loads(ours), json.loads(theirs)
     assert {k: v for k, v in theirs.items() if k != "rules"} == {k: v for k, v in ours.items() if k != "rules"}
+
+
+def test_the_whole_tree_series_passes_checkpatch(tree_plan, tmp_path):
+    """Every patch of the whole-tree series: no checkpatch ERROR, no line over
+    100 columns (the kernel's own scripts/checkpatch.pl --no-tree)."""
+    import shutil
+    import subprocess
+
+    from mappingpass.index import Store
+
+    if shutil.which("perl") is None:
+        pytest.skip("no perl for checkpatch.pl")
+    version, db, _ = tree_plan
+    store = Store(db, create=False)
+    root = store.get_meta("root")
+    store.close()
+    code, _, err = run_cli("emit", "--db", str(db), "--series", str(tmp_path / "series"), "-q")
+    assert code == 0, err
+    patches = sorted((tmp_path / "series").glob("0*.patch"))[1:]  # (not the cover letter)
+    assert len(patches) > 50
+    found = []
+    for patch in patches:
+        proc = subprocess.run(["perl", f"{root}/scripts/checkpatch.pl", "--no-tree", "--terse", "--show-types",
+                               str(patch)], capture_output=True, text=True, check=False)
+        found += [ln for ln in proc.stdout.splitlines() if ": ERROR:" in ln or "LONG_LINE" in ln]
+    assert not found, (version, found)

@@ -20,3 +20,12 @@ def test_nested_calls_with_one_argument_break_after_a_parenthesis():
     assert out == ["\tfscache_note_page_release(",
                    "\t\tnetfs_i_cookie(netfs_inode(folio_mapping_wp(folio, mapping)->host)));"]
     assert max(map(width, out)) <= HARD
+
+
+def test_a_line_within_100_columns_keeps_its_comma_layout():
+    # (a break after a parenthesis is only for what would stay over 100 columns)
+    line = ("\t\t\t\t\t\t      page_mapping_wp(page, mapping)->host);")
+    assert wrap_line(line, 80) == [line]
+    cont = "\t\t\t\t\t\t\t\t      fscache_note_page_release(netfs_i_cookie(netfs_inode(folio_mapping_wp(folio,"
+    out = wrap_line(cont + " mapping)->host)));", 85)
+    assert all(not ln.lstrip("\t").startswith(" \t") and " \t" not in ln for ln in out)

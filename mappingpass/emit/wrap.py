@@ -94,7 +94,7 @@ def wrap_line(line: str, limit: int) -> list[str]:
             return out
         if over < best_over and widest <= HARD:
             best, best_over = out, over
-    if best_over > 0:
+    if max(width(x) for x in best) > HARD:  # the last resort: over 100 columns otherwise
         best = _after_paren(line, opens, limit, best, best_over)
     return best
 
@@ -104,12 +104,12 @@ def _after_paren(line: str, opens: list[tuple[int, int]], limit: int, best: list
     """No comma to break at that helps (the one argument of nested calls):
     break after an open parenthesis, the rest one tab deeper, the outermost
     that fits (else best, or the one that overflows least)."""
-    indent = line[:len(line) - len(line.lstrip())]
+    deeper = _indent_to(width(line[:len(line) - len(line.lstrip())]) + TAB)  # (tabs first, then spaces)
     for paren, _depth in sorted(opens, key=lambda o: (o[1], o[0])):
         head, rest = line[:paren + 1], line[paren + 1:].strip()
         if not head.strip() or not rest or rest.startswith(")"):
             continue
-        out = [head.rstrip(), indent + "\t" + rest]
+        out = [head.rstrip(), deeper + rest]
         over = max(width(x) for x in out) - limit
         if over < best_over and max(width(x) for x in out) <= HARD:
             best, best_over = out, over
