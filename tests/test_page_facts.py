@@ -251,3 +251,12 @@ def test_the_writeback_iterator_is_a_lookup(plan):
     site = [c for c in _sites_in(p, "fs/pagefs/file.c") if c["callee"].endswith("pagefs_write_folio")]
     assert [(c["argument"], c["how"]) for c in site] == [("mapping", "lookup")]
     assert "writeback_iter(mapping" in site[0]["evidence"]
+
+
+def test_a_callee_handed_null_looks_its_page_up_itself(plan):
+    _, p = plan
+    # pagefs_read_pages(rac, NULL): then `folio = readahead_folio(rac)`, rac->mapping's
+    sites = {c["line"]: c for c in _sites_in(p, "fs/pagefs/file.c") if c["callee"].endswith("pagefs_read_pages")}
+    assert (sites[224]["argument"], sites[224]["how"]) == ("rac->mapping", "lookup")
+    assert sites[224]["evidence"].startswith("handed NULL")
+    assert (sites[229]["argument"], sites[229]["how"]) == ("mapping", "lookup")

@@ -239,6 +239,22 @@ class Context:
             return self.origin(fid, member_of(args[summary.param], summary.path), depth + 1, seen)
         return self._in_caller(summary, callee, args, f"{text}: {summary.evidence}")
 
+    def when_handed_null(self, callee: str, k: int, args) -> Origin | None:
+        """The origin, in a call's terms, of the page callee works on when the
+        call hands it NULL for its page parameter k and the callee then looks
+        the page up itself in another parameter (`ext4_mpage_readpages(inode,
+        rac, NULL)`, inside `folio = readahead_folio(rac)`); None otherwise."""
+        params = self.params(callee)
+        if k >= len(params) or not params[k][0]:
+            return None
+        found = [self.origin(callee, v.value) for v in self.values(callee) if v.name == params[k][0]]
+        looked = {o.mapping: o for o in found if o.kind == "lookup" and o.mapping and not o.never}
+        if len(looked) != 1:
+            return None
+        got = next(iter(looked.values()))
+        name = self.g.nodes[callee]["name"] if callee in self.g else callee
+        return self._in_caller(got, callee, args, f"handed NULL, {name}() looks its page up itself: {got.evidence}")
+
     def _in_caller(self, got: Origin, callee: str, args, evidence: str) -> Origin:
         """A callee's lookup or carrier origin in the terms of a call passing
         args; the never-protected mapping may only show there

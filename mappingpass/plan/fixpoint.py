@@ -161,6 +161,8 @@ class _Fixpoint:
                             evidence="the callee's page argument is not known")
         else:
             origin = self.ctx.origin(pred, member_of(call.args[k], self.page_path.get(target, "")))
+            if strip(call.args[k]) in ("NULL", "0") and not self.page_path.get(target):
+                origin = self.ctx.when_handed_null(target, k, call.args) or origin
         # (a call inside an assertion is not: WARN_ON(jbd2_journal_invalidate_folio(...))
         # does the work it reports on)
         d = self.ctx.decide(pred, origin, call.start if call is not None else -1)
