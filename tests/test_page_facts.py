@@ -260,3 +260,11 @@ def test_a_callee_handed_null_looks_its_page_up_itself(plan):
     assert (sites[224]["argument"], sites[224]["how"]) == ("rac->mapping", "lookup")
     assert sites[224]["evidence"].startswith("handed NULL")
     assert (sites[229]["argument"], sites[229]["how"]) == ("mapping", "lookup")
+
+
+def test_an_inode_every_caller_takes_from_the_page_through_an_accessor(plan):
+    _, p = plan
+    # inode = folio_file_mapping(folio)->host; pagefs_inline_data(inode, folio)
+    assert "fs/pagefs/file.c::pagefs_inline_data" not in _functions(p)
+    rw = [w for w in p["rewrites"] if (w["file"], w["line"]) == ("fs/pagefs/file.c", 235)]
+    assert [w["context"] for w in rw] == ["inode->i_mapping"]

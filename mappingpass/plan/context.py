@@ -779,8 +779,9 @@ class Context:
             arg = call.args[at].strip()
             vals = {v.value.strip() for v in self.values(caller) if v.name == arg}
             text = vals.pop() if len(vals) == 1 else arg
+            # (or through an accessor: `inode = folio_file_mapping(folio)->host`)
             if re.fullmatch(rf"(\(\s*)?{re.escape(pg)}(\s*\))?\s*->\s*mapping\s*->\s*host|folio_inode\(\s*"
-                            rf"{re.escape(pg)}\s*\)", text):
+                            rf"{re.escape(pg)}\s*\)|\w*mapping\w*\(\s*{re.escape(pg)}\s*\)\s*->\s*host", text):
                 continue
             if self._looked_up_in(caller, call.args[page], arg):
                 continue
