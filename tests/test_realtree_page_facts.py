@@ -134,3 +134,35 @@ def test_the_whole_tree_series_passes_checkpatch(tree_plan, tmp_path):
                                str(patch)], capture_output=True, text=True, check=False)
         found += [ln for ln in proc.stdout.splitlines() if ": ERROR:" in ln or "LONG_LINE" in ln]
     assert not found, (version, found)
+
+
+def test_no_edit_follows_a_fault_chain_outside_a_fault_handler(tree_plan):
+    """`vmf->vma->vm_file->f_mapping` is only passed where vmf cannot be NULL:
+    in a ->fault or ->page_mkwrite handler, or a helper only they call
+    (update_mmu_cache() is handed a NULL vmf; linux-6.12's arch files were)."""
+    import re
+
+    from mappingpass.graph import edges_in, edges_out
+    from mappingpass.workspace import open_analysis
+
+    version, db, plan = tree_plan
+    ws = open_analysis(db)
+    ws.store.close()
+    g = ws.analysis.graph
+    handlers = {f"member:vm_operations_struct.{m}" for m in ("fault", "huge_fault", "page_mkwrite", "pfn_mkwrite")}
+
+    def in_a_handler(fid: str, depth: int = 0) -> bool:
+        # bound as a handler, or named as one (its vm_operations table may be in
+        # a file the index deferred: ext4_page_mkwrite; block_page_mkwrite is
+        # the helper every handler calls with its own vmf)
+        if any(slot in handlers for slot, _, _ in edges_out(g, fid, "binds")) or \
+                re.search(r"(page_mkwrite|_fault)$", g.nodes[fid]["name"]):
+            return True
+        callers = {pred for pred, _, _ in edges_in(g, fid, "call")}
+        return depth < 4 and bool(callers) and all(in_a_handler(c, depth + 1) for c in callers)
+
+    edits = [(c.file, c.line, c.caller, c.argument) for c in plan.call_sites] + \
+            [(w.file, w.line, w.function, w.context) for w in plan.rewrites]
+    chains = [e for e in edits if "vmf->" in e[3]]
+    assert chains, version  # (the page_mkwrite handlers do pass it)
+    assert not [e for e in chains if not in_a_handler(e[2])], version
