@@ -220,16 +220,13 @@ class Rules:
         """These rules with the accessors derived from a tree's code added:
         what the index parses with and the plan reads by."""
         base = self.source_digest or self.digest
-        if not derived:
-            words = tuple(w for w in self.relevant_words if w not in self._derived_words())
-            return replace(self, derived=(), source_digest=base, digest=base, accessors=self.roots(),
-                           parse=replace(self.parse, accessors=self.roots()), relevant_words=words)
         names = self.roots() | frozenset(derived)
-        key = hashlib.sha256(json.dumps(sorted(derived)).encode()).hexdigest()[:8]
         words = tuple(w for w in self.relevant_words if w not in self._derived_words())
         words += tuple(f"{n}(".encode() for n in sorted(derived))  # a call of one is a read
+        key = hashlib.sha256(json.dumps(sorted(derived)).encode()).hexdigest()[:8]
         return replace(self, accessors=names, parse=replace(self.parse, accessors=names), relevant_words=words,
-                       derived=tuple(sorted(derived.items())), source_digest=base, digest=f"{base}+{key}")
+                       derived=tuple(sorted(derived.items())), source_digest=base,
+                       digest=f"{base}+{key}" if derived else base)
 
     def _derived_words(self) -> set[bytes]:
         return {f"{n}(".encode() for n, _ in self.derived}

@@ -5,6 +5,7 @@ which 6.1 named page_mapping_file())."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -36,9 +37,7 @@ def test_a_function_returning_another_accessors_answer_is_one(analyzed):
     assert "returns folio_mapping(folio)" in report["derived_accessors"][0]["why"]
     # the rules' accessors that only return the field are found from their bodies too
     rules = rulesmod.load(None)
-    fewer = rules.with_accessors({})
-    fewer = rulesmod.Rules(**{**fewer.__dict__, "accessors": fewer.accessors - {"folio_file_mapping",
-                                                                             "page_file_mapping"}})
+    fewer = dataclasses.replace(rules, accessors=rules.accessors - {"folio_file_mapping", "page_file_mapping"})
     found = derive_accessors(_facts(db), fewer)
     assert {"folio_file_mapping", "page_file_mapping", "folio_flush_mapping"} <= set(found)
     # folio_mapping() answers NULL for anon pages, from a local it masks: a root

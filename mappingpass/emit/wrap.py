@@ -110,8 +110,9 @@ def _after_paren(line: str, opens: list[tuple[int, int]], limit: int, best: list
         if not head.strip() or not rest or rest.startswith(")"):
             continue
         out = [head.rstrip(), deeper + rest]
-        over = max(width(x) for x in out) - limit
-        if over < best_over and max(width(x) for x in out) <= HARD:
+        widest = max(width(x) for x in out)
+        over = widest - limit
+        if over < best_over and widest <= HARD:
             best, best_over = out, over
         if over <= 0:
             break

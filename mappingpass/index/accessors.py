@@ -81,11 +81,11 @@ def _returns_field(path: str, fn: Function, values: list[Value], field: str, kno
     when some return is not the field."""
     params = {p.name for p in fn.params if p.type in pages and p.name}
     returns = [v for v in values if v.name == "return"]
-    locals_ = {v.name: v for v in values if v.name != "return"}
+    every_param = {p.name for p in fn.params}
     by_local: dict[str, list[str]] = {}
     for v in values:
         # (not a parameter given a value: what the callers pass is returned too)
-        if v.name in locals_ and v.name not in {p.name for p in fn.params}:
+        if v.name != "return" and v.name not in every_param:
             by_local.setdefault(v.name, []).append(v.value)
 
     def is_page(expr: str) -> bool:

@@ -20,8 +20,8 @@ from .records import CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step
 # a mapping expression that is itself a read of the field (never passed as context)
 _READ_TEXT = re.compile(r"(->|\.)\s*mapping\s*$|\b(page|folio)_\w*mapping\w*\s*\(")
 # what a changed call passes when its caller cannot say the page's mapping (the
-# unresolved argument, NULL). Not "unresolved": a caller stopped at a boundary
-# (exported, a syscall, kind 2) is where a human decides, and is reported so.
+# unresolved argument, NULL). Not "unresolved": a caller stopped where a human
+# decides is reported so; only _NEVER_PASSES stops count as passing nothing.
 _PASSES_NOTHING = ("needs-human", "debug")
 _PRUNE_REASONS = ("no-context", "never-protected")
 # callers stopped for these reasons keep their signature in any plan of this
