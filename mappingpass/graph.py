@@ -833,7 +833,7 @@ GRAPH_VERSION = 11  # bump when Analysis or what build() computes changes
 
 
 def _cache_key(store, rules: Rules) -> str:
-    return f"{GRAPH_VERSION}:{rules.digest}:{store.content_key()}"
+    return f"{GRAPH_VERSION}:{safepickle.code_digest()}:{rules.digest}:{store.content_key()}"
 
 
 def cached(store, rules: Rules) -> Analysis | None:

@@ -7,9 +7,12 @@ pull request can write is restored into --db)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import io
 import pickle
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 # what a networkx MultiDiGraph pickles: the graph and the views it caches
@@ -59,3 +62,15 @@ def loads(blob: bytes) -> Any:
 
 def load(fh: IO[bytes]) -> Any:
     return _Loader(fh).load()
+
+
+@functools.cache
+def code_digest() -> str:
+    """What this copy of mappingpass's code is, part of every cache key: what
+    another version (or an edited checkout) cached is computed again."""
+    h = hashlib.blake2b(digest_size=16)
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(f"{path.relative_to(package)}\0".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()

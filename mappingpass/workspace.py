@@ -11,6 +11,8 @@ for what the user can fix: the CLI and the review bot call the same code.
 from __future__ import annotations
 
 import json
+import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +21,7 @@ from . import graph as graphmod
 from . import index as indexmod
 from . import plan as planmod
 from . import rules as rulesmod
+from . import safepickle
 from .errors import InputError
 from .facts import FileFacts
 
@@ -123,6 +126,39 @@ def _unseen_key(store, rules) -> str:
     return f"{UNSEEN_VERSION}:{store.content_key()}:{rules.digest}"
 
 
+def _plan_key(store, rules) -> str:
+    return f"{_unseen_key(store, rules)}:{safepickle.code_digest()}"
+
+
+def _cached_plan(store, rules) -> planmod.Plan | None:
+    """The plan computed last time, if the store, the rules and the code are
+    the same (warm plan, emit, check: the fixpoint is run once)."""
+    try:
+        with open(store.db_dir / "plan.pickle", "rb") as fh:
+            if safepickle.load(fh) == _plan_key(store, rules):
+                obj = safepickle.load(fh)
+                if isinstance(obj, planmod.Plan) and planmod.well_formed(obj):
+                    return obj
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError, IndexError,
+            KeyError):
+        pass  # missing, stale or foreign: computed again
+    return None
+
+
+def _save_plan(store, rules, plan: planmod.Plan) -> None:
+    if getattr(store, "readonly", False):
+        return
+    cache = store.db_dir / "plan.pickle"
+    tmp = cache.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            safepickle.dump(_plan_key(store, rules), fh)
+            safepickle.dump(plan, fh)
+        os.replace(tmp, cache)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: the plan is only not cached
+
+
 def _refuse_unread(store, root: Path, allow_unread: bool) -> None:
     unread = [p for p, note in store.skipped() if note.startswith("unreadable")]
     if unread and not allow_unread:
@@ -146,8 +182,12 @@ def compute_plan(db: str | Path, rules_path: str | None = None, *, allow_unread:
     # and the unseen mentions are those found then
     kept = json.loads(store.get_meta("plan_unseen") or "{}")
     if kept.get("key") == _unseen_key(store, rules):
-        unseen = {fid: tuple(at) for fid, at in kept["unseen"].items()}
-        plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)
+        plan = _cached_plan(store, rules)
+        if plan is None:
+            unseen = {fid: tuple(at) for fid, at in kept["unseen"].items()}
+            plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")),
+                                     unseen=unseen)
+            _save_plan(store, rules, plan)
         store.close()
         return plan, analysis
     plan, analysis, searched = _on_demand_rounds(store, root, rules, analysis, facts, log, progress)
@@ -158,6 +198,7 @@ def compute_plan(db: str | Path, rules_path: str | None = None, *, allow_unread:
     store.set_meta("plan_unseen", json.dumps({"key": _unseen_key(store, rules),
                                               "unseen": {k: list(v) for k, v in sorted(unseen.items())}}))
     store.commit()
+    _save_plan(store, rules, plan)
     store.close()
     return plan, analysis
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -233,6 +235,39 @@ def test_a_poisoned_graph_cache_runs_no_code(tmp_path):
     code, out, err = run_cli("plan", "--db", str(db), "-q")
     assert code == 1 and "functions gaining the parameter" in out, err  # rebuilt, as if missing
     assert not marker.exists()
+
+
+def test_the_plan_cache_is_used_only_when_it_is_the_plan(tmp_path):
+    """A warm plan reads the plan the last command computed; a cached plan
+    under a key of another index, a payload, or a plan whose fields hold the
+    wrong types is computed again, with the same answer."""
+    import pickle
+
+    from mappingpass import safepickle
+    from mappingpass.plan import records
+
+    db = tmp_path / "db"
+    analyze_json(MINILINUX, db)
+    code, first, _ = run_cli("plan", "--db", str(db), "--format", "json", "-q")
+    cache = db / "plan.pickle"
+    assert code == 1 and cache.exists()
+    with open(cache, "rb") as fh:
+        key, plan = safepickle.load(fh), safepickle.load(fh)
+    assert records.well_formed(plan)
+    bad_line = dataclasses.replace(plan, functions=(dataclasses.replace(plan.functions[0], line="7"),
+                                                    *plan.functions[1:]))
+    empty = dataclasses.replace(plan, functions=(), call_sites=(), rewrites=())
+    marker = tmp_path / "pwned"
+    for payload in ((key, bad_line), (key + "x", empty), (key, _Payload(marker)), (_Payload(marker), empty)):
+        with open(cache, "wb") as fh:
+            pickle.dump(payload[0], fh)
+            pickle.dump(payload[1], fh)
+        assert run_cli("plan", "--db", str(db), "--format", "json", "-q")[1] == first
+        assert not marker.exists()
+    with open(cache, "wb") as fh:  # the right key and a well-formed plan: used as it is
+        safepickle.dump(key, fh)
+        safepickle.dump(empty, fh)
+    assert json.loads(run_cli("plan", "--db", str(db), "--format", "json", "-q")[1])["summary"]["functions"] == 0
 
 
 def test_poisoned_facts_run_no_code_and_are_refused_in_one_line(tmp_path):

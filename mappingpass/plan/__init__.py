@@ -28,8 +28,9 @@ bytes."""
 from .context import Context, Decision, Origin
 from .fixpoint import make_plan, plan_with_rounds
 from .mentions import accounted, changed_names, mentions, outside_mentions, outside_names, unseen_mentions
-from .records import PLAN_SCHEMA, CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step, Unresolved
+from .records import PLAN_SCHEMA, CallSite, Kept, Plan, PlanFunction, PlanSlot, Rewrite, Step, Unresolved, well_formed
 
 __all__ = ["PLAN_SCHEMA", "CallSite", "Context", "Decision", "Kept", "Origin", "Plan", "PlanFunction", "PlanSlot",
            "Rewrite", "Step", "Unresolved", "accounted", "changed_names", "make_plan", "mentions", "plan_with_rounds",
+           "well_formed",
            "outside_mentions", "outside_names", "unseen_mentions"]

@@ -7,7 +7,9 @@ fixpoint again."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from types import UnionType
+from typing import Union, get_args, get_origin, get_type_hints
 
 PLAN_SCHEMA = "mappingpass.plan/1"
 CAST_TO = " cast to "  # in a Step's detail: written once here, read once (Step.next_node)
@@ -228,3 +230,40 @@ def _touched(plan: Plan) -> set[tuple[str, int]]:
     out |= {(c.file, c.line) for c in plan.call_sites}
     out |= {(r.file, r.line) for r in plan.rewrites}
     return out
+
+
+def well_formed(obj: object) -> bool:
+    """obj's fields hold what their annotations say, all the way down (a plan
+    read back from the cache is checked before it is used)."""
+    if not is_dataclass(obj):
+        return False
+    hints = _hints(type(obj))
+    return all(_holds(getattr(obj, f.name), hints[f.name]) for f in fields(obj))
+
+
+def _hints(cls: type) -> dict:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+_HINTS: dict[type, dict] = {}
+
+
+def _holds(value: object, hint) -> bool:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_holds(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_holds(v, a) for v, a in zip(value, args, strict=True))
+    if origin in (Union, UnionType):
+        return any(_holds(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if is_dataclass(hint):
+        return isinstance(value, hint) and well_formed(value)
+    return isinstance(value, hint)
