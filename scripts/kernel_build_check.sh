@@ -20,6 +20,8 @@
 #   --header-users N  also build up to N untouched objects that include each touched
 #                  header (<linux/x.h> anywhere, "x.h" in the header's directory),
 #                  before and after: a header change breaks its users, not itself
+#                  Untouched objects that name a function, typedef or slot member the
+#                  series redeclares are always built (scripts/name_users.py).
 #   --config NAME  the configuration: defconfig (default: x86_64_defconfig plus the
 #                  symbols the touched objects need) or allmodconfig (every option
 #                  y or m, CONFIG_WERROR=y: what a kernel developer builds before
@@ -144,6 +146,14 @@ if [ "$HEADER_USERS" -gt 0 ]; then
     # untouched users of every touched header, the first N in path order
     mapfile -t -O "${#OBJS[@]}" OBJS < <(python3 "$REPO/scripts/header_users.py" "$TREE" "$HEADER_USERS" $FILES)
 fi
+# untouched files that name a function, typedef or slot member the series
+# redeclares: they call or bind it with the old signature (always built)
+if [ $MODE = series ]; then
+    mapfile -t NAME_USERS < <(python3 "$REPO/scripts/name_users.py" "$TREE" "${PATCHES[@]}")
+else
+    mapfile -t NAME_USERS < <(python3 "$REPO/scripts/name_users.py" "$TREE" "$SRC")
+fi
+OBJS+=("${NAME_USERS[@]}")
 mapfile -t OBJS < <(printf '%s\n' "${OBJS[@]}" | sort -u)
 
 # config symbols that build them: obj-$(CONFIG_X) += dir/ in the parent
@@ -283,6 +293,7 @@ EOF
     echo "patches  $( [ ${#PATCHES[@]} -gt 0 ] && echo "${#PATCHES[@]} from $SRC" || echo "$SRC")"
     echo "files    $(echo "$FILES" | wc -l) touched: $(echo $FILES)"
     echo "objects  ${#OBJS[@]}: ${OBJS[*]}"
+    echo "untouched users of a redeclared name: ${#NAME_USERS[@]}${NAME_USERS[*]:+: ${NAME_USERS[*]}}"
     echo "enabled  ${SYMS[*]:-(none needed)}"
     [ ${#NOTSET[@]} -eq 0 ] || echo "NOT SET  ${NOTSET[*]} (dependencies not met; those objects may not build)"
     echo "gcc      $(gcc --version | head -1)"

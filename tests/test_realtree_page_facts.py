@@ -166,3 +166,44 @@ def test_no_edit_follows_a_fault_chain_outside_a_fault_handler(tree_plan):
     chains = [e for e in edits if "vmf->" in e[3]]
     assert chains, version  # (the page_mkwrite handlers do pass it)
     assert not [e for e in chains if not in_a_handler(e[2])], version
+
+
+def test_no_edit_passes_a_nullable_provider_a_caller_hands_null(tree_plan):
+    """The rules' nullable providers (`file->f_mapping`: read_cache_page()
+    and ->read_folio are handed a NULL file) are passed only where no direct
+    caller hands that parameter NULL and no slot it is bound to is one the
+    rules say callers hand NULL."""
+    import re
+
+    from mappingpass.graph import edges_in, edges_out
+    from mappingpass.workspace import FactsCache, open_analysis
+
+    version, db, plan = tree_plan
+    ws = open_analysis(db)
+    g, pr, facts = ws.analysis.graph, ws.rules.plan, FactsCache(ws.store)
+    nullable = [re.compile(re.escape(p.expr).replace(re.escape("{p}"), r"(\w+)") + "$")
+                for p in pr.providers if p.nullable]
+    assert nullable  # the rules name some
+
+    def handed_null(fid: str, index: int) -> bool:
+        if any(f"{s}#{index}" in pr.nullable_slots for s, _, _ in edges_out(g, fid, "binds")):
+            return True
+        for _, _, edge in edges_in(g, fid, "call"):
+            for path, _, ci in edge["sites"]:
+                ff = facts(path)
+                call = ff.calls[ci] if ff is not None and ci < len(ff.calls) else None
+                if call is not None and index < len(call.args) and call.args[index].strip() in ("NULL", "0"):
+                    return True
+        return False
+
+    bad = []
+    edits = [(c.file, c.line, c.caller, c.argument) for c in plan.call_sites] + \
+            [(w.file, w.line, w.function, w.context) for w in plan.rewrites]
+    for file, line, fid, expr in edits:
+        for pattern in nullable:
+            m = pattern.match(expr)
+            params = [p for p, _ in g.nodes[fid]["params"]] if m and fid in g else []
+            if m and m.group(1) in params and handed_null(fid, params.index(m.group(1))):
+                bad.append((file, line, fid, expr))
+    ws.store.close()
+    assert not bad, (version, bad)
