@@ -190,7 +190,11 @@ def compute_plan(db: str | Path, rules_path: str | None = None, *, allow_unread:
             _save_plan(store, rules, plan)
         store.close()
         return plan, analysis
+    if log:
+        log("plan: the fixpoint, in rounds that parse the deferred files naming what it changes")
     plan, analysis, searched = _on_demand_rounds(store, root, rules, analysis, facts, log, progress)
+    if log:
+        log(f"plan: {len(plan.functions)} functions change; searching the tree for mentions the index cannot see")
     unseen = planmod.unseen_mentions(plan, analysis, facts, texts_mentioning(root, store, plan), rules)
     unseen |= _outside_mentions(root, rules, store, plan, analysis)
     plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")), unseen=unseen)

@@ -477,6 +477,23 @@ def test_not_a_git_tree(tmp_path):
     assert exc.value.code == 2
 
 
+def test_an_index_of_another_repository_is_refused(repo, tmp_path, monkeypatch):
+    """Inside one repository, with no PATH and the index of a tree in another:
+    one line, exit 2 (review would review the other tree)."""
+    tree, _ = repo
+    other = tmp_path / "other"
+    shutil.copytree(MINILINUX, other)
+    git(other, "init", "-q")
+    commit(other, "other", "o0")
+    db = tmp_path / "db"
+    assert run_cli("analyze", str(other), "--db", str(db), "-q")[0] == 0
+    monkeypatch.chdir(tree / "fs")
+    code, _, err = cli("review", "--base", "c0", "--head", "bad", "--db", str(db))
+    assert code == 2 and err.count("\n") == 1 and f"index of {other}" in err and str(tree) in err, err
+    monkeypatch.chdir(other)  # in the indexed tree's own repository, PATH is not needed
+    assert cli("review", "--base", "o0", "--db", str(db), "-q")[0] == 0
+
+
 def test_register_adds_the_subcommand():
     parser = argparse.ArgumentParser(prog="mappingpass")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -89,6 +89,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     started = time.monotonic()
     analysis = graphmod.cached(store, rules)
     if analysis is None:
+        say(args.quiet)("analyze: the accessors the code defines, then the call graph")
         rules, analysis = build_analysis(root, rules, store, args.scope == "auto", say(args.quiet))
     graph_seconds = time.monotonic() - started
     result = analyze_report(root, store, stats, analysis, graph_seconds, precise_stats)

@@ -17,7 +17,7 @@ usage or input error, in one line naming the file and what to do; 3 an
 internal error (a bug: please report it); 130 interrupted."""
 
 
-def progress(quiet: bool, label: str):
+def progress(quiet: bool, label: str, unit: str = "files"):
     if quiet:
         return None
     tty = sys.stderr.isatty()
@@ -25,8 +25,8 @@ def progress(quiet: bool, label: str):
 
     def report(done: int, total: int) -> None:
         now = time.monotonic()
-        if done != total and now - state["last"] < (0.1 if tty else 5.0):
-            return
+        if done not in (1, total) and now - state["last"] < (0.1 if tty else 5.0):
+            return  # (the first step says the phase has begun)
         state["last"] = now
         if tty:
             width = 30
@@ -35,7 +35,7 @@ def progress(quiet: bool, label: str):
             if done == total:
                 sys.stderr.write("\n")
         else:
-            sys.stderr.write(f"{label}: {done}/{total} files\n")
+            sys.stderr.write(f"{label}: {done}/{total} {unit}\n")
         sys.stderr.flush()
 
     return report

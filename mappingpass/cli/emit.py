@@ -14,7 +14,7 @@ from ..emit import series as seriesmod
 from ..emit import smpl
 from ..errors import InputError
 from ..output import write_atomic
-from .common import inputs_for
+from .common import inputs_for, progress
 
 
 def register(sub, common) -> None:
@@ -61,7 +61,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
             written = seriesmod.write_series(plan, facts, rules, root, digests,
                                              Path(args.series), maintainers if maintainers.is_file() else None,
                                              author=_author(args, root), signoff=not args.no_signoff,
-                                             quiet=args.quiet)
+                                             quiet=args.quiet,
+                                             progress=lambda label: progress(args.quiet, label, "patches"))
         except emitmod.EmitError as exc:
             raise InputError(str(exc)) from None
         if not args.quiet:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .. import review as reviewmod
 from ..errors import InputError
 from ..index import Store, StoreError
 from ..output import write_atomic
-from .common import jobs_arg
+from .common import jobs_arg, progress
 
 
 def register(sub, common) -> None:
@@ -51,6 +52,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     path = args.path
     if path is None:
         path = _indexed_root(args.db) or "."
+        _refuse_another_repository(args.db, path)
     quiet = args.quiet
 
     def log(msg: str) -> None:
@@ -59,7 +61,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     try:
         result = reviewmod.review(path, args.base, args.head, args.db, args.rules, args.series,
-                                  args.jobs, log)
+                                  args.jobs, log, progress(quiet, "review: analyze"))
     except reviewmod.ReviewError as exc:
         raise InputError(str(exc)) from None
     for target, text in ((args.sarif, lambda: json.dumps(reviewmod.to_sarif(result), indent=1) + "\n"),
@@ -91,3 +93,21 @@ def _indexed_root(db: str) -> str | None:
         return store.get_meta("root")
     finally:
         store.close()
+
+
+def _git_top(path: str | Path) -> Path | None:
+    proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True,
+                          text=True, check=False)
+    return Path(proc.stdout.strip()).resolve() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def _refuse_another_repository(db: str, indexed: str) -> None:
+    """Run inside one repository with the index of a tree in another, review
+    would silently review that other tree."""
+    here = _git_top(".")
+    if here is None or indexed == ".":
+        return
+    there = _git_top(indexed) if Path(indexed).is_dir() else None
+    if there != here:
+        raise InputError(f"{db} is the index of {indexed}, but the current directory is in the repository "
+                         f"{here}: give the tree to review as PATH, or --db with an index of this one")

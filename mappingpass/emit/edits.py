@@ -421,6 +421,30 @@ def _grouped(ops: list[tuple], n: int) -> list[list[tuple]]:
     return groups
 
 
+def _opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes of the lines between the common head and tail (the
+    matcher is quadratic on long files, and the edits are few and local)."""
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    ops = [("equal", 0, head, 0, head)] if head else []
+    middle = difflib.SequenceMatcher(None, a[head:len(a) - tail], b[head:len(b) - tail], autojunk=False)
+    for tag, i1, i2, j1, j2 in middle.get_opcodes():
+        if tag == "equal" and ops and ops[-1][0] == "equal":
+            ops[-1] = ("equal", ops[-1][1], head + i2, ops[-1][3], head + j2)
+        else:
+            ops.append((tag, head + i1, head + i2, head + j1, head + j2))
+    if tail:
+        if ops and ops[-1][0] == "equal":
+            ops[-1] = ("equal", ops[-1][1], len(a), ops[-1][3], len(b))
+        else:
+            ops.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
+    return ops
+
+
 def file_diff(path: str, old: bytes, new: bytes) -> str:
     """One file's unified diff, minimal: difflib's matcher without its
     "popular line" heuristic (which treats `{` and blank lines of a long file
@@ -445,7 +469,7 @@ def file_diff(path: str, old: bytes, new: bytes) -> str:
             ops.append(("equal" if same else "replace", i, j, i, j))
             i = j
     else:
-        ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+        ops = _opcodes(a, b)
     for group in _grouped(ops, 3):
         i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
         out.append(f"@@ -{_range(i1, i2 - i1)} +{_range(j1, j2 - j1)} @@\n")

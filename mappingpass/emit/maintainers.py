@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,8 @@ def _file_match(path: str, pattern: str, root: Path | None, dirs: dict | None = 
 
 
 def maintainers_cc(root: Path, maintainers: Path | None, sections: list[Section],
-                   patches: list[tuple[list[str], str]]) -> list[list[str]]:
+                   patches: list[tuple[list[str], str]],
+                   progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
     """The Cc: addresses of each patch (its files, its diff): from the tree's
     own scripts/get_maintainer.pl run on the diff, as kernel developers and b4
     get them, when the MAINTAINERS file is the tree's and perl is there; else
@@ -141,8 +143,13 @@ def maintainers_cc(root: Path, maintainers: Path | None, sections: list[Section]
         found = [ln.strip() for ln in proc.stdout.splitlines() if "@" in ln]
         return found if proc.returncode == 0 and found else cc_for(sections, files, root)
 
+    out: list[list[str]] = []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return list(pool.map(one, patches))
+        for cc in pool.map(one, patches):  # (in order)
+            out.append(cc)
+            if progress:
+                progress(len(out), len(patches))
+    return out
 
 
 def cc_for(sections: list[Section], files: list[str], root: Path | None = None) -> list[str]:

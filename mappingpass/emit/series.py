@@ -51,6 +51,7 @@ import re
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +74,10 @@ LIST_LIMIT = 40  # entries per list in a commit message before "... and N more"
 # --------------------------------------------------------------------------
 # grouping
 # --------------------------------------------------------------------------
+
+# label -> a progress callback (done, total), or None for none
+ProgressFactory = Callable[[str], "Callable[[int, int], None] | None"]
+
 
 def subsystem(path: str) -> str:
     """Top two directories of a path: fs/ext4, mm, drivers/block, include/linux."""
@@ -789,9 +794,14 @@ class Series:
 
 
 def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
-                 digests: dict[str, str], maintainers: Path | None = None) -> Series:
+                 digests: dict[str, str], maintainers: Path | None = None,
+                 progress: ProgressFactory | None = None) -> Series:
     """Group the plan's edits into patches and render every message and diff.
-    maintainers: a MAINTAINERS file; None uses the tree's own when present."""
+    maintainers: a MAINTAINERS file; None uses the tree's own when present.
+    progress: label -> a (done, total) callback, for the diffs and the
+    get_maintainer.pl runs (each can take tens of seconds on a whole tree)."""
+    diffs_done = progress("emit --series: diffs") if progress else None
+    cc_done = progress("emit --series: get_maintainer.pl") if progress else None
     pr = rules.plan
     if pr is None:
         raise emitmod.EmitError(f"{rules.path}: no [plan] section; nothing to emit")
@@ -819,6 +829,8 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
             texts[path] = (current[path], new)
             current[path] = new
         diffs.append(_git_diff(texts, modes))
+        if diffs_done:
+            diffs_done(len(diffs), len(patches))
     final = {p: (sources[p], current[p]) for p in sources if current[p] != sources[p]}
     expected = emitmod.new_texts(plan, facts, rules, root, digests)
     bad = sorted(p for p in set(final) | set(expected) if final.get(p) != expected.get(p))
@@ -828,7 +840,8 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
     kept = [(p, d) for p, d in zip(patches, diffs, strict=True) if d]
     patches, diffs = [p for p, _ in kept], [d for _, d in kept]
     subjects = [p.subject for p in patches]
-    ccs = maintainers_cc(root, maintainers, sections, list(zip([p.files for p in patches], diffs, strict=True)))
+    ccs = maintainers_cc(root, maintainers, sections, list(zip([p.files for p in patches], diffs, strict=True)),
+                         cc_done)
     messages = [fold(message(p, plan, rules, cc)) for p, cc in zip(patches, ccs, strict=True)]
     all_cc: list[str] = []
     for cc in ccs:
@@ -841,7 +854,7 @@ def build_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
 def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Path,
                  digests: dict[str, str], outdir: Path, maintainers: Path | None = None,
                  *, author: str, signoff: bool = True, date: datetime | None = None,
-                 quiet: bool = False) -> list[Path]:
+                 quiet: bool = False, progress: ProgressFactory | None = None) -> list[Path]:
     """Write the series as `git format-patch -o outdir --cover-letter` would:
     0000-cover-letter.patch, then 0001-<subject>.patch ... in order. Earlier
     `NNNN-*.patch` files in outdir are removed first (a shorter re-run must not
@@ -853,7 +866,7 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
     whole series). Notes on where the helper went go to stderr unless quiet."""
     if maintainers is not None and not maintainers.is_file():
         raise emitmod.EmitError(f"{maintainers}: no such MAINTAINERS file")
-    series = build_series(plan, facts, rules, root, digests, maintainers)
+    series = build_series(plan, facts, rules, root, digests, maintainers, progress)
     if not quiet:
         for note in series.notes:
             print(f"emit --series: note: {note}", file=sys.stderr)

@@ -70,8 +70,10 @@ def _signatures(facts: dict[str, FileFacts]) -> tuple[dict[str, tuple], dict[str
 # -- the review ----------------------------------------------------------------------------
 def review(path: str | Path, base: str, head: str | None = None, db: str | Path = ".mappingpass",
            rules_path: str | None = None, series: str = "auto", jobs: int = 0,
-           log: Callable[[str], None] | None = None) -> Review:
-    """Review the range base..head of the git tree at path (see the module doc)."""
+           log: Callable[[str], None] | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Review:
+    """Review the range base..head of the git tree at path (see the module doc).
+    log: a line per phase; progress: (done, total) of a cold index's files."""
     started = time.monotonic()
     log = log or (lambda _msg: None)
     given = Path(path)
@@ -85,7 +87,7 @@ def review(path: str | Path, base: str, head: str | None = None, db: str | Path 
     git = Git(root)
     base_sha = git.commit(base)
     head_sha = git.commit(head or "HEAD")
-    store, rules = _open_index(Path(db), root, rules_path, jobs, log)
+    store, rules = _open_index(Path(db), root, rules_path, jobs, log, progress)
     timing: dict[str, float] = {"open": time.monotonic() - started}
     ctx = None
     try:
@@ -130,7 +132,8 @@ def analysis_at(path: str | Path, rev: str, db: str | Path = ".mappingpass", rul
 
 
 def _open_index(db: Path, root: Path, rules_path: str | None, jobs: int,
-                log: Callable[[str], None]) -> tuple[indexmod.Store, Rules]:
+                log: Callable[[str], None],
+                progress: Callable[[int, int], None] | None = None) -> tuple[indexmod.Store, Rules]:
     fresh = not (db / "index.sqlite").exists()
     try:
         store = indexmod.Store(db, create=True)
@@ -148,12 +151,13 @@ def _open_index(db: Path, root: Path, rules_path: str | None, jobs: int,
     if fresh or store.get_meta("root") is None or not store.state_counts():
         # a cold index: analyze the work tree as `mappingpass analyze` does
         log(f"review: no index in {db}; analyzing {root} first")
-        indexmod.index_tree(root, [""], rules, store, jobs or os.cpu_count() or 1)
+        indexmod.index_tree(root, [""], rules, store, jobs or os.cpu_count() or 1, progress=progress)
         store.set_meta("root", str(root.resolve()))
         store.set_meta("rules_path", str(Path(rules.path).resolve()))
         store.commit()
         try:
-            rules, _ = workspace.build_analysis(root, rules, store, True)
+            log("review: building the graph of the new index")
+            rules, _ = workspace.build_analysis(root, rules, store, True, log)
         except InputError as exc:
             store.close()
             raise ReviewError(str(exc)) from None
@@ -222,6 +226,7 @@ class _Reviewer:
             ctx.timing["on_demand_head"] = time.monotonic() - started
 
         started = time.monotonic()
+        ctx.log(f"review: {len(self.range)} changed files; the reads and signatures they change")
         self.reads()
         self.signatures()
         ctx.timing["findings"] = time.monotonic() - started
@@ -236,6 +241,7 @@ class _Reviewer:
         left_out: tuple[tuple[str, int], ...] = ()
         if is_series:
             started = time.monotonic()
+            ctx.log("review: the base's plan, each hunk compared with what it emits")
             hunks, outside, left_out = self.series()
             ctx.timing["series"] = time.monotonic() - started
         findings = sorted(self.findings, key=lambda f: (f.file, f.line, f.col, f.rule, f.message))
@@ -284,8 +290,8 @@ class _Reviewer:
         self.head_verdicts: dict[tuple[str, int], checkmod.Verdict] = {}
         if not target and not extra:
             return
-        sub = dataclasses.replace(a, reads=target + extra)
-        plan = planmod.make_plan(sub, self.rules, self.headst.facts)
+        plan = self._plan(self.headst, lambda: dataclasses.replace(self.headst.analysis, reads=target + extra))
+        sub = dataclasses.replace(self.headst.analysis, reads=target + extra)
         result = checkmod.check(plan, sub, self.rules, self._check_facts(self.headst, plan, sub.reads))
         verdicts = {(v.file, v.line, v.expr): v for v in result.verdicts}
         for r in sub.reads:
@@ -545,16 +551,7 @@ class _Reviewer:
         plan = ctx.load_base(st)
         if plan is None:
             ctx.build(st)
-            searched: set[str] = set()
-            memo = json.loads(ctx.store.get_meta("plan_searched") or "{}")
-            if memo.get("key") == ctx.key:
-                searched |= set(memo.get("names", []))  # already parsed into the store by `plan`
-            plan = planmod.plan_with_rounds(lambda: st.analysis, self.rules, st.facts,
-                                            lambda words, fixed: bool(ctx.on_demand(st, words, fixed, searched)))
-            names = {f.name for f in plan.functions}
-            unseen = planmod.unseen_mentions(plan, st.analysis, st.facts, ctx.texts_mentioning(st, names),
-                                             self.rules)
-            plan = planmod.make_plan(st.analysis, self.rules, st.facts, unseen=unseen)
+            plan = self._plan(st, lambda: st.analysis)
             ctx.save_base(st, plan)
         helper = self._helper_home(plan)
         expected = self._expected_edits(plan, helper)
@@ -594,6 +591,24 @@ class _Reviewer:
                                      f"which stays unresolvable: {v.why}", v.function,
                                      f"hunk-read|{v.function}|{v.expr}", verdict="unresolvable"))
         return hunks, outside, tuple(left_out)
+
+    def _plan(self, st: RevisionState, analysis_of: Callable[[], Analysis]) -> Plan:
+        """The plan of a revision as `mappingpass plan` computes it
+        (workspace.compute_plan): rounds that parse the deferred files naming
+        a changed name, then the functions that keep their signature because
+        code the index cannot see (a macro body, the rest of a partly
+        analysed tree) names them."""
+        ctx = self.ctx
+        searched: set[str] = set()
+        memo = json.loads(ctx.store.get_meta("plan_searched") or "{}")
+        if memo.get("key") == ctx.key:
+            searched |= set(memo.get("names", []))  # already parsed into the store by `plan`
+        plan = planmod.plan_with_rounds(analysis_of, self.rules, st.facts,
+                                        lambda words, fixed: bool(ctx.on_demand(st, words, fixed, searched)))
+        names = {f.name for f in plan.functions}
+        unseen = planmod.unseen_mentions(plan, analysis_of(), st.facts, ctx.texts_mentioning(st, names), self.rules)
+        unseen |= ctx.outside_mentions(st, plan)
+        return planmod.make_plan(analysis_of(), self.rules, st.facts, unseen=unseen)
 
     def _helper_home(self, plan: Plan) -> emitmod.HelperPlacement | None:
         data = {p: d for p, d in self.basest.data.items() if d is not None}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import graph as graphmod
 from .. import index as indexmod
+from .. import plan as planmod
 from .. import safepickle
 from ..facts import FACTS_VERSION, FileFacts
 from ..graph import Analysis
@@ -424,10 +425,27 @@ class ReviewContext:
                 texts[p] = data
         return texts
 
+    def outside_mentions(self, st: RevisionState, plan: Plan) -> dict:
+        """An index of part of a tree: what the rest of the tree (on disk,
+        the range's files aside) names of the plan's changes keeps its
+        signature, as `plan` decides (plan.outside_mentions)."""
+        outside = [p for p in indexmod.outside_sources(self.store, self.root, self.rules.skip_dirs)
+                   if p not in st.files]
+        names = sorted(planmod.outside_names(plan, st.analysis))
+        if not (outside and names):
+            return {}
+        texts: dict[str, bytes] = {}
+        for p in indexmod.grep_files(self.root, outside, names):
+            try:
+                texts[p] = (self.root / p).read_bytes()
+            except OSError:
+                continue
+        return planmod.outside_mentions(plan, st.analysis, texts)
+
     def _base_key(self, st: RevisionState) -> str:
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{self.key}|{self.rules.digest}|{graphmod.GRAPH_VERSION}|"
-                 f"{FACTS_VERSION}".encode())
+                 f"{FACTS_VERSION}|{safepickle.code_digest()}".encode())
         for p in sorted(st.files):
             data = st.data.get(p)
             h.update(f"\0{p}\0{indexmod.digest_of(data) if data is not None else '-'}".encode())
