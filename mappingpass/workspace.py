@@ -79,10 +79,14 @@ def build_analysis(root: Path, rules: rulesmod.Rules, store, expand: bool,
     if expand:
         for _ in range(4):
             tags = sorted(graphmod.missing_types(facts, rules.plan.chain_from if rules.plan else None))
+            if tags and log:
+                log(f"analyze: looking for {len(tags)} struct types in the deferred headers")
             added = indexmod.expand_types(root, rules, store, tags) if tags else []
             if not added:
                 break
             facts += store.load_facts(added)
+    if log:
+        log(f"analyze: the call graph of {len(facts)} files")
     return rules, graphmod.load_or_build(store, rules, facts)
 
 
