@@ -113,7 +113,9 @@ class Verdict:
     function: str | None
     expr: str
     kind: int | str
-    verdict: str  # "resolvable" | "unresolvable" | "unproven" | "runtime" | "never-protected"
+    verdict: str  # "resolvable" | "mixed" | "unresolvable" | "unproven" | "runtime" | "never-protected"
+    #               mixed: resolvable on every path from kind-1 code; the paths from kinds 2-5
+    #               (reclaim's LRU, a fault's PTE) reach it with no mapping, which run time covers
     paths: int  # paths checked
     truncated: bool  # more paths than MAX_PATHS / deeper than MAX_DEPTH
     witness: Witness | None
@@ -178,6 +180,8 @@ class _World:
     # -- fresh objects ----------------------------------------------------------
     def fresh(self, ctype: str, hint: str) -> object:
         base, depth = self.c.env.canonical(*ctypes.split(ctypes.normalise(ctype)))
+        if depth == 0 and base.startswith(("struct ", "union ")) and base not in ("struct page", "struct folio"):
+            depth = 1  # an embedded struct (`obj->base.filp`, `bi->vfs_inode`): an object of its own
         if depth != 1:
             return model.Unknown(f"{hint}: {ctype}")
         name = self._name(hint)
@@ -205,9 +209,18 @@ class _World:
             return folio.page if base == "struct page" else folio
         members = self.c.env.fields.get(base)
         if members is None:
-            return model.Unknown(f"{hint}: {base} is not defined in the analysed files")
+            # a struct defined in a file the index deferred: a member gets the
+            # type every analysed struct with a member of that name agrees on
+            return model.Opaque(name, base, _ANY, lambda m: self._untyped_member(name, base, m))
         return model.Opaque(name, base, frozenset(members),
                             lambda m: self.fresh(members[m], f"{name}->{m}"))
+
+    def _untyped_member(self, name: str, base: str, member: str) -> object:
+        ctype = self.c.member_types().get(member)
+        if ctype is None:
+            return model.Unknown(f"{name}->{member}: {base} is not defined in the analysed files, and the "
+                                 f"structs that are do not agree on the type of a member {member}")
+        return self.fresh(ctype, f"{name}->{member}")
 
     def file(self, name: str) -> model.File:
         inode = self.w.inode(f"{name}.f_inode")
@@ -260,7 +273,19 @@ class _Checker:
         self.reads = sorted(analysis.reads, key=lambda r: (r.file, r.line, r.col))
         self.read_at = {(r.file, r.start): r for r in analysis.reads}
         self._event_cache: dict[str, tuple[list, dict, str]] = {}
+        self._member_types: dict[str, str] | None = None
         self.function_names = {d["name"] for _, d in self.g.nodes(data=True) if d["type"] == "function"}
+
+    def member_types(self) -> dict[str, str]:
+        """member name -> its type, where every analysed struct with a member
+        of that name gives it the same type (`filp`: `struct file *`)."""
+        if self._member_types is None:
+            seen: dict[str, set[str]] = defaultdict(set)
+            for members in self.env.fields.values():
+                for m, t in members.items():
+                    seen[m].add(ctypes.normalise(t))
+            self._member_types = {m: next(iter(ts)) for m, ts in seen.items() if len(ts) == 1}
+        return self._member_types
 
     @staticmethod
     def short(fid: str) -> str:
@@ -416,6 +441,12 @@ class _Checker:
                 got = self._safe(world, callee, v.value, inner, depth + 1)
                 if isinstance(got, model.Page | model.Folio):
                     return got
+        returns = self.env.returns.get(self.g.nodes[callee]["name"], "")
+        base, level = self.env.canonical(*ctypes.split(ctypes.normalise(returns))) if returns else ("", 0)
+        if level == 1 and base.startswith("struct ") and base not in _MAY_NAME_A_MAPPING:
+            # an object the callee makes or finds (`obj = i915_gem_object_create_shmem(...)`):
+            # fresh, so nothing about it is the same as anything else by accident
+            return world.fresh(returns, f"{name}()")
         return model.Unknown(f"{name}() returns no page the interpreter could follow")
 
     def _safe(self, world: _World, fid: str, text: str, env: dict, depth: int = 0) -> object:
@@ -518,7 +549,10 @@ class _Checker:
         if k >= len(params):
             return ""
         base, depth = ctypes.split(ctypes.normalise(params[k][1]))
-        return ctypes.normalise(base, depth - 1) if depth == 2 and base in ("struct page", "struct folio") else ""
+        if depth == 2 and base in ("struct page", "struct folio"):
+            return ctypes.normalise(base, depth - 1)
+        # a batch (`struct folio_batch *fbatch` of find_lock_entries): its name says what it holds
+        return base if depth == 1 and base not in ("struct page", "struct folio") else ""
 
     def _helper(self, world: _World, fid: str, w: Rewrite, env: dict) -> object:
         """What a rewritten read in a local's initializer gives (the helper's answer)."""
@@ -668,26 +702,71 @@ class _Checker:
         paths, truncated = self.paths(r.function_id, r.receiver_text)
         unproven: _Failure | None = None
         entries: set[str] = set()  # tops nothing in the tree calls, whose page the tree cannot say
+        outside: dict[str, tuple] = {}  # kind 2-5 top -> (path, variant, failure) of its first failing path
+        never = ""  # why the pages of the paths into never-protected ops tables are never protected
+        held = 0  # path variants on which the helper returned the owner
         for path in paths:
             for variant, nulls in self.variants(path.top, path, rewrite):
                 try:
                     self.run_path(path, r, rewrite, variant.split(" ")[0], nulls)
+                    held += 1
                 except _Failure as f:
-                    if f.verdict == "unresolvable":
+                    if self._never_path(path, r.function_id):
+                        never = never or self._never_path(path, r.function_id)
+                        continue  # a metadata inode's page: never protected, the field is right
+                    if not self._kind1(path.top):
+                        outside.setdefault(self.short(path.top), (path, variant, f))
+                    elif f.verdict == "unresolvable":
                         return Verdict(*head, "unresolvable", len(paths), truncated,
                                        Witness(path.hops, f.argument, variant, f.error, f.value, f.owner))
-                    if path.entry and f.no_owner:
+                    elif path.entry and f.no_owner:
                         entries.add(self.short(path.top))
                     else:
                         unproven = unproven or f
+        if never and not (held or outside or entries or unproven):
+            return Verdict(*head, "never-protected", len(paths), truncated, None,
+                           f"every path reaches it through {never}")
+        inside = {p.top for p in paths if self._kind1(p.top)}
+        if outside and unproven is None and len(entries) < len(inside):
+            tops = ", ".join(sorted(outside))
+            return Verdict(*head, "mixed", len(paths), truncated, None,
+                           f"the helper returned the page's owner on every path from kind-1 code; the paths "
+                           f"from {tops} (kinds 2-5: no mapping there) are run time's", missing=next(
+                               iter(f"{top}: {f.error}" for top, (_, _, f) in sorted(outside.items()))))
+        if outside:  # nothing from kind-1 code says otherwise: the first such failure stands
+            path, variant, f = next(iter(v for _, v in sorted(outside.items())))
+            if f.verdict == "unresolvable":
+                return Verdict(*head, "unresolvable", len(paths), truncated,
+                               Witness(path.hops, f.argument, variant, f.error, f.value, f.owner))
+            unproven = unproven or f
         if unproven is not None or len(entries) == len({p.top for p in paths}):
             missing = unproven.error if unproven is not None else \
                 f"every path starts at a function nothing in the tree calls ({', '.join(sorted(entries))})"
             return Verdict(*head, "unproven", len(paths), truncated, None, missing=missing)
         more = (f"; not checked: the paths from {', '.join(sorted(entries))}, which nothing in the tree calls "
                 "(their callers are outside it)") if entries else ""
+        if never:
+            more += f"; the paths into {never} carry pages that are never protected"
         return Verdict(*head, "resolvable", len(paths), truncated, None,
                        "the helper returned the page's owner on every path and variant" + more)
+
+    def _never_path(self, path: _Path, reader: str) -> str:
+        """"<tables>: <why>" when the path calls through a slot into an
+        implementation every binding of which is in an ops table the rules say
+        only metadata inodes use (never_protected_ops): its pages are never
+        protected, whatever the caller passes. "" otherwise."""
+        if not path.hops:
+            return ""
+        chain = [h.caller for h in path.hops[1:]] + [reader]
+        for hop, impl in zip(path.hops, chain, strict=True):
+            if self.g.nodes[hop.callee]["type"] == "slot" and (why := self.ctx.never_bindings(impl)):
+                return why
+        return ""
+
+    def _kind1(self, fid: str) -> bool:
+        """fid is code the plan converts (a path from it is the plan's to get right)."""
+        kind, _ = self.rules.kind_of(home(self.g, fid)[0], self.g.nodes[fid]["name"])
+        return kind in self.pr.scope_kinds
 
     def _kept(self, head: tuple, kept) -> Verdict:
         if kept.reason == "never-protected":
@@ -707,6 +786,11 @@ class _Everything(frozenset):
 
 
 _ANY = _Everything()
+# what an uninterpreted call's result may be the page's own mapping through: a
+# fresh one would make a false "unresolvable" where the callee in fact returns it
+_MAY_NAME_A_MAPPING = frozenset({"struct address_space", "struct inode", "struct file", "struct page",
+                                 "struct folio", "struct dentry", "struct kiocb", "struct readahead_control",
+                                 "struct vm_fault", "struct buffer_head"})
 
 
 def _membership_holds() -> bool:

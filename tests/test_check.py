@@ -9,6 +9,7 @@ import pytest
 from conftest import MINILINUX, analyze_json, plan_mutants, run_cli
 
 from mappingpass import check as checkmod
+from mappingpass import model
 from mappingpass.index import Store
 from mappingpass.workspace import compute_plan, store_rules
 
@@ -127,6 +128,9 @@ def test_every_mutant_of_a_proven_read_is_killed(world):
 EQUIVALENT = {
     # `mapping = inode->i_mapping`: the same object
     "fs/ctxfs/file.c:17 mapping -> inode->i_mapping",
+    # btree_shed_folio's folios are the btree inode's, never protected: their
+    # field is their owner, so handing it down is the same as handing NULL
+    "fs/pagefs/check.c:34 NULL -> page->mapping",
 }
 
 
@@ -149,7 +153,7 @@ def test_check_cli_json_and_exit_code(world):
     data = json.loads(out)
     assert data["schema"] == "mappingpass.check/2"
     s = data["summary"]
-    assert s["reads"] == sum(s.get(k, 0) for k in ("resolvable", "unresolvable", "unproven", "runtime",
+    assert s["reads"] == sum(s.get(k, 0) for k in ("resolvable", "mixed", "unresolvable", "unproven", "runtime",
                                                    "never-protected"))
     # ctxfs's extent-buffer pages (2), pagefs's device buffers, metadata table, meta inode (2)
     assert s["unproven"] > 0 and s["never-protected"] == 9
@@ -198,3 +202,43 @@ def test_which_code_is_a_filesystem_of_its_own(world):
     assert c._fs_of("fs/gfs2/log.c") == "fs/gfs2"  # noqa: SLF001
     assert c._fs_of("fs/buffer.c") == c._fs_of("mm/filemap.c") == ""  # generic: any filesystem  # noqa: SLF001
     assert c._fs_of("mm/shmem.c") == "mm/shmem.c"  # rules filesystem_files: tmpfs  # noqa: SLF001
+
+
+def test_paths_from_kind_2_code_make_a_read_mixed(world):
+    """pagefs_settle_folio: the folio a lookup found (kind-1 code, the plan
+    passes its mapping) and one reclaim took off a list (mm/vmscan.c passes
+    NULL): resolvable from kind-1 code, the reclaim path is run time's."""
+    v = verdicts(world)[("fs/pagefs/check.c", 8)]
+    assert v.verdict == "mixed", v
+    assert "reclaim_settle" in v.covered_by and "reclaim_next_folio" in v.missing
+    # the same plan with the lookup's caller passing NULL: kind-1 code decides
+    db, plan, *_ = world
+    wrong = verdicts(world, _mutate(plan, "fs/pagefs/check.c", 15, argument="NULL"))
+    assert wrong[("fs/pagefs/check.c", 8)].verdict == "unresolvable"
+
+
+def test_a_path_into_a_never_protected_ops_table_is_not_a_witness(world):
+    """pagefs_shed_folio is reached through ->invalidate_folio into the btree's
+    own table (rules never_protected_ops), which passes NULL: those folios are
+    never protected, so NULL is right there; the lookup's path is checked."""
+    v = verdicts(world)[("fs/pagefs/check.c", 21)]
+    assert v.verdict == "resolvable" and "btree_aops" in v.covered_by, v
+    db, plan, *_ = world
+    wrong = verdicts(world, _mutate(plan, "fs/pagefs/check.c", 28, argument="NULL"))
+    assert wrong[("fs/pagefs/check.c", 21)].verdict == "unresolvable"
+
+
+def test_an_object_a_function_returns_is_a_fresh_one_with_typed_members(world):
+    """obj = pagefs_object_create(): a fresh object; its embedded base is a
+    struct the index deferred, whose `filp` takes the type every analysed
+    struct agrees on (struct file *): the lookup in its f_mapping is followed."""
+    v = verdicts(world)[("fs/pagefs/check.c", 66)]
+    assert v.verdict == "resolvable", v
+    c = _checker(world)
+    w = checkmod._World(c, "plain", set())  # noqa: SLF001
+    obj = w.fresh("struct pagefs_object *", "obj")
+    assert isinstance(obj.base.filp, model.File)
+    assert isinstance(obj.base.size, model.Unknown)  # a number: nothing the model follows
+    db, plan, *_ = world
+    wrong = verdicts(world, _mutate(plan, "fs/pagefs/check.c", 75, argument="NULL"))
+    assert wrong[("fs/pagefs/check.c", 66)].verdict == "unresolvable"

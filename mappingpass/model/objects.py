@@ -373,7 +373,10 @@ class Opaque(Struct):
         self._values: dict[str, object] = {}
 
     def __getattr__(self, member: str) -> object:
-        if member.startswith("_") or member not in self.__dict__.get("C_FIELDS", ()):
+        # (Python's own dunders and this object's bookkeeping are not C members;
+        # `__lruvec` is)
+        dunder = member.startswith("__") and member.endswith("__")
+        if dunder or member in ("_make", "_values") or member not in self.__dict__.get("C_FIELDS", ()):
             raise AttributeError(member)
         values = self.__dict__["_values"]
         if member not in values:
