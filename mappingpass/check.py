@@ -714,9 +714,10 @@ class _Checker:
                     if self._never_path(path, r.function_id):
                         never = never or self._never_path(path, r.function_id)
                         continue  # a metadata inode's page: never protected, the field is right
-                    if not self._kind1(path.top):
+                    if not self._kind1(path.top) and (f.verdict == "unproven" or f.value in _NO_MAPPING):
+                        # code the plan does not convert had no mapping to give: run time's
                         outside.setdefault(self.short(path.top), (path, variant, f))
-                    elif f.verdict == "unresolvable":
+                    elif f.verdict == "unresolvable":  # (a wrong mapping is wrong whatever the top)
                         return Verdict(*head, "unresolvable", len(paths), truncated,
                                        Witness(path.hops, f.argument, variant, f.error, f.value, f.owner))
                     elif path.entry and f.no_owner:
@@ -786,6 +787,8 @@ class _Everything(frozenset):
 
 
 _ANY = _Everything()
+# a failure's value when no mapping reached the hop (NULL, or a call that passes none)
+_NO_MAPPING = frozenset({"", "None", "NULL"})
 # what an uninterpreted call's result may be the page's own mapping through: a
 # fresh one would make a false "unresolvable" where the callee in fact returns it
 _MAY_NAME_A_MAPPING = frozenset({"struct address_space", "struct inode", "struct file", "struct page",
