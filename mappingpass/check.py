@@ -144,10 +144,11 @@ class _Failure(Exception):
     """The path is refuted (unresolvable) or cannot be followed (unproven)."""
 
     def __init__(self, verdict: str, argument: str, error: str, value: str = "", owner: str = "",
-                 no_owner: bool = False) -> None:
+                 no_owner: bool = False, null_page: bool = False) -> None:
         super().__init__(error)
         self.verdict, self.argument, self.error, self.value, self.owner = verdict, argument, error, value, owner
         self.no_owner = no_owner  # the page came in as a parameter and nothing says whose it is
+        self.null_page = null_page  # the model's page is NULL at the read: not a path the kernel takes
 
 
 @dataclass(frozen=True)
@@ -397,6 +398,9 @@ class _Checker:
     def evaluate(self, world: _World, fid: str, text: str, env: dict, depth: int = 0) -> object:
         """text in fid's world; Unknown when it cannot be interpreted."""
         e = _SUBSCRIPT.sub("[0]", _clean(text))
+        deref = _DEREF.match(e)
+        if deref:  # `*foliop`: what the caller's `&folio` points at (bound as "*foliop")
+            return env.get(f"*{deref.group(1)}", model.Unknown(f"{e}: nothing is known to be stored there"))
         call = parse_call(e)
         if call is not None and call[0] not in model.FUNCTIONS:
             return self._call(world, fid, call, env, depth)
@@ -596,6 +600,9 @@ class _Checker:
                 folio = world.page_of(owner, f"{receiver}->a_ops")
                 value = folio.page if isinstance(value, model.Page) else folio
             inner[pname] = value
+            arg = call.args[i].strip() if i < len(call.args) else ""
+            if arg.startswith("&") and (root := root_of(arg[1:].strip())) == arg[1:].strip() and root in env:
+                inner[f"*{pname}"] = env[root]  # `f(..., &folio)`: f's `*foliop` is the caller's folio
         return inner
 
     def _arg_value(self, world: _World, caller: str, call, i: int, env: dict, file: str) -> object:
@@ -640,6 +647,9 @@ class _Checker:
 
     def _judge(self, world: _World, fid: str, read: ReadRecord, rewrite: Rewrite, env: dict, path: _Path) -> None:
         page = self._safe(world, fid, read.receiver_text, env)
+        if page is None:  # the read would oops: a branch or out-parameter the model does not follow
+            raise _Failure("unproven", read.receiver_text, f"the page {read.receiver_text} is NULL on this path",
+                           null_page=True)
         if not isinstance(page, model.Page | model.Folio):
             raise _Failure("unproven", read.receiver_text, f"the page {read.receiver_text} is {page!r}")
         folio = model.as_folio(page)
@@ -691,6 +701,12 @@ class _Checker:
         rewrite = self.rewrites.get((r.file, r.cmp_start if r.purpose == "identity" else r.start))
         if rewrite is not None and rewrite.purpose == "identity":
             return Verdict(*head, "resolvable", 0, False, None, _MEMBERSHIP)
+        if r.function_id is not None and rewrite is None and kept is not None and kept.reason == "no-context":
+            tops = self._outside_only(r)
+            if tops:
+                return Verdict(*head, "runtime", 0, False, None,
+                               f"every path into it starts in code of kinds 2-5 ({', '.join(tops)}), which has "
+                               "no mapping to pass: the raw read is run time's, as theirs are")
         if r.function_id is None or rewrite is None:
             reason = self.unresolved.get(r.function_id or "")
             why = f"not rewritten: {reason.reason}" if reason else "not rewritten"
@@ -705,12 +721,16 @@ class _Checker:
         outside: dict[str, tuple] = {}  # kind 2-5 top -> (path, variant, failure) of its first failing path
         never = ""  # why the pages of the paths into never-protected ops tables are never protected
         held = 0  # path variants on which the helper returned the owner
+        null_paths: set[str] = set()  # tops of the paths whose page the model has NULL at the read
         for path in paths:
             for variant, nulls in self.variants(path.top, path, rewrite):
                 try:
                     self.run_path(path, r, rewrite, variant.split(" ")[0], nulls)
                     held += 1
                 except _Failure as f:
+                    if f.null_page:
+                        null_paths.add(self.short(path.top))
+                        continue
                     if self._never_path(path, r.function_id):
                         never = never or self._never_path(path, r.function_id)
                         continue  # a metadata inode's page: never protected, the field is right
@@ -740,6 +760,9 @@ class _Checker:
                 return Verdict(*head, "unresolvable", len(paths), truncated,
                                Witness(path.hops, f.argument, variant, f.error, f.value, f.owner))
             unproven = unproven or f
+        if not held and not outside and not never and null_paths and unproven is None:
+            unproven = _Failure("unproven", r.receiver_text, f"the page {r.receiver_text} is NULL at the read on every "
+                                "path the model follows (a branch or out-parameter it does not follow)")
         if unproven is not None or len(entries) == len({p.top for p in paths}):
             missing = unproven.error if unproven is not None else \
                 f"every path starts at a function nothing in the tree calls ({', '.join(sorted(entries))})"
@@ -748,6 +771,13 @@ class _Checker:
                 "(their callers are outside it)") if entries else ""
         if never:
             more += f"; the paths into {never} carry pages that are never protected"
+        if null_paths:
+            more += (f"; not checked: the paths from {', '.join(sorted(null_paths))}, on which the model's page is "
+                     "NULL at the read (a branch or out-parameter it does not follow)")
+        if truncated:  # the paths not enumerated may carry another page (a fault's, reclaim's)
+            return Verdict(*head, "unproven", len(paths), truncated, None, missing=(
+                f"more call paths than the bounds ({MAX_PATHS} paths, {MAX_DEPTH} calls deep): the "
+                f"{len(paths)} checked hold" + more))
         return Verdict(*head, "resolvable", len(paths), truncated, None,
                        "the helper returned the page's owner on every path and variant" + more)
 
@@ -763,6 +793,14 @@ class _Checker:
             if self.g.nodes[hop.callee]["type"] == "slot" and (why := self.ctx.never_bindings(impl)):
                 return why
         return ""
+
+    def _outside_only(self, r: ReadRecord) -> list[str]:
+        """The tops of every call path to r when none is kind-1 code, else []."""
+        paths, truncated = self.paths(r.function_id, r.receiver_text)
+        tops = sorted({self.short(p.top) for p in paths})
+        if truncated or not paths or any(self._kind1(p.top) or not p.hops for p in paths):
+            return []
+        return tops
 
     def _kind1(self, fid: str) -> bool:
         """fid is code the plan converts (a path from it is the plan's to get right)."""
@@ -789,6 +827,7 @@ class _Everything(frozenset):
 _ANY = _Everything()
 # a failure's value when no mapping reached the hop (NULL, or a call that passes none)
 _NO_MAPPING = frozenset({"", "None", "NULL"})
+_DEREF = re.compile(r"^\*\s*(\w+)$")
 # what an uninterpreted call's result may be the page's own mapping through: a
 # fresh one would make a false "unresolvable" where the callee in fact returns it
 _MAY_NAME_A_MAPPING = frozenset({"struct address_space", "struct inode", "struct file", "struct page",

@@ -37,6 +37,9 @@ def member_of(arg: str, path: str) -> str:
     a = arg.strip()
     if not path:
         return a
+    if path.startswith("*"):  # what the parameter points at: `&folio` gives `folio`
+        pointee = a[1:].strip() if a.startswith("&") else f"(*{a})"
+        return member_of(pointee, path[1:]) if path[1:] else pointee
     if a.startswith("&") and PATH.match(a[1:].strip()) and path.startswith("->"):
         return f"{a[1:].strip()}.{path[2:]}"
     return f"{a}{path}" if PATH.match(a) else a

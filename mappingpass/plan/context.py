@@ -152,6 +152,12 @@ class Context:
         call = parse_call(e)
         if call is not None:
             return self._call_origin(fid, call, depth, seen)
+        deref = _DEREF.match(e)
+        if deref:  # `folio = *foliop`: the page the caller's `&folio` points at
+            for i, (pname, ptype) in enumerate(self.params(fid)):
+                if pname == deref.group(1):
+                    return Origin("parameter", param=i, path="*",
+                                  evidence=f"{e}: what parameter {i} ({ptype} {pname}) points at")
         root = root_of(e)
         if root is None:
             return Origin("unknown", evidence=f"{e}: not an access path")
@@ -825,6 +831,8 @@ class Context:
                     return value[: -len(strip_suffix)].strip()
         return None
 
+
+_DEREF = re.compile(r"^\*\s*(\w+)$")
 
 def _then(origin: Origin, path: str) -> Origin:
     """origin of a value, for the page at `value<path>`: a parameter's page
