@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import CACHE, MINILINUX, analyze_json, compile_errors, run_cli
 
+from mappingpass import emit as emitmod
 from mappingpass import workspace
 from mappingpass.emit import maintainers, series
 
@@ -373,11 +374,21 @@ def test_series_is_deterministic(made, tmp_path):
     assert [p.name for p in again] == [p.name for p in made["paths"]]
     for a, b in zip(again, made["paths"], strict=True):
         assert a.read_bytes() == b.read_bytes()
-    # a re-run into the same directory leaves no stale patch behind
-    (tmp_path / "again" / "0099-stale.patch").write_text("x")
+    # a re-run into the same directory leaves no stale patch of an earlier run
+    # behind (the manifest names it), and never deletes or replaces the user's
+    out = tmp_path / "again"
+    manifest = out / series.MANIFEST
+    (out / "0099-stale.patch").write_text("x")
+    manifest.write_text(manifest.read_text() + "0099-stale.patch\n../../etc/passwd\n")
+    (out / "0098-mine.patch").write_text("mine")
     series.write_series(made["plan"], made["facts"], made["rules"], made["root"], made["digests"],
-                        tmp_path / "again", None, author=AUTHOR, date=DATE)
-    assert not (tmp_path / "again" / "0099-stale.patch").exists()
+                        out, None, author=AUTHOR, date=DATE)
+    assert not (out / "0099-stale.patch").exists() and (out / "0098-mine.patch").read_text() == "mine"
+    first = again[1].name
+    manifest.write_text("".join(f"{p.name}\n" for p in again if p.name != first))  # as if the user wrote it
+    with pytest.raises(emitmod.EmitError, match=f"{first}: exists and mappingpass did not write it"):
+        series.write_series(made["plan"], made["facts"], made["rules"], made["root"], made["digests"],
+                            out, None, author=AUTHOR, date=DATE)
 
 
 def test_changed_tree_is_refused(made, tmp_path):

@@ -14,6 +14,7 @@ from ..emit import series as seriesmod
 from ..emit import smpl
 from ..errors import InputError
 from ..output import write_atomic
+from ..resources import fixture_tree
 from .common import inputs_for, progress
 
 
@@ -75,6 +76,9 @@ def cmd_emit(args: argparse.Namespace) -> int:
         else:
             write_atomic(args.diff, diff)
     if args.apply:
+        if root.resolve() == fixture_tree().resolve():
+            raise InputError(f"{root}: the bundled fixture is mappingpass's own test data and is never changed; "
+                             f"copy it (cp -r {root} /tmp/minilinux), analyze the copy and apply there")
         if not args.force and _git_dirty(root):
             raise InputError(f"{root}: the git tree has uncommitted changes; commit them or pass --force")
         try:

@@ -503,13 +503,13 @@ def apply_atomically(root: Path, texts: dict[str, tuple[bytes, bytes]]) -> None:
                 raise EmitError(f"{root / path} is a symlink to {target}, outside the tree; "
                                 "nothing was changed")
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".mp")
+            staged.append((target, tmp))  # (before the write: a full disk must not leave it behind)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(new)
             os.chmod(tmp, target.stat().st_mode & 0o7777)
-            staged.append((target, tmp))
     except (OSError, EmitError) as exc:
         for _, tmp in staged:
-            os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, EmitError):
             raise
         raise EmitError(f"cannot write to the tree ({exc}); nothing was changed") from None

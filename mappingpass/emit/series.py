@@ -856,9 +856,10 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
                  *, author: str, signoff: bool = True, date: datetime | None = None,
                  quiet: bool = False, progress: ProgressFactory | None = None) -> list[Path]:
     """Write the series as `git format-patch -o outdir --cover-letter` would:
-    0000-cover-letter.patch, then 0001-<subject>.patch ... in order. Earlier
-    `NNNN-*.patch` files in outdir are removed first (a shorter re-run must not
-    leave stale patches behind). Returns the paths written, cover letter first.
+    0000-cover-letter.patch, then 0001-<subject>.patch ... in order, and a
+    manifest of them (MANIFEST): the patches of an earlier run it names are
+    removed (a shorter re-run leaves no stale patch), a file it does not name
+    is never replaced. Returns the paths written, cover letter first.
 
     author: "Name <email>", the From: of every patch and, with signoff, its
     Signed-off-by: (the CLI takes it from --author or the user's git
@@ -877,25 +878,49 @@ def write_series(plan: Plan, facts: dict[str, FileFacts], rules: Rules, root: Pa
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
         date = (datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit()
                 else datetime.now(UTC).replace(microsecond=0))
-    make_dir(outdir)
-    for old in outdir.glob("[0-9][0-9][0-9][0-9]-*.patch"):
-        old.unlink()
     n = len(series.patches)
-    written = []
-    cover_path = outdir / "0000-cover-letter.patch"
-    write_atomic(cover_path, _email("0" * 40, author, date,
-                                 f"[PATCH 0/{n}] pass the mapping down instead of reading "
-                                 f"page->{rules.field}", series.cover + "\n", "", ""))
-    written.append(cover_path)
+    files = [("0000-cover-letter.patch", _email("0" * 40, author, date,
+                                                f"[PATCH 0/{n}] pass the mapping down instead of reading "
+                                                f"page->{rules.field}", series.cover + "\n", "", ""))]
     for i, (subject, body, diff) in enumerate(zip(series.subjects, series.messages, series.diffs,
                                                   strict=True), 1):
         sha = hashlib.sha1(f"{subject}\n{diff}".encode("utf-8", "surrogateescape")).hexdigest()
-        path = outdir / f"{i:04d}-{_slug(subject)}.patch"
         if signoff:  # in the trailer block, after the Cc: lines
             last = body.rstrip("\n").rsplit("\n", 1)[-1]
             body = body.rstrip("\n") + ("\n" if last.startswith("Cc: ") else "\n\n") + f"Signed-off-by: {author}\n"
-        text = _email(sha, author, date, f"[PATCH {i}/{n}] {subject}", body,
-                      diffstat(diff), diff)
-        write_atomic(path, text)
-        written.append(path)
+        files.append((f"{i:04d}-{_slug(subject)}.patch",
+                      _email(sha, author, date, f"[PATCH {i}/{n}] {subject}", body, diffstat(diff), diff)))
+    return _write_files(make_dir(outdir), files)
+
+
+MANIFEST = ".mappingpass-series"  # in a series directory: the files emit wrote there
+
+
+def _write_files(outdir: Path, files: list[tuple[str, str]]) -> list[Path]:
+    """Write the series' files; remove those of an earlier series the
+    manifest names and this one does not (a shorter re-run leaves no stale
+    patch); refuse to replace a file mappingpass did not write."""
+    ours = _manifest(outdir)
+    names = [name for name, _ in files]
+    theirs = sorted(n for n in names if n not in ours and os.path.lexists(outdir / n))
+    if theirs:
+        raise emitmod.EmitError(f"{outdir / theirs[0]}: exists and mappingpass did not write it; give an empty "
+                                "or new directory (or move the file)")
+    written = []
+    for name, text in files:
+        write_atomic(outdir / name, text)
+        written.append(outdir / name)
+    for stale in sorted(set(ours) - set(names)):
+        (outdir / stale).unlink(missing_ok=True)
+    write_atomic(outdir / MANIFEST, "".join(f"{n}\n" for n in names))
     return written
+
+
+def _manifest(outdir: Path) -> set[str]:
+    """The file names an earlier run wrote into outdir (plain patch names only:
+    a manifest is never a way to delete anything else)."""
+    try:
+        text = (outdir / MANIFEST).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return {n for n in text.split("\n") if re.fullmatch(r"\d{4}-[A-Za-z0-9._-]+\.patch", n)}
