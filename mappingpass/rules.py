@@ -273,6 +273,30 @@ def _need(table: dict, key: str, kind: type, where: str):
     return value
 
 
+_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_C_TYPE = re.compile(r"(?:(?:const|struct|union|enum|unsigned|signed)\s+)*[A-Za-z_][A-Za-z0-9_]*(?:\s*\*)*")
+
+
+def _c_name(table: dict, key: str, where: str, default: str | None = None) -> str:
+    """A rules value written into C as a name (a parameter, a helper): it
+    must be a C identifier, or the diff would carry whatever it says."""
+    value = _need(table, key, str, where) if default is None else table.get(key, default)
+    if not isinstance(value, str) or not _C_IDENT.fullmatch(value):
+        raise RulesError(f"'{key}' in [{where}] must be a C identifier, not {value!r}")
+    return value
+
+
+def _optional_name(table: dict, key: str, where: str) -> str:
+    return _c_name(table, key, where, "") if table.get(key, "") != "" else ""
+
+
+def _c_type(table: dict, key: str, where: str) -> str:
+    value = _need(table, key, str, where)
+    if not _C_TYPE.fullmatch(value.strip()):
+        raise RulesError(f"'{key}' in [{where}] must be a C type (`struct address_space *`), not {value!r}")
+    return value
+
+
 def _regex(text: str, where: str, flags: int = 0) -> re.Pattern:
     try:
         return re.compile(text, flags)
@@ -377,13 +401,13 @@ def _plan(plan: dict) -> PlanRules:
     ctx = _context_rules(plan)
     return PlanRules(
         **ctx,
-        param_type=_need(param, "type", str, "plan.parameter"),
-        param_name=_need(param, "name", str, "plan.parameter"),
-        clash_name=param.get("clash_name", "ctx_" + param["name"]),
+        param_type=_c_type(param, "type", "plan.parameter"),
+        param_name=_c_name(param, "name", "plan.parameter"),
+        clash_name=_c_name(param, "clash_name", "plan.parameter", "ctx_" + param["name"]),
         position=position,
         unresolved_argument=plan.get("unresolved_argument", "NULL"),
-        helper_page=_need(helper, "page", str, "plan.helper"),
-        helper_folio=_need(helper, "folio", str, "plan.helper"),
+        helper_page=_c_name(helper, "page", "plan.helper"),
+        helper_folio=_c_name(helper, "folio", "plan.helper"),
         helper_header=helper.get("header", ""),
         helper_fallback_headers=tuple(helper.get("fallback_headers", [])),
         helper_definition=helper.get("definition", ""),
@@ -431,9 +455,12 @@ def _context_rules(plan: dict) -> dict:
     context = plan.get("context", {})
     helper = plan.get("helper", {})
     return dict(
-        membership_page=member.get("page", ""), membership_folio=member.get("folio", ""),
-        membership_page_of=member.get("page_of", ""), membership_folio_of=member.get("folio_of", ""),
-        helper_page_of=helper.get("page_of", ""), helper_folio_of=helper.get("folio_of", ""),
+        membership_page=_optional_name(member, "page", "plan.membership"),
+        membership_folio=_optional_name(member, "folio", "plan.membership"),
+        membership_page_of=_optional_name(member, "page_of", "plan.membership"),
+        membership_folio_of=_optional_name(member, "folio_of", "plan.membership"),
+        helper_page_of=_optional_name(helper, "page_of", "plan.helper"),
+        helper_folio_of=_optional_name(helper, "folio_of", "plan.helper"),
         lookups=tuple(lookups), carriers=tuple(carriers), never_protected=never, registrations=regs,
         page_converters=frozenset(context.get("page_converters", [])),
         chain_depth=int(context.get("chain_depth", 2)),

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import MINILINUX, REPO, analyze_json, emitted_diff, run_cli
@@ -357,6 +358,32 @@ def test_an_interrupted_analyze_exits_130_and_keeps_what_it_parsed(minilinux_cop
     assert again["files"]["reused"] == 5  # the five parsed before ^C
 
 
+def test_sigterm_is_handled_as_ctrl_c(minilinux_copy, tmp_path):
+    """A CI runner's timeout sends SIGTERM: one line, exit 143, and what was
+    parsed is kept (as with ^C); no worker prints a traceback."""
+    import signal
+
+    big = minilinux_copy / "fs" / "many"
+    big.mkdir()
+    for i in range(4000):  # enough files that the run is still going when the signal comes
+        (big / f"f{i}.c").write_text(f"int many_{i}(struct page *page)\n{{\n\treturn page->mapping != 0;\n}}\n")
+    db = tmp_path / "db"
+    proc = subprocess.Popen([sys.executable, "-m", "mappingpass", "analyze", str(minilinux_copy), "--db", str(db),
+                             "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.readline()  # "analyze: 1/N files": parsing has begun
+    assert first.startswith("analyze: 1/"), first
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal (a fast machine)")
+    assert proc.returncode == 143, err
+    assert err.splitlines()[-1] == "mappingpass: terminated (SIGTERM); what was done so far is kept", err
+    assert "Traceback" not in err
+    again = analyze_json(minilinux_copy, db)
+    assert again["files"]["reused"] > 0
+
+
 def _rule_keys(shape, path=()):
     """Every key of the rules schema, with its shape: (path, shape)."""
     from mappingpass import rules_schema as rs
@@ -453,14 +480,14 @@ def test_a_symlink_out_of_the_tree_is_not_written_through(minilinux_copy, tmp_pa
 def test_an_unreadable_file_stops_the_plan_unless_allowed(minilinux_copy, tmp_path, monkeypatch):
     from mappingpass.index import tree as index
 
-    real_open = open
+    real_open = os.open
 
     def guarded_open(path, *args, **kwargs):
         if str(path).endswith("fs/smallfs/inode.c"):
             raise PermissionError(13, "Permission denied")
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(index, "open", guarded_open, raising=False)
+    monkeypatch.setattr(index.os, "open", guarded_open)  # (root reads a chmod 000 file anyway)
     db = tmp_path / "db"
     result = analyze_json(minilinux_copy, db, "-j", "1")
     assert {"file": "fs/smallfs/inode.c", "reason": "unreadable: Permission denied"} in result["skipped"]
@@ -565,3 +592,50 @@ def test_analyze_reports_the_rules_entries_the_tree_does_not_have(tmp_path):
     assert "filemap_get_folio" not in {d["name"] for d in drift}  # the fixture has that one
     code, out, _ = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(rules))
     assert f"rules      {len(drift)} entries name what this tree has nowhere" in out
+
+
+def test_mappingpass_db_sets_the_index_directory(tmp_path, monkeypatch):
+    """`MAPPINGPASS_DB`: every command finds the index without --db, from any directory."""
+    db = tmp_path / "index"
+    env = {**os.environ, "MAPPINGPASS_DB": str(db)}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for argv in (["analyze", str(MINILINUX), "-q"], ["plan", "-q"]):
+        proc = subprocess.run([sys.executable, "-m", "mappingpass", *argv], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode in (0, 1), proc.stderr
+    assert (db / "index.sqlite").exists() and not (elsewhere / ".mappingpass").exists()
+    assert "functions gaining the parameter" in proc.stdout
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ('name = "mapping"\n# When', 'name = "mapping); system(1); (void"\n# When',
+     "'name' in [plan.parameter] must be a C identifier"),
+    ('type = "struct address_space *"', 'type = "struct address_space *); x("',
+     "'type' in [plan.parameter] must be a C type"),
+])
+def test_rules_values_written_into_c_must_be_c(tmp_path, old, new, key):
+    text = (REPO / "rules" / "mapping.toml").read_text()
+    assert old in text
+    bad = tmp_path / "r.toml"
+    bad.write_text(text.replace(old, new, 1))
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(bad))
+    assert code == 2 and err.count("\n") == 1 and key in err, err
+
+
+def test_what_is_not_a_regular_file_is_a_counted_skip(minilinux_copy, tmp_path):
+    """A FIFO named *.c would hang the read, a *.c link to /dev/zero never end
+    it, a file name that is not UTF-8 cannot be a key of the index: each is
+    skipped and counted, the rest of the tree analysed."""
+    os.mkfifo(minilinux_copy / "fs" / "pipe.c")
+    (minilinux_copy / "fs" / "zero.c").symlink_to("/dev/zero")
+    os.close(os.open(os.path.join(os.fsencode(minilinux_copy), b"fs", b"caf\xe9.c"), os.O_CREAT | os.O_WRONLY))
+    proc = subprocess.run([sys.executable, "-m", "mappingpass", "analyze", str(minilinux_copy), "--db",
+                           str(tmp_path / "db"), "--format", "json", "-q"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    skipped = result["not_indexed"]
+    assert skipped.get("not a regular file (a FIFO, device or socket)") == 2, skipped
+    assert skipped.get("file name is not UTF-8") == 1, skipped
+    assert len(result["reads"]) == 90

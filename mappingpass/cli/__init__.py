@@ -5,7 +5,7 @@ common)` and a `cmd_*` function of the parsed arguments.
 Exit codes (EXIT_CODES, shown by every -h): 0 success, 1 found what the
 command exists to find (unresolved reads, unresolvable verdicts), 2 usage or
 input error with a one-line message naming the file and what to do (any
-`errors.UserError`, caught here once), 3 an internal error, 130 interrupted.
+`errors.UserError`, caught here once), 3 an internal error, 130 interrupted, 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sys
 
 from .. import __version__
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser, formats: bool = True) -> None:
-        sp.add_argument("--db", default=".mappingpass", help="results directory (default ./.mappingpass)")
+        sp.add_argument("--db", default=os.environ.get("MAPPINGPASS_DB") or ".mappingpass",
+                        help="results directory (default $MAPPINGPASS_DB, else ./.mappingpass)")
         if formats:
             sp.add_argument("--format", choices=("text", "json"), default="text",
                             help="text for people (default), json for tools (schemas in README.md)")
@@ -73,14 +75,26 @@ def main(argv: list[str] | None = None) -> int:
         gc.enable()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as ^C is (the work done so far is kept), exit 143."""
+
+
+def _terminate(_signum, _frame) -> None:
+    raise Terminated()
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except UserError as exc:
         print(f"mappingpass: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("mappingpass: terminated (SIGTERM); what was done so far is kept", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("mappingpass: interrupted", file=sys.stderr)
         return 130
@@ -92,6 +106,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"mappingpass: internal error: {type(exc).__name__}: {exc} (a bug: please report it with "
               "the command; MAPPINGPASS_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 3
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def console_main() -> None:

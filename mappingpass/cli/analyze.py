@@ -141,7 +141,7 @@ def rules_drift(root: Path, rules, store) -> list[dict]:
     if kept.get("key") == key and isinstance(kept.get("drift"), list):
         return [d for d in kept["drift"] if isinstance(d, dict) and set(d) == {"entry", "name"}]
     named = rules.named()
-    found = indexmod.words_found(root, list(indexmod.iter_sources(root, rules.skip_dirs)),
+    found = indexmod.words_found(root, indexmod.readable_sources(root, rules.skip_dirs),
                                  sorted({n for _, n in named}))
     drift = [{"entry": entry, "name": name} for entry, name in named if name not in found]
     store.set_meta("rules_drift", json.dumps({"key": key, "drift": drift}))
@@ -186,7 +186,8 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
             "non_utf8": stats.non_utf8,
         },
         "skipped": [{"file": p, "reason": n} for p, n in stats.skipped_files],
-        # symlinked sources not indexed under their own name: reason -> count
+        # files not indexed: symlinks into the tree or dangling, FIFOs and devices, names that
+        # are not UTF-8: reason -> count
         "not_indexed": dict(sorted(stats.skipped.items())),
         "parse_failures": {
             "files_with_errors": len(failures),

@@ -14,7 +14,7 @@ EXIT_CODES = """\
 exit status: 0 success; 1 found what the command exists to find (unresolved
 reads, unresolvable verdicts, review findings at the --fail-on level); 2 a
 usage or input error, in one line naming the file and what to do; 3 an
-internal error (a bug: please report it); 130 interrupted."""
+internal error (a bug: please report it); 130 interrupted (^C); 143 terminated (SIGTERM)."""
 
 
 def progress(quiet: bool, label: str, unit: str = "files"):

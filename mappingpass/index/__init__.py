@@ -9,11 +9,21 @@ demand when they mention a name the fixpoint changes."""
 
 from . import pool
 from .accessors import apply_accessors, derive_accessors, stored_accessors
-from .sources import digest_of, find_tree_top, grep_files, inside_tree, iter_sources, outside_sources, words_found
+from .sources import (
+           digest_of,
+           find_tree_top,
+           grep_files,
+           inside_tree,
+           iter_sources,
+           outside_sources,
+           readable_sources,
+           words_found,
+)
 from .store import NO_DECLARATIONS, STORE_SCHEMA, FileRow, Store, StoreError
 from .tree import MAX_FILE_BYTES, IndexStats, anchors, expand_types, index_tree, parse_deferred
 
 __all__ = ["MAX_FILE_BYTES", "NO_DECLARATIONS", "STORE_SCHEMA", "FileRow", "IndexStats", "Store", "StoreError",
            "anchors", "apply_accessors", "derive_accessors", "stored_accessors",
            "digest_of", "expand_types", "find_tree_top", "grep_files", "index_tree", "inside_tree",
-           "iter_sources", "outside_sources", "parse_deferred", "pool", "words_found"]
+           "iter_sources", "outside_sources", "parse_deferred", "pool", "readable_sources",
+           "words_found"]

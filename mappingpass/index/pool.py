@@ -18,6 +18,7 @@ from typing import Any
 def _start(initializer: Callable[..., None], initargs: tuple) -> None:
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (the parent's handler is not a worker's)
     initializer(*initargs)
 
 

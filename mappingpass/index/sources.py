@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,20 @@ def iter_sources(root: Path, skip_dirs: frozenset[str], under: str = "") -> Iter
                 out.append(name if rel_dir == "." else os.path.join(rel_dir, name))
     out.sort()
     yield from out
+
+
+def readable_sources(root: Path, skip_dirs: frozenset[str], under: str = "") -> list[str]:
+    """iter_sources without what grep must not open: FIFOs, devices (a `*.c`
+    link to /dev/zero) and names that are not UTF-8 (analyze counts them)."""
+    out = []
+    for rel in iter_sources(root, skip_dirs, under):
+        try:
+            rel.encode("utf-8")
+            if stat.S_ISREG(os.stat(os.path.join(root, rel)).st_mode):
+                out.append(rel)
+        except (UnicodeEncodeError, OSError):
+            continue
+    return out
 
 
 def digest_of(data: bytes) -> str:
@@ -123,4 +138,4 @@ def outside_sources(store, root: Path, skip_dirs: frozenset[str]) -> list[str]:
     if not (isinstance(scope, list) and len(scope) > 1 and scope[1] != [""]):
         return []
     known = set(store.rows())
-    return [rel for rel in iter_sources(root, skip_dirs) if rel not in known]
+    return [rel for rel in readable_sources(root, skip_dirs) if rel not in known]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
 import zlib
 from collections.abc import Callable
@@ -83,16 +84,33 @@ def _work(item: tuple) -> tuple:
     if size > MAX_FILE_BYTES:
         return rel, size, mtime, "", "skipped", None, f"larger than {MAX_FILE_BYTES >> 20} MiB"
     try:
-        with open(abspath, "rb") as fh:
-            data = fh.read()
+        # (non-blocking and checked again: a file replaced by a FIFO since the walk)
+        with os.fdopen(os.open(abspath, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return rel, size, mtime, "", "skipped", None, NOT_REGULAR
+            data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         return rel, size, mtime, "", "skipped", None, f"unreadable: {exc.strerror}"
+    if len(data) > MAX_FILE_BYTES:  # (grown since the walk)
+        return rel, size, mtime, "", "skipped", None, f"larger than {MAX_FILE_BYTES >> 20} MiB"
     digest = digest_of(data)
     if known and digest == known:
         return rel, size, mtime, digest, "same", None, ""
     if context or (not _ALL and not _relevant(data)):
         return rel, size, mtime, digest, "deferred", None, _deferred_note(data)
     return _extract(rel, size, mtime, digest, data, not data.isascii() and not _is_utf8(data))
+
+
+NOT_REGULAR = "not a regular file (a FIFO, device or socket)"
+NON_UTF8_NAME = "file name is not UTF-8"
+
+
+def _utf8_name(rel: str) -> bool:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _deferred_note(data: bytes) -> str:
@@ -193,6 +211,9 @@ def index_tree(
         if rel in seen:
             continue
         seen.add(rel)
+        if not _utf8_name(rel):  # (the index keys files by name as text)
+            stats.skipped[NON_UTF8_NAME] = stats.skipped.get(NON_UTF8_NAME, 0) + 1
+            continue
         abspath = os.path.join(root, rel)
         if os.path.islink(abspath):
             why = link_skip(root, abspath)
@@ -203,6 +224,9 @@ def index_tree(
             st = os.stat(abspath)
         except OSError as exc:
             todo.append((abspath, rel, 0, 0, context, "", exc.strerror))
+            continue
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the read, /dev/zero never end it
+            stats.skipped[NOT_REGULAR] = stats.skipped.get(NOT_REGULAR, 0) + 1
             continue
         old = known.get(rel)
         if old is not None and old.size == st.st_size and old.mtime == st.st_mtime_ns:

@@ -245,9 +245,9 @@ class ReviewContext:
             return self._drift
         started = time.monotonic()
         wanted: list[str] = [rel for under in self.subpaths
-                             for rel in indexmod.iter_sources(self.root, self.rules.skip_dirs, under)]
+                             for rel in indexmod.readable_sources(self.root, self.rules.skip_dirs, under)]
         if "" not in self.subpaths and "include" not in self.subpaths and (self.root / "include").is_dir():
-            wanted += [rel for rel in indexmod.iter_sources(self.root, self.rules.skip_dirs, "include")
+            wanted += [rel for rel in indexmod.readable_sources(self.root, self.rules.skip_dirs, "include")
                        if rel.endswith(".h")]
         seen: set[str] = set()
         drift: set[str] = set()
