@@ -62,7 +62,23 @@ def store_rules(store, rules_path: str | None = None) -> rulesmod.Rules:
     """The rules the store's facts were made with: the file's, and the
     accessors analyze derived from the tree's code."""
     rules = load_rules(rules_path or store.get_meta("rules_path"))
+    made_with = _scope_rules_digest(store)
+    if made_with and made_with != (rules.source_digest or rules.digest):
+        how = (f"--rules {rules_path} is not the rules file it was made with ({store.get_meta('rules_path')})"
+               if rules_path else f"{rules.path} has changed since")
+        raise InputError(f"{store.db_dir}: the index was made with other rules: {how}; run 'mappingpass analyze' "
+                         "with these rules (into another --db to keep this index)")
     return rules.with_accessors(indexmod.stored_accessors(store))
+
+
+def _scope_rules_digest(store) -> str:
+    """The digest of the rules file analyze made the index with ("" if the
+    index does not say)."""
+    try:
+        scope = json.loads(store.get_meta("scope") or "null")
+    except ValueError:
+        return ""
+    return scope[2] if isinstance(scope, list) and len(scope) > 2 and isinstance(scope[2], str) else ""
 
 
 def build_analysis(root: Path, rules: rulesmod.Rules, store, expand: bool,
