@@ -179,6 +179,29 @@ def _save_plan(store, rules, plan: planmod.Plan) -> None:
         tmp.unlink(missing_ok=True)  # a full disk: the plan is only not cached
 
 
+def stale_files(db: str | Path, paths) -> list[str]:
+    """Which of paths (relative to the indexed tree) changed since analyze
+    read them: their line numbers and edits may no longer be right."""
+    wanted = sorted(set(paths))
+    store = open_store(db, create=False)
+    try:
+        root, rows = Path(store.get_meta("root") or "."), store.rows_of(wanted)
+    finally:
+        store.close()
+    out = []
+    for rel in wanted:
+        row = rows.get(rel)
+        try:
+            st = os.stat(root / rel)
+            if row is None or (row.size == st.st_size and row.mtime == st.st_mtime_ns):
+                continue
+            if indexmod.digest_of((root / rel).read_bytes()) != row.digest:
+                out.append(rel)
+        except OSError:
+            out.append(rel)
+    return out
+
+
 def _refuse_unread(store, root: Path, allow_unread: bool) -> None:
     unread = [p for p, note in store.skipped() if note.startswith("unreadable")]
     if unread and not allow_unread:

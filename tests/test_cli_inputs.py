@@ -657,3 +657,14 @@ def test_rules_other_than_the_index_was_made_with_are_refused(tmp_path):
     rules.write_text(rules.read_text() + "\n# an edit\n")
     code, _, err = run_cli("plan", "--db", str(db), "-q")
     assert code == 2 and "has changed since" in err and "mappingpass analyze" in err, err
+
+
+def test_plan_check_and_explain_warn_when_a_file_changed_since_analyze(minilinux_copy, tmp_path):
+    db = tmp_path / "db"
+    assert run_cli("analyze", str(minilinux_copy), "--db", str(db), "-q")[0] == 0
+    assert run_cli("plan", "--db", str(db), "-q")[2] == ""
+    target = minilinux_copy / "fs" / "tinyfs" / "file.c"
+    target.write_text("/* moved down a line */\n" + target.read_text())
+    for argv in (["plan"], ["check"], ["explain", "tinyfs_map_block"]):
+        code, _, err = run_cli(*argv, "--db", str(db), "-q")
+        assert "warning: 1 files changed since analyze (fs/tinyfs/file.c)" in err, (argv, err)

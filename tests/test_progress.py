@@ -32,6 +32,7 @@ def test_each_long_phase_announces_itself(tmp_path):
     code, err = _run("emit", "--db", str(db), "--series", str(tmp_path / "series"))
     assert code == 0, err
     assert "emit --series: diffs: 1/" in err and "emit: wrote" in err, err
+    assert "emit --series: author t <t@example.org> (from $GIT_AUTHOR_NAME and $GIT_AUTHOR_EMAIL" in err
     for argv in (("analyze", str(MINILINUX), "--db", str(tmp_path / "db2"), "-q"), ("plan", "--db", str(db), "-q"),
                  ("emit", "--db", str(db), "--series", str(tmp_path / "s2"), "-q")):
         assert _run(*argv)[1] == "", argv

@@ -68,8 +68,16 @@ def workspace_args(args: argparse.Namespace, show_progress: bool = True) -> dict
 
 
 def plan_for(args: argparse.Namespace, show_progress: bool = True):
-    """workspace.compute_plan for a command's --db, --rules, --allow-unread, -q."""
-    return workspace.compute_plan(args.db, **workspace_args(args, show_progress))
+    """workspace.compute_plan for a command's --db, --rules, --allow-unread, -q;
+    a warning (even with -q) when a file the plan changes or reads has changed
+    since analyze: its line numbers may be stale (emit refuses such a file)."""
+    plan, analysis = workspace.compute_plan(args.db, **workspace_args(args, show_progress))
+    stale = workspace.stale_files(args.db, [*plan.files(), *(r.file for r in analysis.reads)])
+    if stale:
+        print(f"mappingpass: warning: {len(stale)} files changed since analyze ({', '.join(stale[:3])}"
+              f"{', ...' if len(stale) > 3 else ''}): their line numbers may be stale; re-run "
+              "'mappingpass analyze'", file=sys.stderr)
+    return plan, analysis
 
 
 def inputs_for(args: argparse.Namespace) -> workspace.EmitInputs:

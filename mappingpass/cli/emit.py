@@ -97,15 +97,20 @@ def _author(args: argparse.Namespace, root: Path) -> str:
     if args.author:
         return args.author
     name, addr = os.environ.get("GIT_AUTHOR_NAME"), os.environ.get("GIT_AUTHOR_EMAIL")
+    source = "$GIT_AUTHOR_NAME and $GIT_AUTHOR_EMAIL"
     if not (name and addr) and shutil.which("git"):
         def config(key: str) -> str:
             proc = subprocess.run(["git", "-C", str(root), "config", key], capture_output=True, text=True,
                                   check=False)
             return proc.stdout.strip()
         name, addr = name or config("user.name"), addr or config("user.email")
+        source = "git config user.name and user.email"
     if not (name and addr):
         raise InputError("emit --series: who is the author? set git config user.name and user.email "
                          "(git config --global ...), or pass --author 'Name <email>'")
+    if not args.quiet:  # (the identity goes into every From: and Signed-off-by: line)
+        print(f"emit --series: author {name} <{addr}> (from {source}; --author to choose another)",
+              file=sys.stderr)
     return f"{name} <{addr}>"
 
 
