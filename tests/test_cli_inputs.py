@@ -668,3 +668,12 @@ def test_plan_check_and_explain_warn_when_a_file_changed_since_analyze(minilinux
     for argv in (["plan"], ["check"], ["explain", "tinyfs_map_block"]):
         code, _, err = run_cli(*argv, "--db", str(db), "-q")
         assert "warning: 1 files changed since analyze (fs/tinyfs/file.c)" in err, (argv, err)
+
+
+def test_a_directory_outside_a_kernel_tree_warns(tmp_path):
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "a.c").write_text("int f(struct page *page)\n{\n\treturn page->mapping != 0;\n}\n")
+    code, _, err = run_cli("analyze", str(tmp_path / "loose"), "--db", str(tmp_path / "db"), "-q")
+    assert code == 0 and "warning:" in err and "is not inside a kernel tree" in err, err
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db2"), "-q")
+    assert code == 0 and err == ""

@@ -53,6 +53,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if not Path(given).is_dir():
             raise InputError(f"{given}: not a directory; give the top of a kernel tree")
     root = indexmod.find_tree_top(Path(args.paths[0]))
+    if not ((root / "include" / "linux").is_dir() and (root / "Makefile").is_file()):
+        # (even with -q: the kind rules and the struct definitions are the tree's)
+        print(f"mappingpass: warning: {args.paths[0]} is not inside a kernel tree (no directory above it has "
+              "include/linux and a Makefile): paths are taken from it, so the kind rules and the headers "
+              "may not apply", file=sys.stderr)
     subpaths = []
     for given in args.paths:
         resolved = Path(given).resolve()
