@@ -215,6 +215,13 @@ def test_which_code_is_a_filesystem_of_its_own(world):
     assert c._fs_of("mm/shmem.c") == "mm/shmem.c"  # rules filesystem_files: tmpfs  # noqa: SLF001
 
 
+def _refuted_with_null(world, site: int, read: int) -> None:
+    """The call at fs/pagefs/check.c:site passing NULL instead makes the read
+    at :read unresolvable: the verdict could have been refuted."""
+    wrong = verdicts(world, _mutate(world[1], "fs/pagefs/check.c", site, argument="NULL"))
+    assert wrong[("fs/pagefs/check.c", read)].verdict == "unresolvable"
+
+
 def test_paths_from_kind_2_code_make_a_read_mixed(world):
     """pagefs_settle_folio: the folio a lookup found (kind-1 code, the plan
     passes its mapping) and one reclaim took off a list (mm/vmscan.c passes
@@ -223,9 +230,7 @@ def test_paths_from_kind_2_code_make_a_read_mixed(world):
     assert v.verdict == "mixed", v
     assert "reclaim_settle" in v.covered_by and "reclaim_next_folio" in v.missing
     # the same plan with the lookup's caller passing NULL: kind-1 code decides
-    db, plan, *_ = world
-    wrong = verdicts(world, _mutate(plan, "fs/pagefs/check.c", 15, argument="NULL"))
-    assert wrong[("fs/pagefs/check.c", 8)].verdict == "unresolvable"
+    _refuted_with_null(world, 15, 8)
 
 
 def test_a_path_into_a_never_protected_ops_table_is_not_a_witness(world):
@@ -234,9 +239,7 @@ def test_a_path_into_a_never_protected_ops_table_is_not_a_witness(world):
     never protected, so NULL is right there; the lookup's path is checked."""
     v = verdicts(world)[("fs/pagefs/check.c", 21)]
     assert v.verdict == "resolvable" and "btree_aops" in v.covered_by, v
-    db, plan, *_ = world
-    wrong = verdicts(world, _mutate(plan, "fs/pagefs/check.c", 28, argument="NULL"))
-    assert wrong[("fs/pagefs/check.c", 21)].verdict == "unresolvable"
+    _refuted_with_null(world, 28, 21)
 
 
 def test_an_object_a_function_returns_is_a_fresh_one_with_typed_members(world):
@@ -250,9 +253,7 @@ def test_an_object_a_function_returns_is_a_fresh_one_with_typed_members(world):
     obj = w.fresh("struct pagefs_object *", "obj")
     assert isinstance(obj.base.filp, model.File)
     assert isinstance(obj.base.size, model.Unknown)  # a number: nothing the model follows
-    db, plan, *_ = world
-    wrong = verdicts(world, _mutate(plan, "fs/pagefs/check.c", 75, argument="NULL"))
-    assert wrong[("fs/pagefs/check.c", 66)].verdict == "unresolvable"
+    _refuted_with_null(world, 75, 66)
 
 
 def test_a_folio_handed_down_by_reference(world):
@@ -268,9 +269,7 @@ def test_a_path_whose_page_the_model_has_as_null_is_named_not_checked(world):
     pagefs_pick_index's path and says which path it did not check."""
     v = verdicts(world)[("fs/pagefs/check.c", 98)]
     assert v.verdict == "resolvable" and "not checked: the paths from pagefs_pick," in v.covered_by, v
-    db, plan, *_ = world
-    wrong = verdicts(world, _mutate(plan, "fs/pagefs/check.c", 113, argument="NULL"))
-    assert wrong[("fs/pagefs/check.c", 98)].verdict == "unresolvable"
+    _refuted_with_null(world, 113, 98)
 
 
 def test_a_read_only_kind_2_to_5_code_reaches_is_run_times(world):
