@@ -62,6 +62,9 @@ def store_rules(store, rules_path: str | None = None) -> rulesmod.Rules:
     """The rules the store's facts were made with: the file's, and the
     accessors analyze derived from the tree's code."""
     rules = load_rules(rules_path or store.get_meta("rules_path"))
+    if indexmod.accessors_damaged(store):
+        raise InputError(f"{store.db_dir}: the index's record of the accessors it found in the code is damaged; "
+                         "run 'mappingpass analyze' again (it finds them again)")
     made_with = _scope_rules_digest(store)
     if made_with and made_with != (rules.source_digest or rules.digest):
         how = (f"--rules {rules_path} is not the rules file it was made with ({store.get_meta('rules_path')})"
@@ -75,7 +78,7 @@ def _scope_rules_digest(store) -> str:
     """The digest of the rules file analyze made the index with ("" if the
     index does not say)."""
     try:
-        scope = json.loads(store.get_meta("scope") or "null")
+        scope = store.get_json("scope")
     except ValueError:
         return ""
     return scope[2] if isinstance(scope, list) and len(scope) > 2 and isinstance(scope[2], str) else ""
@@ -112,7 +115,13 @@ def open_analysis(db: str | Path, rules_path: str | None = None) -> Workspace:
     root = store.get_meta("root")
     if root is None:
         raise InputError(f"{db}: the index is empty; run 'mappingpass analyze PATH --db {db}'")
-    if store.reset or not store.state_counts():
+    counts = store.state_counts()
+    damaged = sorted(set(counts) - {"parsed", "deferred", "skipped"})
+    if damaged:
+        raise InputError(f"{db}: the index is damaged ({sum(counts[s] for s in damaged)} file rows in a state "
+                          f"mappingpass never writes: {', '.join(map(repr, damaged[:3]))}); remove {db} (mappingpass "
+                          f"made it) and run 'mappingpass analyze {root} --db {db}' again")
+    if store.reset or not counts:
         raise InputError(f"{db}: the index was made by another version of mappingpass and holds no facts "
                          f"now; re-run 'mappingpass analyze {root} --db {db}'")
     rules = store_rules(store, rules_path)
@@ -223,7 +232,7 @@ def compute_plan(db: str | Path, rules_path: str | None = None, *, allow_unread:
     facts = FactsCache(store)
     # a warm run on an unchanged store: the rounds found nothing new last time,
     # and the unseen mentions are those found then
-    kept = json.loads(store.get_meta("plan_unseen") or "{}")
+    kept = store.get_json("plan_unseen", {})
     if kept.get("key") == _unseen_key(store, rules):
         plan = _cached_plan(store, rules)
         if plan is None:
@@ -256,7 +265,7 @@ def _on_demand_rounds(store, root: Path, rules, analysis, facts: FactsCache, log
     searched)."""
     # names already searched for in deferred files, valid while the store is unchanged
     searched: set[str] = set()
-    memo = json.loads(store.get_meta("plan_searched") or "{}")
+    memo = store.get_json("plan_searched", {})
     if memo.get("key") == store.content_key():
         searched = set(memo.get("names", []))
     state = {"analysis": analysis, "patched": False}
@@ -365,6 +374,6 @@ def precise_front_end(db: str | Path) -> dict | None:
     """What analyze --precise left in the database (config, files merged), or None."""
     store = open_store(db, create=False)
     try:
-        return json.loads(store.get_meta("precise_summary") or "null")
+        return store.get_json("precise_summary")
     finally:
         store.close()

@@ -677,3 +677,32 @@ def test_a_directory_outside_a_kernel_tree_warns(tmp_path):
     assert code == 0 and "warning:" in err and "is not inside a kernel tree" in err, err
     code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db2"), "-q")
     assert code == 0 and err == ""
+
+
+def test_a_damaged_index_is_refused_or_recomputed_never_trusted(tmp_path):
+    """A cache a pull request can write: file rows in a state the tool never
+    writes are refused in one line (an empty plan with exit 0 before); meta
+    values that are not JSON, or JSON of the wrong shape, are recomputed."""
+    import sqlite3
+
+    db = tmp_path / "db"
+    analyze_json(MINILINUX, db)
+    code, first, _ = run_cli("plan", "--db", str(db), "--format", "json", "-q")
+    conn = sqlite3.connect(db / "index.sqlite")
+    for key, value in (("plan_unseen", "not json"), ("plan_searched", "[1, 2]"), ("rules_drift", "{")):
+        conn.execute("UPDATE meta SET value=? WHERE key=?", (value, key))
+    conn.commit()
+    (db / "plan.pickle").unlink()
+    assert run_cli("plan", "--db", str(db), "--format", "json", "-q")[1] == first
+    # what the facts were parsed with, damaged: refused (analyze finds the accessors again)
+    conn.execute("UPDATE meta SET value='42' WHERE key='derived_accessors'")
+    conn.commit()
+    code, _, err = run_cli("plan", "--db", str(db), "-q")
+    assert code == 2 and "accessors it found in the code is damaged" in err, err
+    assert run_cli("analyze", str(MINILINUX), "--db", str(db), "-q")[0] == 0
+    assert run_cli("plan", "--db", str(db), "--format", "json", "-q")[1] == first
+    conn.execute("UPDATE files SET state='parsed; DROP' WHERE path LIKE 'fs/%'")
+    conn.commit()
+    conn.close()
+    code, _, err = run_cli("plan", "--db", str(db), "-q")
+    assert code == 2 and err.count("\n") == 1 and "the index is damaged" in err and "analyze" in err, err

@@ -142,7 +142,7 @@ def rules_drift(root: Path, rules, store) -> list[dict]:
     tree mentions (a renamed accessor, a lookup a newer kernel dropped): one
     grep of the whole tree, kept in the index for its content and the rules."""
     key = f"{DRIFT_VERSION}:{store.content_key()}:{rules.digest}"
-    kept = json.loads(store.get_meta("rules_drift") or "{}")
+    kept = store.get_json("rules_drift", {})
     if kept.get("key") == key and isinstance(kept.get("drift"), list):
         return [d for d in kept["drift"] if isinstance(d, dict) and set(d) == {"entry", "name"}]
     named = rules.named()

@@ -8,7 +8,7 @@ changed. Files whose text cannot hold a read, a provider or a slot signature
 demand when they mention a name the fixpoint changes."""
 
 from . import pool
-from .accessors import apply_accessors, derive_accessors, stored_accessors
+from .accessors import accessors_damaged, apply_accessors, derive_accessors, stored_accessors
 from .sources import (
            digest_of,
            find_tree_top,
@@ -23,7 +23,7 @@ from .store import NO_DECLARATIONS, STORE_SCHEMA, FileRow, Store, StoreError
 from .tree import MAX_FILE_BYTES, IndexStats, anchors, expand_types, index_tree, parse_deferred
 
 __all__ = ["MAX_FILE_BYTES", "NO_DECLARATIONS", "STORE_SCHEMA", "FileRow", "IndexStats", "Store", "StoreError",
-           "anchors", "apply_accessors", "derive_accessors", "stored_accessors",
+           "accessors_damaged", "anchors", "apply_accessors", "derive_accessors", "stored_accessors",
            "digest_of", "expand_types", "find_tree_top", "grep_files", "index_tree", "inside_tree",
            "iter_sources", "outside_sources", "parse_deferred", "pool", "readable_sources",
            "words_found"]

@@ -117,14 +117,19 @@ def _returns_field(path: str, fn: Function, values: list[Value], field: str, kno
 
 
 def stored_accessors(store: Store) -> dict[str, str]:
-    """The derived accessors the index's facts were parsed with."""
-    try:
-        found = json.loads(store.get_meta(META_KEY) or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+    """The derived accessors the index's facts were parsed with ({} when the
+    record is damaged: analyze derives them again; see accessors_damaged)."""
+    found = store.get_json(META_KEY, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
         return {}  # not what apply_accessors writes: derive again
     return found
+
+
+def accessors_damaged(store: Store) -> bool:
+    """The index holds a record of its derived accessors that is not one
+    apply_accessors writes: what its facts were parsed with is unknown."""
+    raw = store.get_meta(META_KEY)
+    return raw is not None and not stored_accessors(store) and raw.strip() != "{}"
 
 
 def apply_accessors(root: Path, rules: Rules, store: Store, facts: list[FileFacts],

@@ -4,7 +4,6 @@ rules' skip_dirs), what is inside it, and a fast grep over many files."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import subprocess
@@ -134,7 +133,7 @@ def outside_sources(store, root: Path, skip_dirs: frozenset[str]) -> list[str]:
     """When analyze was given part of a tree (`analyze TREE/fs/ext2
     TREE/mm`), the tree's other .c/.h files, which the index has never
     seen; [] for a whole tree."""
-    scope = json.loads(store.get_meta("scope") or "null")
+    scope = store.get_json("scope")
     if not (isinstance(scope, list) and len(scope) > 1 and scope[1] != [""]):
         return []
     known = set(store.rows())

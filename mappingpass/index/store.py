@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import pickle
 import sqlite3
@@ -201,6 +202,19 @@ class Store:
 
     def skipped(self) -> list[tuple[str, str]]:
         return list(self.conn.execute("SELECT path, note FROM files WHERE state='skipped' ORDER BY path"))
+
+    def get_json(self, key: str, default=None):
+        """A meta value written as JSON; default when it is missing, is not
+        JSON or is not of default's type (an edited or damaged cache entry is
+        recomputed, never trusted)."""
+        text = self.get_meta(key)
+        if text is None:
+            return default
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return default
+        return default if default is not None and not isinstance(value, type(default)) else value
 
     def state_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT state, COUNT(*) FROM files GROUP BY state"))

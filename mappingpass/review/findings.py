@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import os
 import time
 from collections import Counter, defaultdict
@@ -600,7 +599,7 @@ class _Reviewer:
         analysed tree) names them."""
         ctx = self.ctx
         searched: set[str] = set()
-        memo = json.loads(ctx.store.get_meta("plan_searched") or "{}")
+        memo = ctx.store.get_json("plan_searched", {})
         if memo.get("key") == ctx.key:
             searched |= set(memo.get("names", []))  # already parsed into the store by `plan`
         plan = planmod.plan_with_rounds(analysis_of, self.rules, st.facts,

@@ -153,7 +153,7 @@ class ReviewContext:
         self.key = store.content_key()
         self.cache = ReviewCache(store.db_dir, f"{rules.digest}:{FACTS_VERSION}")
         self._stored: dict[str, FileFacts | None] = {}
-        scope = json.loads(store.get_meta("scope") or "null") or [None, [""], None, False]
+        scope = store.get_json("scope") or [None, [""], None, False]
         self.subpaths: list[str] = list(scope[1]) or [""]
         self.parse_all = bool(scope[3])
         self.stats: Counter = Counter()
