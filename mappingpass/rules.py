@@ -179,7 +179,7 @@ class PlanRules:
     nullable_slots: frozenset[str] = frozenset()  # "slot#index": callers hand that argument NULL
     slot_groups: tuple[tuple[str, ...], ...] = ()  # slots of one type: they change together
     # ops tables installed only on inodes user space cannot map: table -> why
-    never_protected_ops: dict[str, str] = field(default_factory=dict)
+    never_protected_ops: dict[str, str] = field(default_factory=dict)  # table name or glob -> why
     # functions whose result holds pages (or buffers) never write protected: function -> why
     never_sources: dict[str, str] = field(default_factory=dict)
     # macros whose arguments are conditions checked only to catch bugs (BUG_ON, WARN_ON...)
@@ -195,6 +195,14 @@ class PlanRules:
     same_page_members: frozenset[str] = frozenset()
     # calls that lock a page (its first argument): a NULL test after one is the truncation check
     page_locks: frozenset[str] = frozenset()
+
+    def never_protected_table(self, table: str) -> str:
+        """Why the pages of an ops table are never protected ("" if they may be):
+        the table is named in never_protected_ops, or matches a glob there."""
+        if table in self.never_protected_ops:
+            return self.never_protected_ops[table]
+        return next((why for pattern, why in self.never_protected_ops.items()
+                     if "*" in pattern and table and fnmatch.fnmatchcase(table, pattern)), "")
 
 
 @dataclass(frozen=True)
@@ -244,7 +252,7 @@ class Rules:
             out += [(f"plan.lookup {lk.function}", lk.function) for lk in pr.lookups]
             out += [(f"plan.never_source {n}", n) for n in pr.never_sources]
             out += [(f"plan.registration {r.name}", r.name) for r in pr.registrations]
-            out += [(f"plan.never_protected_ops {t}", t) for t in pr.never_protected_ops]
+            out += [(f"plan.never_protected_ops {t}", t) for t in pr.never_protected_ops if "*" not in t]
             out += [(f"plan.context.{key} {n}", n) for key, names in (
                 ("page_converters", pr.page_converters), ("page_locks", pr.page_locks),
                 ("assertion_macros", pr.assertion_macros), ("debug_macros", pr.debug_macros.keys()))

@@ -268,3 +268,15 @@ def test_an_inode_every_caller_takes_from_the_page_through_an_accessor(plan):
     assert "fs/pagefs/file.c::pagefs_inline_data" not in _functions(p)
     rw = [w for w in p["rewrites"] if (w["file"], w["line"]) == ("fs/pagefs/file.c", 235)]
     assert [w["context"] for w in rw] == ["inode->i_mapping"]
+
+
+def test_an_ops_table_of_symlinks_carries_pages_never_protected(plan):
+    """`*_symlink_aops` (rules never_protected_ops, a glob): a symlink's
+    ->read_folio keeps its read as it is; it takes the parameter only for
+    the slot's signature."""
+    _, p = plan
+    k = _kept(p, "fs/pagefs/check.c", 119)
+    assert k["reason"] == "never-protected" and "pagefs_symlink_aops: installed on symlinks only" in k["evidence"]
+    assert not [w for w in p["rewrites"] if (w["file"], w["line"]) == ("fs/pagefs/check.c", 119)]
+    fn = next(f for f in p["functions"] if f["id"] == "fs/pagefs/check.c::pagefs_symlink_read_folio")
+    assert fn["reason"][0]["why"] == "implements"

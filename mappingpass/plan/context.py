@@ -499,9 +499,10 @@ class Context:
         ok = bool(tables)
         for _, _, edge in edges_out(self.g, fid, "binds") if ok else ():
             for site in edge["sites"]:
-                if site.table not in tables:
+                why = self.pr.never_protected_table(site.table)
+                if not why:
                     ok = False
-                found[site.table] = tables.get(site.table, "")
+                found[site.table] = why
         out = f"{', '.join(sorted(found))}: {'; '.join(sorted(set(found.values())))}" if ok and found else ""
         self._never_tables[fid] = out
         return out
