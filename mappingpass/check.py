@@ -731,8 +731,8 @@ class _Checker:
                     if f.null_page:
                         null_paths.add(self.short(path.top))
                         continue
-                    if self._never_path(path, r.function_id):
-                        never = never or self._never_path(path, r.function_id)
+                    if why := self._never_path(path, r.function_id):
+                        never = never or why
                         continue  # a metadata inode's page: never protected, the field is right
                     if not self._kind1(path.top) and (f.verdict == "unproven" or f.value in _NO_MAPPING):
                         # code the plan does not convert had no mapping to give: run time's
@@ -748,14 +748,14 @@ class _Checker:
             return Verdict(*head, "never-protected", len(paths), truncated, None,
                            f"every path reaches it through {never}")
         inside = {p.top for p in paths if self._kind1(p.top)}
-        if outside and unproven is None and len(entries) < len(inside):
-            tops = ", ".join(sorted(outside))
-            return Verdict(*head, "mixed", len(paths), truncated, None,
-                           f"the helper returned the page's owner on every path from kind-1 code; the paths "
-                           f"from {tops} (kinds 2-5: no mapping there) are run time's", missing=next(
-                               iter(f"{top}: {f.error}" for top, (_, _, f) in sorted(outside.items()))))
-        if outside:  # nothing from kind-1 code says otherwise: the first such failure stands
-            path, variant, f = next(iter(v for _, v in sorted(outside.items())))
+        if outside:
+            first, (path, variant, f) = min(outside.items(), key=lambda kv: kv[0])
+            if unproven is None and len(entries) < len(inside):
+                return Verdict(*head, "mixed", len(paths), truncated, None,
+                               f"the helper returned the page's owner on every path from kind-1 code; the paths "
+                               f"from {', '.join(sorted(outside))} (kinds 2-5: no mapping there) are run time's",
+                               missing=f"{first}: {f.error}")
+            # nothing from kind-1 code says otherwise: the first such failure stands
             if f.verdict == "unresolvable":
                 return Verdict(*head, "unresolvable", len(paths), truncated,
                                Witness(path.hops, f.argument, variant, f.error, f.value, f.owner))

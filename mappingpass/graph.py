@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import pickle
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -838,18 +836,10 @@ def _cache_key(store, rules: Rules) -> str:
 
 def cached(store, rules: Rules) -> Analysis | None:
     """The cached analysis if the store has not changed since it was built."""
-    try:
-        with open(store.db_dir / "analysis.pickle", "rb") as fh:
-            if safepickle.load(fh) == _cache_key(store, rules):
-                obj = safepickle.load(fh)
-                if isinstance(obj, Analysis) and all(
-                    hasattr(obj, f.name) for f in dataclasses.fields(Analysis)
-                ):
-                    return obj
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError, IndexError,
-            KeyError):
-        pass  # missing or stale cache: rebuild
-    return None
+    obj = safepickle.read_keyed(store.db_dir / "analysis.pickle", _cache_key(store, rules))
+    if isinstance(obj, Analysis) and all(hasattr(obj, f.name) for f in dataclasses.fields(Analysis)):
+        return obj
+    return None  # missing or stale cache: rebuild
 
 
 def load_or_build(store, rules: Rules, all_facts: list[FileFacts] | None = None,
@@ -873,12 +863,7 @@ def save(store, rules: Rules, analysis: Analysis) -> None:
     """Cache an analysis of what the store holds now (written atomically)."""
     if getattr(store, "readonly", False):
         return  # a database the user cannot write: nothing is cached
-    cache = store.db_dir / "analysis.pickle"
-    tmp = cache.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        safepickle.dump(_cache_key(store, rules), fh)
-        safepickle.dump(analysis, fh)
-    os.replace(tmp, cache)
+    safepickle.write_keyed(store.db_dir / "analysis.pickle", _cache_key(store, rules), analysis)
 
 
 def summary(analysis: Analysis) -> dict:

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import hashlib
 import io
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -62,6 +63,32 @@ def loads(blob: bytes) -> Any:
 
 def load(fh: IO[bytes]) -> Any:
     return _Loader(fh).load()
+
+
+def read_keyed(path: Path, key: str) -> Any:
+    """The object a cache file holds under key (write_keyed), or None when
+    the file is missing, was written under another key, or holds anything
+    other than the tool's records (then the cache is computed again)."""
+    try:
+        with open(path, "rb") as fh:
+            return load(fh) if load(fh) == key else None
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError, IndexError,
+            KeyError):
+        return None
+
+
+def write_keyed(path: Path, key: str, obj: Any) -> None:
+    """Write a cache file atomically (a temporary file, then a rename); on an
+    OSError the temporary file is removed and the error raised."""
+    tmp = path.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            dump(key, fh)
+            dump(obj, fh)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @functools.cache

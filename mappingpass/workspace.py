@@ -11,8 +11,6 @@ for what the user can fix: the CLI and the review bot call the same code.
 from __future__ import annotations
 
 import json
-import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -77,10 +75,7 @@ def store_rules(store, rules_path: str | None = None) -> rulesmod.Rules:
 def _scope_rules_digest(store) -> str:
     """The digest of the rules file analyze made the index with ("" if the
     index does not say)."""
-    try:
-        scope = store.get_json("scope")
-    except ValueError:
-        return ""
+    scope = store.get_json("scope")
     return scope[2] if isinstance(scope, list) and len(scope) > 2 and isinstance(scope[2], str) else ""
 
 
@@ -162,30 +157,19 @@ def _plan_key(store, rules) -> str:
 def _cached_plan(store, rules) -> planmod.Plan | None:
     """The plan computed last time, if the store, the rules and the code are
     the same (warm plan, emit, check: the fixpoint is run once)."""
-    try:
-        with open(store.db_dir / "plan.pickle", "rb") as fh:
-            if safepickle.load(fh) == _plan_key(store, rules):
-                obj = safepickle.load(fh)
-                if isinstance(obj, planmod.Plan) and planmod.well_formed(obj):
-                    return obj
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError, IndexError,
-            KeyError):
-        pass  # missing, stale or foreign: computed again
-    return None
+    obj = safepickle.read_keyed(store.db_dir / "plan.pickle", _plan_key(store, rules))
+    if isinstance(obj, planmod.Plan) and planmod.well_formed(obj):
+        return obj
+    return None  # missing, stale or foreign: computed again
 
 
 def _save_plan(store, rules, plan: planmod.Plan) -> None:
     if getattr(store, "readonly", False):
         return
-    cache = store.db_dir / "plan.pickle"
-    tmp = cache.with_suffix(".tmp")
     try:
-        with open(tmp, "wb") as fh:
-            safepickle.dump(_plan_key(store, rules), fh)
-            safepickle.dump(plan, fh)
-        os.replace(tmp, cache)
+        safepickle.write_keyed(store.db_dir / "plan.pickle", _plan_key(store, rules), plan)
     except OSError:
-        tmp.unlink(missing_ok=True)  # a full disk: the plan is only not cached
+        pass  # a full disk: the plan is only not cached
 
 
 def stale_files(db: str | Path, paths) -> list[str]:
@@ -197,18 +181,7 @@ def stale_files(db: str | Path, paths) -> list[str]:
         root, rows = Path(store.get_meta("root") or "."), store.rows_of(wanted)
     finally:
         store.close()
-    out = []
-    for rel in wanted:
-        row = rows.get(rel)
-        try:
-            st = os.stat(root / rel)
-            if row is None or (row.size == st.st_size and row.mtime == st.st_mtime_ns):
-                continue
-            if indexmod.digest_of((root / rel).read_bytes()) != row.digest:
-                out.append(rel)
-        except OSError:
-            out.append(rel)
-    return out
+    return [rel for rel in wanted if rel in rows and indexmod.changed_since(root, rel, rows[rel])]
 
 
 def _refuse_unread(store, root: Path, allow_unread: bool) -> None:

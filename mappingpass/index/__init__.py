@@ -10,6 +10,7 @@ demand when they mention a name the fixpoint changes."""
 from . import pool
 from .accessors import accessors_damaged, apply_accessors, derive_accessors, stored_accessors
 from .sources import (
+           changed_since,
            digest_of,
            find_tree_top,
            grep_files,
@@ -25,5 +26,5 @@ from .tree import MAX_FILE_BYTES, IndexStats, anchors, expand_types, index_tree,
 __all__ = ["MAX_FILE_BYTES", "NO_DECLARATIONS", "STORE_SCHEMA", "FileRow", "IndexStats", "Store", "StoreError",
            "accessors_damaged", "anchors", "apply_accessors", "derive_accessors", "stored_accessors",
            "digest_of", "expand_types", "find_tree_top", "grep_files", "index_tree", "inside_tree",
-           "iter_sources", "outside_sources", "parse_deferred", "pool", "readable_sources",
+           "changed_since", "iter_sources", "outside_sources", "parse_deferred", "pool", "readable_sources",
            "words_found"]

@@ -44,18 +44,39 @@ def iter_sources(root: Path, skip_dirs: frozenset[str], under: str = "") -> Iter
     yield from out
 
 
+def utf8_name(rel: str) -> bool:
+    """The name is valid UTF-8 (os.walk gives other bytes as surrogates; the
+    index keys files by name as text)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def readable_sources(root: Path, skip_dirs: frozenset[str], under: str = "") -> list[str]:
     """iter_sources without what grep must not open: FIFOs, devices (a `*.c`
     link to /dev/zero) and names that are not UTF-8 (analyze counts them)."""
     out = []
     for rel in iter_sources(root, skip_dirs, under):
         try:
-            rel.encode("utf-8")
-            if stat.S_ISREG(os.stat(os.path.join(root, rel)).st_mode):
+            if utf8_name(rel) and stat.S_ISREG(os.stat(os.path.join(root, rel)).st_mode):
                 out.append(rel)
-        except (UnicodeEncodeError, OSError):
+        except OSError:
             continue
     return out
+
+
+def changed_since(root: Path, rel: str, row) -> bool:
+    """The file differs from what the index read (its row's size, mtime and
+    digest): stat first, the content only when the stat differs."""
+    try:
+        st = os.stat(root / rel)
+        if row.size == st.st_size and row.mtime == st.st_mtime_ns:
+            return False
+        return not row.digest or digest_of((root / rel).read_bytes()) != row.digest
+    except OSError:
+        return True
 
 
 def digest_of(data: bytes) -> str:

@@ -18,7 +18,7 @@ from .. import safepickle
 from ..rules import ParseConfig, Rules
 from . import pool
 from .cparse import Extractor
-from .sources import digest_of, grep_files, iter_sources, link_skip
+from .sources import digest_of, grep_files, iter_sources, link_skip, utf8_name
 from .store import NO_DECLARATIONS, Store
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # bigger .c/.h files are generated register tables
@@ -103,14 +103,6 @@ def _work(item: tuple) -> tuple:
 
 NOT_REGULAR = "not a regular file (a FIFO, device or socket)"
 NON_UTF8_NAME = "file name is not UTF-8"
-
-
-def _utf8_name(rel: str) -> bool:
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _deferred_note(data: bytes) -> str:
@@ -211,7 +203,7 @@ def index_tree(
         if rel in seen:
             continue
         seen.add(rel)
-        if not _utf8_name(rel):  # (the index keys files by name as text)
+        if not utf8_name(rel):
             stats.skipped[NON_UTF8_NAME] = stats.skipped.get(NON_UTF8_NAME, 0) + 1
             continue
         abspath = os.path.join(root, rel)

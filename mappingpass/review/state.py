@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import sqlite3
 import time
@@ -256,21 +255,7 @@ class ReviewContext:
                 continue
             seen.add(rel)
             row = self.rows.get(rel)
-            if row is None:
-                drift.add(rel)
-                continue
-            try:
-                st = os.stat(self.root / rel)
-            except OSError:
-                drift.add(rel)
-                continue
-            if row.size == st.st_size and row.mtime == st.st_mtime_ns:
-                continue
-            try:
-                same = bool(row.digest) and indexmod.digest_of((self.root / rel).read_bytes()) == row.digest
-            except OSError:
-                same = False
-            if not same:
+            if row is None or indexmod.changed_since(self.root, rel, row):
                 drift.add(rel)
         drift |= {p for p in self.rows if p not in seen}
         self._drift = drift
@@ -456,25 +441,18 @@ class ReviewContext:
         of this state, from the last review that computed them: reviews of pull
         requests against the same base share them."""
         started = time.monotonic()
-        try:
-            with open(self.store.db_dir / "review-base.pickle", "rb") as fh:
-                if safepickle.load(fh) != self._base_key(st):
-                    return None
-                st.analysis, st.extra, plan = safepickle.load(fh)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ValueError):
+        kept = safepickle.read_keyed(self.store.db_dir / "review-base.pickle", self._base_key(st))
+        if not (isinstance(kept, tuple) and len(kept) == 3):
             return None
+        st.analysis, st.extra, plan = kept
         self.stats["base_from_cache"] = 1
         self.timing[f"load_graph_{st.label}"] = time.monotonic() - started
         return plan
 
     def save_base(self, st: RevisionState, plan: Plan) -> None:
-        path = self.store.db_dir / "review-base.pickle"
-        tmp = path.with_suffix(".tmp")
         try:
-            with open(tmp, "wb") as fh:
-                safepickle.dump(self._base_key(st), fh)
-                safepickle.dump((st.analysis, st.extra, plan), fh)
-            os.replace(tmp, path)
+            safepickle.write_keyed(self.store.db_dir / "review-base.pickle", self._base_key(st),
+                                   (st.analysis, st.extra, plan))
         except OSError:
             pass  # a cache only
 
