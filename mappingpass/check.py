@@ -35,8 +35,8 @@ argument that went wrong, what it evaluated to and the owner), ``unproven``
 ``runtime`` for kinds 2-5 and for reads only a debug macro reports (the model
 operation that covers them), ``never-protected`` (the rule). Identity tests
 that became membership tests are checked with the membership helper's
-semantics; NULL tests with the record in the field; flag tests are
-``unproven``: the model has no flag bits.
+semantics; NULL tests with the record in the field; flag tests with the
+field's flag bits (none on a record: the answer before protection stands).
 """
 
 from __future__ import annotations
@@ -45,17 +45,18 @@ import fnmatch
 import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from functools import lru_cache
 
 from . import model
 from . import types as ctypes
-from .ctext import member_of, parse_call, root_of, strip
+from .ctext import call_head, member_of, parse_call, root_of, strip
 from .graph import Analysis, ReadRecord, edges_out, home
 from .plan import CallSite, Plan, Rewrite
 from .plan.context import Context
 from .rules import Rules
 
-CHECK_SCHEMA = "mappingpass.check/2"
+CHECK_SCHEMA = "mappingpass.check/3"
 MAX_PATHS = 64  # call paths checked per read
 MAX_DEPTH = 24  # calls per path
 CALL_DEPTH = 3  # nested calls of tree functions interpreted for a local's value
@@ -96,6 +97,17 @@ class Hop:
     how: str = ""  # the plan's "parameter" | "provider" | "lookup" | "receiver" | ...
 
 
+class Cause(StrEnum):
+    """Why a read is unproven: what the interpreter could not follow."""
+
+    PAGE = "page"  # where the page comes from (a structure, an array, a call it does not run)
+    ARGUMENT = "argument"  # the mapping handed down or the helper's context
+    PLAN_NULL = "plan-null"  # a page it cannot name, with the NULL the plan passes where it could not say
+    NULL_PAGE = "null-page"  # the page is NULL at the read on every path it follows
+    ENTRY = "entry"  # every path starts at a function nothing in the tree calls
+    BOUNDS = "bounds"  # more call paths than the bounds; those checked hold
+
+
 @dataclass(frozen=True)
 class Witness:
     path: tuple[Hop, ...]  # from the function the path starts at down to the reader
@@ -121,6 +133,7 @@ class Verdict:
     witness: Witness | None
     covered_by: str = ""  # runtime / never-protected / resolvable: what covers it
     missing: str = ""  # unproven: what the interpreter could not follow
+    cause: Cause | None = None  # unproven: the kind of thing it could not follow
 
 
 @dataclass(frozen=True)
@@ -131,7 +144,12 @@ class CheckResult:
         counts: dict[str, int] = defaultdict(int)
         for v in self.verdicts:
             counts[v.verdict] += 1
+        causes: dict[str, int] = defaultdict(int)
+        for v in self.verdicts:
+            if v.cause is not None:
+                causes[str(v.cause)] += 1
         return {"reads": len(self.verdicts), **dict(sorted(counts.items())),
+                "unproven_causes": dict(sorted(causes.items())),
                 "truncated": sum(1 for v in self.verdicts if v.truncated),
                 "bounds": {"paths_per_read": MAX_PATHS, "depth": MAX_DEPTH}}
 
@@ -144,9 +162,13 @@ class _Failure(Exception):
     """The path is refuted (unresolvable) or cannot be followed (unproven)."""
 
     def __init__(self, verdict: str, argument: str, error: str, value: str = "", owner: str = "",
-                 no_owner: bool = False, null_page: bool = False) -> None:
+                 no_owner: bool = False, null_page: bool = False, cause: Cause = Cause.ARGUMENT,
+                 never: str = "", record: bool = False) -> None:
         super().__init__(error)
         self.verdict, self.argument, self.error, self.value, self.owner = verdict, argument, error, value, owner
+        self.cause = cause  # unproven: what could not be followed
+        self.never = never  # the page at the read is never protected: why (not a failure of the plan)
+        self.record = record  # the mapping passed is the protection record: a raw read handed on
         self.no_owner = no_owner  # the page came in as a parameter and nothing says whose it is
         self.null_page = null_page  # the model's page is NULL at the read: not a path the kernel takes
 
@@ -172,6 +194,8 @@ class _World:
         self.w = model.World()
         self.owner: dict[int, model.AddressSpace] = {}  # id(folio) -> mapping it was reached through
         self.param_pages: dict[int, str] = {}  # id(folio) -> the parameter it came in as
+        self.null_hop: Hop | None = None  # a hop where the plan passes NULL as it could not say
+        self.never: dict[int, str] = {}  # id(folio) -> why it is never protected (its mapping's rule)
         self.seq = 0
 
     def _name(self, hint: str) -> str:
@@ -231,10 +255,17 @@ class _World:
 
     def page_of(self, mapping: object, what: str) -> model.Folio:
         """A page-cache page of mapping, write protected and shared with another
-        file's page: its owner is mapping."""
+        file's page: its owner is mapping. Unless the mapping is one the rules
+        say user space never maps (never_protected: the btree inode's, found
+        by the member chain the model reached it by): then a page of its own."""
         if not isinstance(mapping, model.AddressSpace):
-            raise _Failure("unproven", what, f"the lookup's mapping is {mapping!r}, not an address_space")
+            raise _Failure("unproven", what, f"the lookup's mapping is {mapping!r}, not an address_space",
+                           cause=Cause.PAGE)
         index = len(mapping.i_pages)
+        if why := self.c.never_mapping(mapping, what):
+            folio = self.w.add_to_page_cache(mapping, index)
+            self.owner[id(folio)], self.never[id(folio)] = mapping, why
+            return folio
         folio = self.w.add_to_page_cache(mapping, index, b"same")
         other = self.w.add_to_page_cache(self.w.inode(self._name("other")).i_mapping, 0, b"same")
         self.w.write_protect([folio, other])
@@ -243,9 +274,15 @@ class _World:
 
     def bind(self, fid: str, nulls: set[str] = frozenset()) -> dict[str, object]:
         env: dict[str, object] = {}
-        for pname, ptype in self.c.g.nodes[fid]["params"]:
+        params = self.c.g.nodes[fid]["params"]
+        for pname, ptype in params:
             if pname:
                 env[pname] = None if pname in nulls else self.fresh(ptype, f"{self.c.short(fid)}:{pname}")
+        for tie in self.c.ties(fid):  # what every caller of the operation guarantees
+            if max(tie.param, tie.source) < len(params) and (name := params[tie.param][0]) and name not in nulls \
+                    and env.get(params[tie.source][0]) is not None:
+                got = self.c._safe(self, fid, tie.expr.format(p=params[tie.source][0]), env)
+                env[name] = got if not isinstance(got, model.Unknown) else env[name]
         return env
 
 
@@ -275,6 +312,7 @@ class _Checker:
         self.read_at = {(r.file, r.start): r for r in analysis.reads}
         self._event_cache: dict[str, tuple[list, dict, str]] = {}
         self._member_types: dict[str, str] | None = None
+        self._fills: dict[tuple[str, int], bool] = {}  # (function, parameter) -> stores through it
         self.function_names = {d["name"] for _, d in self.g.nodes(data=True) if d["type"] == "function"}
 
     def member_types(self) -> dict[str, str]:
@@ -287,6 +325,21 @@ class _Checker:
                     seen[m].add(ctypes.normalise(t))
             self._member_types = {m: next(iter(ts)) for m, ts in seen.items() if len(ts) == 1}
         return self._member_types
+
+    def never_mapping(self, mapping: model.AddressSpace, what: str) -> str:
+        """Why pages of mapping are never protected, by the rules' never_protected
+        patterns on the way the model reached it (its host's member chain,
+        `...->btree_inode#5`) or on the lookup's text (`NODE_MAPPING(sbi)`); ""."""
+        reached = mapping.host.name if mapping.host is not None else mapping.name
+        for rule in self.pr.never_protected:
+            if rule.pattern.search(reached) or rule.pattern.search(what):
+                return f"a never-protected mapping (`{rule.pattern.pattern}`: {rule.why})"
+        return ""
+
+    def ties(self, fid: str) -> list:
+        """The rules' slot ties of the operations fid implements."""
+        slots = {s for s, _, _ in edges_out(self.g, fid, "binds")}
+        return [t for t in self.pr.slot_ties if t.slot in slots]
 
     @staticmethod
     def short(fid: str) -> str:
@@ -310,6 +363,16 @@ class _Checker:
         return Hop(site[0], call.line, pred, target, cs.argument if cs else None, cs.how if cs else "")
 
     def paths(self, reader: str, page_expr: str) -> tuple[list[_Path], bool]:
+        """The page's ways up from reader, each dispatch through a slot kept to
+        the filesystem of the implementation it reached (see _feasible) while
+        they are enumerated, so that the bound is spent on feasible paths; all
+        of them when no path is feasible."""
+        out, truncated = self._paths(reader, page_expr, prune=True)
+        if out:
+            return out, truncated
+        return self._paths(reader, page_expr, prune=False)
+
+    def _paths(self, reader: str, page_expr: str, prune: bool) -> tuple[list[_Path], bool]:
         out: list[_Path] = []
         truncated = False
         stack: list[tuple[str, str, tuple, tuple, tuple]] = [(reader, page_expr, (), (), ())]
@@ -322,7 +385,12 @@ class _Checker:
                 out.extend(self._data_paths(fid, hops, sites, pages, reader)
                            or [_Path(hops, fid, sites, False, pages, entry)])
                 continue
+            fences = self._fences(hops, reader) if prune else ()
+            own = self._fs_of(home(self.g, fid)[0]) if prune else ""
             for pred, target, site, call in callers:
+                through = (*fences, own) if own and self.g.nodes[target]["type"] == "slot" else fences
+                if through and not self._may_call(pred, through):
+                    continue  # another filesystem's code calling through the slot: not this page's way
                 if len(out) >= MAX_PATHS:
                     return self._feasible(out, reader), True
                 up = ((self.hop(pred, target, site, call), *hops), (site, *sites), (origin.param, *pages))
@@ -348,6 +416,22 @@ class _Checker:
         them when none is feasible (the model cannot tell)."""
         kept = [p for p in paths if self._one_filesystem(p, reader)]
         return kept or paths
+
+    def _fences(self, hops: tuple, reader: str) -> tuple[str, ...]:
+        """The filesystems of the implementations the partial path (hops, down
+        to reader) reached through a slot: its callers must be theirs or generic."""
+        if not hops:
+            return ()
+        below = [h.caller for h in hops[1:]] + [reader]
+        return tuple(fs for hop, impl in zip(hops, below, strict=True)
+                     if self.g.nodes[hop.callee]["type"] == "slot"
+                     and (fs := self._fs_of(home(self.g, impl)[0])))
+
+    def _may_call(self, pred: str, fences: tuple[str, ...]) -> bool:
+        where = home(self.g, pred)[0]
+        mine = self._fs_of(where)
+        return not mine or all(mine == fs for fs in fences) \
+            or any(fnmatch.fnmatch(where, g) for g in self.pr.stacking_paths)
 
     def _fs_of(self, path: str) -> str:
         """`fs/gfs2` of fs/gfs2/log.c, a file the rules say is a filesystem of its
@@ -404,6 +488,10 @@ class _Checker:
         call = parse_call(e)
         if call is not None and call[0] not in model.FUNCTIONS:
             return self._call(world, fid, call, env, depth)
+        head = call_head(e) if call is None else None
+        if head is not None and head[0] not in model.FUNCTIONS:  # `EXT4_SB(sb)->s_buddy_cache`
+            inner = {**env, "__mp_call": self._call(world, fid, head[:2], env, depth)}
+            return self.evaluate(world, fid, f"__mp_call{head[2]}", inner, depth)
         try:
             return model.evaluate(e, env)
         except model.NullDeref:
@@ -430,16 +518,20 @@ class _Checker:
             return model.Unknown(f"{name}() is not interpreted")
         inner = {}
         for i, (pname, ptype) in enumerate(self.g.nodes[callee]["params"]):
+            if i < len(args):
+                _local_struct(env, args[i], ptype)
             if pname:
                 inner[pname] = (self._safe(world, fid, args[i], env, depth + 1) if i < len(args)
                                 else world.fresh(ptype, pname))
         self.run_locals(world, callee, inner, depth + 1)
         for i, a in enumerate(args):  # out-parameters: `f(..., &page)` with `*res_page = page` in f
             pname = self.g.nodes[callee]["params"][i][0] if i < len(self.g.nodes[callee]["params"]) else None
-            if a.strip().startswith("&") and pname and f"*{pname}" in inner:
-                root = root_of(a.strip()[1:].strip())
-                if root:
-                    env[root] = inner[f"*{pname}"]
+            if not pname or f"*{pname}" not in inner:
+                continue
+            if a.strip().startswith("&") and (root := root_of(a.strip()[1:].strip())):
+                env[root] = inner[f"*{pname}"]
+            elif strip(a).isidentifier():  # handed on: ext2_find_entry's foliop to ext2_get_folio
+                env[f"*{strip(a)}"] = inner[f"*{pname}"]
         for v in self.ctx.values(callee):
             if v.name == "return":
                 got = self._safe(world, callee, v.value, inner, depth + 1)
@@ -486,8 +578,7 @@ class _Checker:
         local, member = v.name.split(".", 1)
         obj = env.get(local)
         if obj is None:
-            obj = env[local] = model.Opaque(local, "local", _ANY,
-                                            lambda m, n=local: model.Unknown(f"{n}.{m} is never given a value"))
+            obj = env[local] = _new_local(local)
         if isinstance(obj, model.Opaque):
             obj.assign(member, self._safe(world, fid, v.value, env, depth))
 
@@ -510,11 +601,41 @@ class _Checker:
         return self._event_cache[fid]
 
     def _stores_out(self, fid: str, c) -> bool:
-        """A call of a tree function that stores a page through a `&local` argument."""
-        if c.via != "direct" or c.callee in self.lookups or not any(a.strip().startswith("&") for a in c.args):
+        """A call of a tree function that stores a page through a `&local`
+        argument, or members into a struct it is handed (`&pgio`, or a pointer
+        fid was handed itself: nfs_pageio_init_write(&pgio, inode) passes it on
+        to nfs_pageio_init, which sets `desc->pg_inode = inode`)."""
+        if c.via != "direct" or c.callee in self.lookups:
+            return False
+        params = {n for n, t in self.g.nodes[fid]["params"] if n and _holder(t)}
+        handed = [i for i, a in enumerate(c.args) if a.strip().startswith("&") or strip(a) in params]
+        if not handed:
             return False
         callee = self.ctx.function_called(fid, c.callee)
-        return callee is not None and any(v.name.startswith("*") for v in self.ctx.values(callee))
+        return callee is not None and any(self._fills_param(callee, i) for i in handed)
+
+    def _fills_param(self, fid: str, k: int, depth: int = 0) -> bool:
+        """fid stores through its parameter k (`*pagep = page`, `desc->pg_inode
+        = inode`), itself or in a function it hands the parameter on to."""
+        if (fid, k) not in self._fills:
+            self._fills[(fid, k)] = False  # (recursion: not while it is being asked)
+            self._fills[(fid, k)] = self._stores_through(fid, k, depth)
+        return self._fills[(fid, k)]
+
+    def _stores_through(self, fid: str, k: int, depth: int) -> bool:
+        params = self.g.nodes[fid]["params"]
+        name = params[k][0] if k < len(params) else ""
+        if not name:
+            return False
+        stored = (*self.ctx.values(fid), *self.ctx.elements(fid))  # (member stores are elements)
+        if any(v.name == f"*{name}" or v.name.startswith(f"{name}.") for v in stored):
+            return True
+        for c in self.ctx.calls(fid) if depth < CALL_DEPTH else ():
+            callee = self.ctx.function_called(fid, c.callee) if c.via == "direct" else None
+            if callee is not None and callee != fid and any(
+                    strip(a) == name and self._fills_param(callee, i, depth + 1) for i, a in enumerate(c.args)):
+                return True
+        return False
 
     def _fill(self, world: _World, fid: str, c, env: dict, pointer_locals: dict, depth: int) -> None:
         """A lookup that stores its pages in an argument: `&page` (one page), a
@@ -532,11 +653,14 @@ class _Checker:
             env[target] = model.Unknown(f"{c.callee}() looked up in {c.args[lk.arg]}, which is {mapping!r}")
             return
         folio = world.page_of(mapping, c.callee)
-        base = ctypes.split(pointer_locals.get(target, "") or self._filled_type(fid, c, lk.fills))[0]
+        params = dict(self.g.nodes[fid]["params"])
+        base = ctypes.split(pointer_locals.get(target, "") or params.get(target, "")
+                            or self._filled_type(fid, c, lk.fills))[0]
         item = folio if "folio" in (base or c.callee) else folio.page
         if base in ("struct page", "struct folio"):
             env[target] = item
-        elif c.args[lk.fills].strip().startswith("&"):
+        elif c.args[lk.fills].strip().startswith("&") or base.startswith("struct "):
+            # a batch, here or through a pointer to the caller's (`fbatch` of filemap_get_pages)
             env[target] = model.Opaque(target, "batch", _ANY, lambda _m, i=item: [i] * 32)
         else:
             env[target] = [item] * 32
@@ -579,6 +703,8 @@ class _Checker:
             inner = self._bind_call(world, fid, target, call, env, site[0], contract=path.contract and i == 0)
             if target in self.gains:
                 value = inner[self.gains[target].param_name] = self._argument(world, fid, hop, env)
+                if value is None and hop.how in _PLAN_GAVE_UP:
+                    world.null_hop = hop
                 self._owner_check(world, hop, inner, target, path.pages[i] if i < len(path.pages) else -1, value)
             self.run_locals(world, target, inner)
             fid, env = target, inner
@@ -592,6 +718,8 @@ class _Checker:
         for i, (pname, ptype) in enumerate(self.g.nodes[callee]["params"]):
             if not pname:
                 continue
+            if i < len(call.args):
+                _local_struct(env, call.args[i], ptype)
             value = self._arg_value(world, caller, call, i, env, file) if i < len(call.args) \
                 else world.fresh(ptype, pname)
             if isinstance(value, model.Page | model.Folio) and id(model.as_folio(value)) in world.param_pages \
@@ -625,13 +753,13 @@ class _Checker:
         if not isinstance(page, model.Page | model.Folio):
             return
         owner = world.owner.get(id(model.as_folio(page)))
-        if owner is None or isinstance(value, model.Unknown):
-            return
+        if owner is None or isinstance(value, model.Unknown) or id(model.as_folio(page)) in world.never:
+            return  # (a page never protected: its field is right whatever is passed)
         try:
             got = model.page_mapping_wp(page, value)
         except model.ModelError as exc:
             raise _Failure("unresolvable", hop.argument or "", f"{hop.file}:{hop.line}: {exc}",
-                           repr(value), repr(owner)) from None
+                           repr(value), repr(owner), record=isinstance(value, model.WriteProtectRecord)) from None
         if got is not owner:
             raise _Failure("unresolvable", hop.argument or "",
                            f"{hop.file}:{hop.line}: {hop.argument} is not the page's mapping", repr(value), repr(owner))
@@ -649,16 +777,21 @@ class _Checker:
         page = self._safe(world, fid, read.receiver_text, env)
         if page is None:  # the read would oops: a branch or out-parameter the model does not follow
             raise _Failure("unproven", read.receiver_text, f"the page {read.receiver_text} is NULL on this path",
-                           null_page=True)
+                           null_page=True, cause=Cause.NULL_PAGE)
         if not isinstance(page, model.Page | model.Folio):
-            raise _Failure("unproven", read.receiver_text, f"the page {read.receiver_text} is {page!r}")
+            self._null_for_any_page(world, fid, read, rewrite, env, page)
+            raise _Failure("unproven", read.receiver_text, f"the page {read.receiver_text} is {page!r}",
+                           cause=Cause.PAGE)
         folio = model.as_folio(page)
+        if why := world.never.get(id(folio)):
+            raise _Failure("never-protected", read.receiver_text, why, never=why)
         owner = world.owner.get(id(folio))
         if owner is None:
+            self._null_for_any_page(world, fid, read, rewrite, env, page)
             param = world.param_pages.get(id(folio), "?")
             raise _Failure("unproven", read.receiver_text,
                            f"the page comes in as {param}, and nothing in the code says whose page it is"
-                           + (" (nothing calls it)" if not path.hops else ""), no_owner=True)
+                           + (" (nothing calls it)" if not path.hops else ""), no_owner=True, cause=Cause.PAGE)
         try:
             ctx = self.evaluate(world, fid, rewrite.context, env)
         except model.NullDeref as exc:
@@ -668,11 +801,32 @@ class _Checker:
         try:
             got = model.page_mapping_wp(page, ctx)
         except model.ModelError as exc:
-            raise _Failure("unresolvable", rewrite.context, str(exc), repr(ctx), repr(owner)) from None
+            raise _Failure("unresolvable", rewrite.context, str(exc), repr(ctx), repr(owner),
+                           record=isinstance(ctx, model.WriteProtectRecord)) from None
         if got is not owner:
             raise _Failure("unresolvable", rewrite.context,
                            f"the helper returned {got!r}, not {owner!r} the page was reached through",
                            repr(ctx), repr(owner))
+
+    def _null_for_any_page(self, world: _World, fid: str, read: ReadRecord, rewrite: Rewrite, env: dict,
+                           page: object) -> None:
+        """A page the model cannot name, with the NULL the plan passes on the
+        path where it could not say whose page it is (a pipe buffer's page,
+        stolen by splice; the helper's answer from there on is unknown too):
+        NULL is wrong for every page-cache page of a file, but the page may be
+        one that is never protected, so this is named, not a witness."""
+        hop = world.null_hop
+        if hop is None:
+            return
+        anyone = world.w.add_to_page_cache(world.w.inode(world._name("any-file")).i_mapping, 0)
+        try:
+            model.page_mapping_wp(anyone, None)
+        except model.ModelError as exc:
+            # not a witness: the page may be one never protected (a btree node's, a pinned one)
+            raise _Failure("unproven", hop.argument or "NULL",
+                           f"{hop.file}:{hop.line}: the plan passes NULL ({hop.how}) for a page the model cannot "
+                           f"name ({page!r}); were it a page-cache page of a file: {exc}", cause=Cause.PLAN_NULL) \
+                from None
 
     def variants(self, top: str, path: _Path, rewrite: Rewrite) -> list[tuple[str, set[str]]]:
         """plain; bdev-file where a file's f_mapping or f_inode is used on the path
@@ -707,6 +861,12 @@ class _Checker:
                 return Verdict(*head, "runtime", 0, False, None,
                                f"every path into it starts in code of kinds 2-5 ({', '.join(tops)}), which has "
                                "no mapping to pass: the raw read is run time's, as theirs are")
+        if r.function_id is not None and rewrite is None and kept is not None and kept.reason in _KEPT_RAW:
+            paths, truncated = self.paths(r.function_id, r.receiver_text)
+            whys = {self._never_page(path, r) for path in paths}
+            if paths and not truncated and "" not in whys:  # the raw field is the page's own mapping
+                return Verdict(*head, "never-protected", len(paths), False, None,
+                               f"the page is never protected on every path: {'; '.join(sorted(whys))}")
         if r.function_id is None or rewrite is None:
             reason = self.unresolved.get(r.function_id or "")
             why = f"not rewritten: {reason.reason}" if reason else "not rewritten"
@@ -731,11 +891,13 @@ class _Checker:
                     if f.null_page:
                         null_paths.add(self.short(path.top))
                         continue
-                    if why := self._never_path(path, r.function_id):
+                    if why := f.never or self._never_path(path, r.function_id):
                         never = never or why
                         continue  # a metadata inode's page: never protected, the field is right
-                    if not self._kind1(path.top) and (f.verdict == "unproven" or f.value in _NO_MAPPING):
-                        # code the plan does not convert had no mapping to give: run time's
+                    if not self._kind1(path.top) and (f.verdict == "unproven" or f.value in _NO_MAPPING
+                                                      or f.record):
+                        # code the plan does not convert had no mapping to give (NULL, or its raw
+                        # field read handed on): run time's
                         outside.setdefault(self.short(path.top), (path, variant, f))
                     elif f.verdict == "unresolvable":  # (a wrong mapping is wrong whatever the top)
                         return Verdict(*head, "unresolvable", len(paths), truncated,
@@ -762,11 +924,13 @@ class _Checker:
             unproven = unproven or f
         if not held and not outside and not never and null_paths and unproven is None:
             unproven = _Failure("unproven", r.receiver_text, f"the page {r.receiver_text} is NULL at the read on every "
-                                "path the model follows (a branch or out-parameter it does not follow)")
+                                "path the model follows (a branch or out-parameter it does not follow)",
+                                cause=Cause.NULL_PAGE)
         if unproven is not None or len(entries) == len({p.top for p in paths}):
             missing = unproven.error if unproven is not None else \
                 f"every path starts at a function nothing in the tree calls ({', '.join(sorted(entries))})"
-            return Verdict(*head, "unproven", len(paths), truncated, None, missing=missing)
+            cause = unproven.cause if unproven is not None else Cause.ENTRY
+            return Verdict(*head, "unproven", len(paths), truncated, None, missing=missing, cause=cause)
         more = (f"; not checked: the paths from {', '.join(sorted(entries))}, which nothing in the tree calls "
                 "(their callers are outside it)") if entries else ""
         if never:
@@ -777,9 +941,28 @@ class _Checker:
         if truncated:  # the paths not enumerated may carry another page (a fault's, reclaim's)
             return Verdict(*head, "unproven", len(paths), truncated, None, missing=(
                 f"more call paths than the bounds ({MAX_PATHS} paths, {MAX_DEPTH} calls deep): the "
-                f"{len(paths)} checked hold" + more))
+                f"{len(paths)} checked hold" + more), cause=Cause.BOUNDS)
         return Verdict(*head, "resolvable", len(paths), truncated, None,
                        "the helper returned the page's owner on every path and variant" + more)
+
+    def _never_page(self, path: _Path, read: ReadRecord) -> str:
+        """Why the page the path brings to the read is never protected (the
+        model made it in a never-protected mapping, or the path goes through a
+        never-protected ops table), "" when it may be protected or is unknown."""
+        if why := self._never_path(path, read.function_id):
+            return why
+        world = _World(self, "plain", set())
+        env = world.bind(path.top)
+        self.run_locals(world, path.top, env)
+        fid = path.top
+        for i, site in enumerate(path.sites):
+            call = self.facts[site[0]].calls[site[2]]
+            target = path.hops[i + 1].caller if i + 1 < len(path.hops) else read.function_id
+            env = self._bind_call(world, fid, target, call, env, site[0], contract=path.contract and i == 0)
+            self.run_locals(world, target, env)
+            fid = target
+        page = self._safe(world, fid, read.receiver_text, env)
+        return world.never.get(id(model.as_folio(page)), "") if isinstance(page, model.Page | model.Folio) else ""
 
     def _never_path(self, path: _Path, reader: str) -> str:
         """"<tables>: <why>" when the path calls through a slot into an
@@ -814,9 +997,9 @@ class _Checker:
             return Verdict(*head, "runtime", 0, False, None, f"{RUNTIME_COVER[4]}; {kept.evidence}")
         if kept.reason == "null-test":
             return Verdict(*head, "resolvable", 0, False, None, _NULL_TEST)
-        return Verdict(*head, "unproven", 0, False, None,
-                       missing="a flag test: the model has no flag bits, so that the record keeps "
-                               "PAGE_MAPPING_ANON/KSM/MOVABLE is an assumption")
+        if kept.reason == "flag-test":
+            return Verdict(*head, "resolvable", 0, False, None, _FLAG_TEST)
+        raise ValueError(f"{head[0]}:{head[1]}: the plan keeps a read for a reason check does not know: {kept.reason}")
 
 
 class _Everything(frozenset):
@@ -827,12 +1010,41 @@ class _Everything(frozenset):
 _ANY = _Everything()
 # a failure's value when no mapping reached the hop (NULL, or a call that passes none)
 _NO_MAPPING = frozenset({"", "None", "NULL"})
+# reads the plan leaves as they are because nothing can say whose page it is
+_KEPT_RAW = frozenset({"no-context", "needs-human"})
+# call sites where the plan says it could not name the page's mapping
+_PLAN_GAVE_UP = frozenset({"unresolved", "needs-human"})
 _DEREF = re.compile(r"^\*\s*(\w+)$")
 # what an uninterpreted call's result may be the page's own mapping through: a
 # fresh one would make a false "unresolvable" where the callee in fact returns it
 _MAY_NAME_A_MAPPING = frozenset({"struct address_space", "struct inode", "struct file", "struct page",
                                  "struct folio", "struct dentry", "struct kiocb", "struct readahead_control",
                                  "struct vm_fault", "struct buffer_head"})
+
+
+def _holder(ctype: str) -> bool:
+    """A parameter a callee can store a page or a mapping through: `struct
+    folio **`, or a pointer to a struct that is not a page (a descriptor)."""
+    base, depth = ctypes.split(ctypes.normalise(ctype))
+    return depth == 2 or (depth == 1 and base.startswith(("struct ", "union "))
+                          and base not in ("struct page", "struct folio", "struct address_space", "struct inode"))
+
+
+def _local_struct(env: dict, arg: str, ptype: str) -> None:
+    """`f(&fbatch)` of a local struct nothing assigned yet (f takes a pointer
+    to a struct, not `struct folio **`): an object of its own, so that what f
+    stores in it is there when the caller reads it."""
+    if not arg.lstrip().startswith("&"):
+        return
+    name = arg.strip()[1:].strip()
+    base, depth = ctypes.split(ctypes.normalise(ptype))
+    if depth == 1 and base.startswith(("struct ", "union ")) and base not in ("struct page", "struct folio") \
+            and name.isidentifier() and name not in env:
+        env[name] = _new_local(name)
+
+
+def _new_local(name: str) -> model.Opaque:
+    return model.Opaque(name, "local", _ANY, lambda m: model.Unknown(f"{name}.{m} is never given a value"))
 
 
 def _membership_holds() -> bool:
@@ -856,8 +1068,21 @@ def _null_test_holds() -> bool:
     return fa.mapping is not None
 
 
+def _flag_test_holds() -> bool:
+    """A flag test on the field answers for a protected file page as it did
+    before protection: the record's pointer carries no PAGE_MAPPING_* bits."""
+    w = model.World()
+    fa = w.add_to_page_cache(w.inode("a").i_mapping, 0, b"x")
+    fb = w.add_to_page_cache(w.inode("b").i_mapping, 0, b"x")
+    before = model.folio_mapping_flags(fa)
+    w.write_protect([fa, fb])
+    return fa.protected and model.folio_mapping_flags(fa) == before == 0
+
+
 _MEMBERSHIP = ("membership test: in the model a protected page belongs to every owner of its record"
                if _membership_holds() else "MODEL REFUTES the membership helper")
+_FLAG_TEST = ("flag test kept: in the model a protected file page's field carries no PAGE_MAPPING_* bits, so "
+              "the test answers as before protection" if _flag_test_holds() else "MODEL REFUTES the flag test")
 _NULL_TEST = ("NULL test kept: in the model a protected page's field is its record, never NULL"
               if _null_test_holds() else "MODEL REFUTES the NULL test")
 

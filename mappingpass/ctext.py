@@ -98,6 +98,21 @@ def _parse_call(expr: str) -> tuple[str, tuple[str, ...]] | None:
     return m.group(1), tuple(split_args(expr[m.end():end]))
 
 
+def call_head(expr: str) -> tuple[str, list[str], str] | None:
+    """`name(args...)->rest` -> (name, args, "->rest"): a member path from a
+    call's result (`EXT4_SB(sb)->s_buddy_cache`); None for anything else."""
+    m = re.match(r"^([A-Za-z_]\w*)\s*\(", expr)
+    if not m:
+        return None
+    end = _closing(expr, m.end() - 1)
+    if end < 0 or end >= len(expr) - 1:
+        return None
+    rest = expr[end + 1:].strip()
+    if not re.match(r"^(->|\.)\s*[A-Za-z_]", rest):
+        return None
+    return m.group(1), list(split_args(expr[m.end():end])), rest
+
+
 def root_of(expr: str) -> str | None:
     """The variable an access path starts from (`bh->b_page` -> `bh`)."""
     return expr.split("-", 1)[0].split(".", 1)[0].split("[", 1)[0].strip() if PATH.match(expr) else None

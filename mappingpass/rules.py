@@ -110,6 +110,19 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class SlotTie:
+    """What every caller of an operation guarantees about two of its
+    arguments: check binds an implementation's parameter `param` to `expr` of
+    parameter `source` (`{p}->f_mapping`) where a path starts at it."""
+
+    slot: str  # slot id
+    param: int
+    source: int
+    expr: str  # uses {p}: the source parameter
+    why: str
+
+
+@dataclass(frozen=True)
 class Provider:
     """A parameter type that can supply the mapping, and how."""
 
@@ -169,6 +182,7 @@ class PlanRules:
     carriers: tuple[Carrier, ...] = ()
     never_protected: tuple[NeverProtected, ...] = ()
     registrations: tuple[Registration, ...] = ()
+    slot_ties: tuple[SlotTie, ...] = ()  # what the callers of an operation guarantee (check's bindings)
     page_converters: frozenset[str] = frozenset()  # page_folio(p), folio_page(f, n): the same page
     chain_depth: int = 2  # member chains to a provider: struct hops before the provider's own member
     chain_skip: frozenset[str] = frozenset()  # members never followed (b_assoc_map: another mapping)
@@ -312,6 +326,9 @@ def _regex(text: str, where: str, flags: int = 0) -> re.Pattern:
         raise RulesError(f"bad regex in {where}: {exc}") from None
 
 
+MAX_RELEVANT_WORDS = 1000
+
+
 def load(path: str | Path | None = None) -> Rules:
     rules_path = Path(path) if path is not None else default_rules()
     try:
@@ -342,6 +359,11 @@ def _build(rules_path: Path, raw: bytes, data: dict) -> Rules:
     words = _need(index, "relevant_words", list, "index")
     if not words or not all(isinstance(w, str) and w for w in words):
         raise RulesError("[index] relevant_words must be a list of non-empty strings")
+    words = list(dict.fromkeys(words))
+    if len(words) > MAX_RELEVANT_WORDS:
+        # every file is scanned for each word: a list this long is a mistake, and would take hours
+        raise RulesError(f"[index] relevant_words has {len(words)} different words; at most "
+                         f"{MAX_RELEVANT_WORDS}: they are the texts that make a file worth parsing")
     cp = data.get("cparse", {})
     plan_rules = _plan(data["plan"]) if "plan" in data else None
     wrappers_of = frozenset(n for n in (plan_rules.helper_page_of, plan_rules.helper_folio_of,
@@ -433,7 +455,7 @@ def _plan(plan: dict) -> PlanRules:
 
 def _context_rules(plan: dict) -> dict:
     """[plan.membership], [[plan.lookup]], [[plan.carrier]], [[plan.never_protected]],
-    [[plan.registration]] and [plan.context]: where pages come from."""
+    [[plan.registration]], [[plan.slot_tie]] and [plan.context]: where pages come from."""
     member = plan.get("membership", {})
     lookups = []
     for i, e in enumerate(plan.get("lookup", [])):
@@ -460,6 +482,14 @@ def _context_rules(plan: dict) -> dict:
                      _need(e, "slot", str, f"plan.registration #{i + 1}"),
                      _need(e, "why", str, f"plan.registration #{i + 1}"))
         for i, e in enumerate(plan.get("registration", [])))
+    ties = []
+    for i, e in enumerate(plan.get("slot_tie", [])):
+        where = f"plan.slot_tie #{i + 1}"
+        expr = _need(e, "expr", str, where)
+        if "{p}" not in expr:
+            raise RulesError(f"{where}: expr must use {{p}}")
+        ties.append(SlotTie(_need(e, "slot", str, where), _need(e, "param", int, where),
+                            _need(e, "source", int, where), expr, _need(e, "why", str, where)))
     context = plan.get("context", {})
     helper = plan.get("helper", {})
     return dict(
@@ -470,6 +500,7 @@ def _context_rules(plan: dict) -> dict:
         helper_page_of=_optional_name(helper, "page_of", "plan.helper"),
         helper_folio_of=_optional_name(helper, "folio_of", "plan.helper"),
         lookups=tuple(lookups), carriers=tuple(carriers), never_protected=never, registrations=regs,
+        slot_ties=tuple(ties),
         page_converters=frozenset(context.get("page_converters", [])),
         chain_depth=int(context.get("chain_depth", 2)),
         chain_skip=frozenset(context.get("chain_skip", [])),

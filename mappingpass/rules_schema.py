@@ -59,6 +59,7 @@ SCHEMA = Table(
         never_protected_ops=[Table(table=str, why=str)],
         never_source=[Table(function=str, why=str)],
         registration=[Table(name=str, arg=Ints(0, 15), slot=str, why=str)],
+        slot_tie=[Table(slot=str, param=Ints(0, 15), source=Ints(0, 15), expr=str, why=str)],
         context=Table(page_converters=STRS, chain_depth=Ints(0, 4), chain_skip=STRS, chain_from=str,
                       nullable_slots=STRS, debug_macros=FreeTable([Ints(-1, 15)]), debug_calls=str,  # -1: all
                       slot_groups=[STRS], assertion_macros=STRS,

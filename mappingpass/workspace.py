@@ -22,6 +22,7 @@ from . import rules as rulesmod
 from . import safepickle
 from .errors import InputError
 from .facts import FileFacts
+from .index.cparse import Extractor
 
 # label -> a progress callback (done, total), or None for none
 ProgressFactory = Callable[[str], "Callable[[int, int], None] | None"]
@@ -268,6 +269,36 @@ def _on_demand_rounds(store, root: Path, rules, analysis, facts: FactsCache, log
     if patched:
         graphmod.save(store, rules, analysis)  # for the next command
     return plan, analysis, searched
+
+
+def deferred_definitions(db: str | Path, name: str) -> list[tuple[str, int]]:
+    """(file, line) of each definition of function `name` in the files the
+    index deferred (parsed here, in memory, and not stored): explain's answer
+    for a function of a file that holds no read and names nothing the plan
+    changes (the plan parses those on demand)."""
+    store = open_store(db, create=False)
+    try:
+        root, rules = Path(store.get_meta("root") or "."), store_rules(store)
+        deferred = store.paths_in_state("deferred")
+        try:
+            hits = indexmod.grep_files(root, deferred, [name]) if name.isidentifier() else []
+        except indexmod.StoreError as exc:
+            raise InputError(str(exc)) from None
+        extractor = Extractor(rules.parse)
+        found = []
+        for path in hits:
+            try:
+                with open(root / path, "rb") as fh:
+                    data = fh.read(indexmod.MAX_FILE_BYTES + 1)
+            except OSError:
+                continue  # gone since the grep
+            if len(data) > indexmod.MAX_FILE_BYTES:
+                continue
+            facts = extractor.extract(path, data, indexmod.digest_of(data))
+            found += [(path, f.line) for f in facts.functions if f.name == name and f.definition]
+        return sorted(found)
+    finally:
+        store.close()
 
 
 def texts_mentioning(root: Path, store, plan: planmod.Plan) -> dict[str, bytes]:

@@ -34,6 +34,24 @@ def test_rules_file_with_bad_entry(tmp_path):
     assert code == 2 and "'kind' in [kind #4] must be an integer from 1 to 5, not 9" in err
 
 
+def test_a_rules_file_with_200000_relevant_words_is_refused_at_once(tmp_path):
+    """Every file is scanned for each relevant word: 200,000 of them took
+    hours (and the anchors quadratic time); refused in one line instead,
+    duplicates counted once."""
+    many = ", ".join(f'"w{i}x"' for i in range(200_000))
+    text = (REPO / "rules" / "mapping.toml").read_text().replace("relevant_words = [", f"relevant_words = [{many}, ", 1)
+    big = tmp_path / "big.toml"
+    big.write_text(text)
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db"), "--rules", str(big))
+    assert code == 2 and err.count("\n") == 1 and "relevant_words has 200010 different words; at most 1000" in err
+    twice = (REPO / "rules" / "mapping.toml").read_text().replace(
+        "relevant_words = [", "relevant_words = [" + '"->mapping", ' * 2000, 1)
+    dup = tmp_path / "dup.toml"
+    dup.write_text(twice)
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(tmp_path / "db2"), "--rules", str(dup), "-q")
+    assert code == 0, err
+
+
 def test_unreadable_database(tmp_path):
     db = tmp_path / "db"
     db.mkdir()
@@ -91,7 +109,7 @@ def test_console_entry_point_and_text_summary(tmp_path):
         capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "reads      91" in proc.stdout
+    assert "reads      96" in proc.stdout
     assert "kind 3" in proc.stdout
 
 
@@ -155,9 +173,9 @@ def test_a_release_install_runs_from_any_directory(tmp_path):
     proc = subprocess.run([tool, "analyze", "--db", "db"], cwd=work, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "site-packages/mappingpass/_data/minilinux" in proc.stdout
-    assert "reads      91" in proc.stdout
+    assert "reads      96" in proc.stdout
     proc = subprocess.run([tool, "plan", "--db", "db", "-q"], cwd=work, capture_output=True, text=True, check=False)
-    assert proc.returncode == 1 and "functions gaining the parameter  50" in proc.stdout, proc.stderr  # 1: unresolved
+    assert proc.returncode == 1 and "functions gaining the parameter  52" in proc.stdout, proc.stderr  # 1: unresolved
     proc = subprocess.run([tool, "emit", "--db", "db", "--diff", "out.diff", "-q"], cwd=work,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -310,6 +328,30 @@ def test_a_read_only_database_is_read_not_written(tmp_path, monkeypatch):
         assert code in (0, 1), (args, err)
         assert "readonly" not in err
     assert _tree_bytes(db) == before
+
+
+def test_analyze_into_an_index_it_cannot_write_says_so(tmp_path, monkeypatch):
+    """analyze into a directory (or an index) it cannot write -- read only,
+    immutable, a read-only mount -- says that, not "not a mappingpass index,
+    remove this one"."""
+    from mappingpass.index import store as index
+
+    db = tmp_path / "db"
+    analyze_json(MINILINUX, db)
+    real_access = os.access
+    monkeypatch.setattr(index.os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(db), "-q")
+    assert code == 2 and f"{db / 'index.sqlite'}: cannot write the index here" in err, err
+    assert "remove" not in err and "Traceback" not in err
+    monkeypatch.undo()
+
+    def no_temp_file(*a, **k):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(index.tempfile, "TemporaryFile", no_temp_file)
+    code, _, err = run_cli("analyze", str(MINILINUX), "--db", str(db), "-q")
+    assert code == 2 and err.startswith(f"mappingpass: error: {db}: cannot write the index here "
+                                        "(Operation not permitted)"), err
 
 
 def test_db_naming_a_file_says_what_db_is(tmp_path):
@@ -640,7 +682,7 @@ def test_what_is_not_a_regular_file_is_a_counted_skip(minilinux_copy, tmp_path):
     skipped = result["not_indexed"]
     assert skipped.get("not a regular file (a FIFO, device or socket)") == 2, skipped
     assert skipped.get("file name is not UTF-8") == 1, skipped
-    assert len(result["reads"]) == 91
+    assert len(result["reads"]) == 96
 
 
 def test_rules_other_than_the_index_was_made_with_are_refused(tmp_path):

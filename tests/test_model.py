@@ -12,6 +12,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from mappingpass import model
 from mappingpass.model import (
     EIO,
     PG,
@@ -867,3 +868,19 @@ def page_in_mapping_of(folio: Folio, mapping: AddressSpace) -> bool:
     from mappingpass.model import folio_in_mapping
 
     return folio_in_mapping(folio, mapping)
+
+
+def test_flag_bits_of_a_protected_file_page_are_those_of_a_file_page():
+    """A flag test (folio_test_anon(), PageMovable()) on a protected page: the
+    record's pointer carries no PAGE_MAPPING_* bits, so it still says "file
+    page"; a field holding something the model cannot tag is an error."""
+    w = World()
+    fa = w.add_to_page_cache(w.inode("a").i_mapping, 0, b"x")
+    fb = w.add_to_page_cache(w.inode("b").i_mapping, 0, b"x")
+    assert model.folio_mapping_flags(fa) == 0
+    w.write_protect([fa, fb])
+    assert fa.protected and model.page_mapping_flags(fa.page) == 0
+    assert not model.folio_mapping_flags(fa) & model.PAGE_MAPPING_FLAGS
+    fa.mapping = object()
+    with pytest.raises(model.BadContext):
+        model.folio_mapping_flags(fa)

@@ -172,6 +172,7 @@ def test_unresolved_reasons(planned):
         ("no-context", "fs/pagefs/file.c::pagefs_is_dirty_writeback"),
         ("no-context", "fs/pagefs/file.c::pagefs_move_one"),
         ("no-context", "pagefs_bh_submitting"),
+        ("no-context", "fs/pagefs/check.c::pagefs_node_check"),  # check: the btree inode's (test_check.py)
         ("no-callers", "pagefs_read_inline"),  # (an entry point: a read_folio nobody binds)
     }
     # a macro body calls one, a macro is handed the other: both keep their signature
@@ -203,6 +204,23 @@ def test_explain_unknown_function(planned):
     db, *_ = planned
     code, _, err = run_cli("explain", "no_such_function", "--db", str(db))
     assert code == 2 and "no such function" in err
+
+
+def test_explain_a_function_of_a_file_the_index_deferred(planned):
+    """d_inode is defined in include/linux/dcache.h, which analyze deferred
+    (no read in it, nothing the plan changes named): explain parses it on
+    demand and says where it is and why it does not gain, not "no such
+    function"; a static one by path::name, the JSON form saying so."""
+    db, *_ = planned
+    code, out, err = run_cli("explain", "d_inode", "--db", str(db), "-q")
+    assert code == 0, err
+    assert out.startswith("d_inode (include/linux/dcache.h:12) does not gain the parameter: its file holds no read")
+    code, out, err = run_cli("explain", "include/linux/dcache.h::d_inode", "--db", str(db), "-q", "--format", "json")
+    assert code == 0 and json.loads(out)[0] | {"callers": []} == {
+        "id": "include/linux/dcache.h::d_inode", "gains": False, "deferred": True, "file": "include/linux/dcache.h",
+        "line": 12, "callers": [], "reads": [], "kept": []}
+    code, _, err = run_cli("explain", "fs/nowhere.c::d_inode", "--db", str(db), "-q")
+    assert code == 2 and "no such function in the tree" in err
 
 
 def test_plan_without_analyze_is_an_input_error(tmp_path):

@@ -4,6 +4,7 @@ and the lock that keeps one run at a time on it."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -11,6 +12,7 @@ import os
 import pickle
 import sqlite3
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -69,6 +71,7 @@ class Store:
         try:
             if create:
                 db_dir.mkdir(parents=True, exist_ok=True)
+                _must_write(db_dir, path)
             if not create and not (os.access(path, os.W_OK) and os.access(db_dir, os.W_OK)):
                 self.conn = _in_memory(path)
                 self.readonly = True
@@ -250,3 +253,19 @@ class Store:
         if lock is not None:
             lock.close()  # (closing the file releases the lock)
             self._lockfile = None
+
+
+def _must_write(db_dir: Path, path: Path) -> None:
+    """analyze writes the index: a directory or index it cannot write (read
+    only, immutable, a read-only mount) is said as such, not as a damaged index."""
+    where, why = db_dir, ""
+    try:
+        with tempfile.TemporaryFile(dir=db_dir):
+            pass
+    except OSError as exc:
+        why = exc.strerror
+    if not why and path.exists() and not os.access(path, os.W_OK):
+        where, why = path, os.strerror(errno.EACCES)
+    if why:
+        raise StoreError(f"{where}: cannot write the index here ({why}); "
+                         "analyze needs a directory it can write: point --db at another one")

@@ -13,7 +13,8 @@ This package models just enough of the kernel to check that claim:
   cache, write protection, break, truncation, reclaim, splice steal, writeback and
   I/O errors), each named after the kernel code it stands for;
 * :mod:`.helper` -- ``page_mapping_wp()``/``folio_mapping_wp()`` and their contract,
-  and the membership tests ``page_in_mapping()``/``folio_in_mapping()``;
+  the membership tests ``page_in_mapping()``/``folio_in_mapping()`` and the
+  flag bits of the field (``folio_mapping_flags()``);
 * :mod:`.expr` -- :func:`evaluate`, C access paths (``iocb->ki_filp->f_mapping``)
   over model objects, for the ``check`` stage.
 """
@@ -34,12 +35,15 @@ from .errors import (
 )
 from .expr import FUNCTIONS, evaluate, parse, unparse
 from .helper import (
+    PAGE_MAPPING_FLAGS,
     folio_in_mapping,
+    folio_mapping_flags,
     folio_mapping_wp,
     folio_owners,
     is_write_protected,
     page_gone,
     page_in_mapping,
+    page_mapping_flags,
     page_mapping_wp,
 )
 from .objects import (
@@ -67,6 +71,7 @@ from .world import EIO, World, mapping_set_error
 __all__ = [
     "EIO",
     "FUNCTIONS",
+    "PAGE_MAPPING_FLAGS",
     "PG",
     "VMA",
     "AddressSpace",
@@ -100,12 +105,14 @@ __all__ = [
     "as_folio",
     "evaluate",
     "folio_in_mapping",
+    "folio_mapping_flags",
     "folio_mapping_wp",
     "folio_owners",
     "is_write_protected",
     "mapping_set_error",
     "page_gone",
     "page_in_mapping",
+    "page_mapping_flags",
     "page_mapping_wp",
     "parse",
     "unparse",

@@ -121,6 +121,32 @@ def folio_owners(folio: Folio | Page) -> list[tuple[AddressSpace, int]]:
     return []
 
 
+PAGE_MAPPING_ANON = 0x1
+PAGE_MAPPING_MOVABLE = 0x2
+PAGE_MAPPING_KSM = PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE
+PAGE_MAPPING_FLAGS = PAGE_MAPPING_KSM
+
+
+def folio_mapping_flags(folio: Folio | Page) -> int:
+    """``(unsigned long)folio->mapping & PAGE_MAPPING_FLAGS``, the flag tests
+    (``folio_test_anon()``, ``PageMovable()``, ``folio_test_ksm()``). The model's
+    pages are file pages, so an address_space gives 0. A protection record is
+    a slab object, aligned, and the runtime never tags the pointer it stores:
+    its bits are 0 too, so every flag test on a protected file page answers as
+    it did before protection (a file page, not anon, not movable, not KSM's)."""
+    own = as_folio(folio).mapping
+    if isinstance(own, WriteProtectRecord):
+        return own.TAG
+    if own is None or isinstance(own, AddressSpace):
+        return 0
+    raise BadContext(f"{folio!r}'s mapping field holds {own!r}, which has no flag bits in the model")
+
+
+def page_mapping_flags(page: Page | Folio) -> int:
+    """:func:`folio_mapping_flags` of the page's folio."""
+    return folio_mapping_flags(as_folio(page))
+
+
 def is_write_protected(page: Page | Folio) -> bool:
     """``PageKsm()``'s analogue: the mapping field points at a protection record."""
     return as_folio(page).protected

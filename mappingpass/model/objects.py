@@ -251,6 +251,7 @@ class WriteProtectRecord(Struct):
     """
 
     KIND: ClassVar[str] = "wp_record"
+    TAG: ClassVar[int] = 0  # low bits of the pointer stored in page->mapping (none: see folio_mapping_flags)
     name: str
     data: bytes
     owners: list[tuple[AddressSpace, int]] = field(default_factory=list)
