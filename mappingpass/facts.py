@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 17
+FACTS_VERSION = 18
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,9 @@ class FileFacts:
     error_nodes: int = 0  # ERROR/MISSING nodes tree-sitter reported
     error_lines: tuple[int, ...] = ()  # first lines of the first few errors
     recovered: int = 0  # functions recovered from inside error nodes
+    # a comment or literal never closed ("comment"/"string"/"char", line): what follows
+    # it is lost in the token, or merged into the code before it
+    unterminated: tuple[tuple[str, int], ...] = ()
     precise: str = ""  # the configuration libclang parsed it under (precise mode), else ""
     # precise mode: calls a macro's body makes, apart from `calls` (whose spans
     # every later stage reads): their span is the macro's invocation, args the
@@ -211,6 +214,7 @@ class FileFacts:
             error_nodes=data["error_nodes"],
             error_lines=tuple(data["error_lines"]),
             recovered=data["recovered"],
+            unterminated=tuple(tuple(u) for u in data.get("unterminated", ())),
             precise=data.get("precise", ""),
             macro_calls=tuple(Call(**{**c, "args": tuple(c["args"]), "arg_spans": ()})
                               for c in data.get("macro_calls", ())),

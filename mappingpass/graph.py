@@ -126,8 +126,9 @@ def callers_of(g: nx.MultiDiGraph, node: str) -> list[tuple[str, str, list]]:
 class Analysis:
     graph: nx.MultiDiGraph
     types: TypeEnv
-    # per parsed file: (error nodes, first error lines, recovered functions, call sites)
-    files: dict[str, tuple[int, tuple[int, ...], int, int]]
+    # per parsed file: (error nodes, first error lines, recovered functions, call sites,
+    # unterminated comments and literals)
+    files: dict[str, tuple[int, tuple[int, ...], int, int, tuple[tuple[str, int], ...]]]
     reads: list[ReadRecord]
     candidates: list[ReadRecord]  # receiver type unknown
     unresolved_member_calls: int
@@ -740,7 +741,7 @@ class _Update:
                 elif unbound is not None and b.function not in env.globals:
                     if b.function not in unbound.get(sid, []):
                         unbound[sid] = sorted([*unbound.get(sid, []), b.function])
-            analysis.files[path] = (ff.error_nodes, ff.error_lines, ff.recovered, len(ff.calls))
+            analysis.files[path] = (ff.error_nodes, ff.error_lines, ff.recovered, len(ff.calls), ff.unterminated)
 
     def add_reads(self) -> None:
         """3d. the new files' reads, typed: reads, or candidates of unknown type."""

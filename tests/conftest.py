@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -123,6 +124,21 @@ def minilinux_copy(tmp_path) -> Path:
     return dest
 
 
+_REPORTER = None  # pytest's terminal reporter: progress of long steps past the capture
+
+
+def pytest_configure(config) -> None:
+    global _REPORTER
+    _REPORTER = config.pluginmanager.get_plugin("terminalreporter")
+
+
+def say(message: str) -> None:
+    """A progress line on the terminal while a test runs (CI is silent
+    otherwise: an extraction or a kernel build takes minutes)."""
+    if _REPORTER is not None:
+        _REPORTER.write_line(f"[tests {time.strftime('%H:%M:%S')}] {message}")
+
+
 def debian_tree(version: str, env: str) -> Path:
     """linux-<version> from Debian's linux-source-<version>, extracted once into
     the cache (or the tree $env names); skips with the reason when absent."""
@@ -134,6 +150,7 @@ def debian_tree(version: str, env: str) -> Path:
         pytest.skip(f"linux-{version} not available: apt-get install linux-source-{version} "
                     f"(or set {env} to an extracted tree)")
     CACHE.mkdir(parents=True, exist_ok=True)
+    say(f"extracting {tarball} into {CACHE} (once: a few minutes)")
     partial = CACHE / f"extracting-{version}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, say
 
 pytestmark = [pytest.mark.realtree, pytest.mark.boot,
               pytest.mark.skipif(not os.environ.get("MAPPINGPASS_BOOT"),
@@ -36,6 +36,7 @@ MUTANTS = {
 
 def boot_check(tmp_path: Path, name: str, *args: str) -> tuple[int, str]:
     out = tmp_path / name
+    say(f"boot check {name}: build (tinyconfig-based; the unpatched one is cached) and boot under QEMU, minutes")
     proc = subprocess.run(["bash", str(SCRIPT), *args, "--out", str(out)],
                           capture_output=True, text=True, check=False, timeout=3600)
     report = (out / "report.txt").read_text() if (out / "report.txt").is_file() else proc.stderr

@@ -113,6 +113,54 @@ def test_console_entry_point_and_text_summary(tmp_path):
     assert "kind 3" in proc.stdout
 
 
+def test_analyze_after_plan_says_which_counts_plan_added(tmp_path):
+    """plan parses deferred files that name a function it changes: analyze
+    run again counts their functions too, and says so (the reads stay)."""
+    db = tmp_path / "db"
+    before = analyze_json(MINILINUX, db)
+    assert before["files"]["parsed_on_demand"] == before["files"]["functions_on_demand"] == 0
+    assert run_cli("plan", "--db", str(db), "-q")[0] in (0, 1)
+    after = analyze_json(MINILINUX, db)
+    f = after["files"]
+    assert f["parsed"] - before["files"]["parsed"] == f["parsed_on_demand"] > 0
+    assert len(after["functions"]) - len(before["functions"]) == f["functions_on_demand"] > 0
+    assert len(after["reads"]) == len(before["reads"])
+    code, out, _ = run_cli("analyze", str(MINILINUX), "--db", str(db), "-q")
+    assert code == 0 and f"parsed ({f['parsed_on_demand']} of them by plan since, on demand)" in out
+    assert f"({f['functions_on_demand']} of them in files plan parsed on demand, which hold no read)" in out
+
+
+def test_an_unterminated_comment_or_string_is_reported_not_silent(tmp_path):
+    """`/*` never closed swallows the functions after it; a string never
+    closed merges the next function into this one: analyze names both."""
+    tree = tmp_path / "fs"
+    tree.mkdir()
+    (tree / "a.c").write_text("int f(struct page *page) { return page->mapping != 0; }\n/* unterminated\n"
+                              "int g(struct page *page) { return page->mapping != 0; }\n")
+    (tree / "b.c").write_text('int h(struct page *page) { char *s = "abc; return page->mapping != 0; }\n'
+                              "int k(struct page *page) { return page->mapping != 0; }\n")
+    (tree / "c.c").write_text("/* closed */ int m(struct page *page) { return page->mapping != 0; }\n")
+    report = analyze_json(tree, tmp_path / "db")
+    assert report["parse_failures"]["unterminated"] == [
+        {"file": "a.c", "line": 2, "what": "comment"}, {"file": "b.c", "line": 1, "what": "string"}]
+    code, out, _ = run_cli("analyze", str(tree), "--db", str(tmp_path / "db"), "-q")
+    assert code == 0 and "2 comments or literals never closed" in out and "a.c:2 (comment), b.c:1 (string)" in out
+
+
+def test_bash_completion_of_commands_and_options(tmp_path):
+    """argcomplete answers bash's completion request (README: `eval
+    "$(register-python-argcomplete mappingpass)"`): commands, then options."""
+    out = tmp_path / "completions"
+    for line, want in (("mappingpass em", "emit"), ("mappingpass emit --se", "--series"),
+                       ("mappingpass check --fo", "--format")):
+        env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+               "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+        proc = subprocess.run([sys.executable, "-m", "mappingpass"], env=env, capture_output=True, text=True,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert want in out.read_text().split(), (line, out.read_text())
+
+
 def test_analyze_does_not_modify_the_tree(minilinux_copy, tmp_path):
     before = {p: p.read_bytes() for p in minilinux_copy.rglob("*") if p.is_file()}
     analyze_json(minilinux_copy, tmp_path / "db")

@@ -55,3 +55,22 @@ def test_a_review_on_a_cold_index_shows_its_analysis(tmp_path):
     assert any(ln.startswith("review: analyze: 1/") for ln in lines), lines
     assert "review: building the graph of the new index" in lines
     assert any(ln.startswith("review: 1 changed files") for ln in lines), lines
+
+
+def test_long_test_steps_print_a_progress_line_past_the_capture(monkeypatch):
+    """conftest.say writes through pytest's terminal reporter (a captured
+    print would stay silent until the test ends, minutes later in CI)."""
+    import conftest
+
+    lines: list[str] = []
+
+    class Reporter:
+        def write_line(self, line: str) -> None:
+            lines.append(line)
+
+    monkeypatch.setattr(conftest, "_REPORTER", Reporter())
+    conftest.say("extracting linux-source-6.1")
+    assert len(lines) == 1 and lines[0].startswith("[tests ") and lines[0].endswith("] extracting linux-source-6.1")
+    monkeypatch.setattr(conftest, "_REPORTER", None)
+    conftest.say("nothing to write to")  # outside pytest's terminal: a no-op
+    assert len(lines) == 1

@@ -16,6 +16,8 @@ import os
 import signal
 import sys
 
+import argcomplete
+
 from .. import __version__
 from ..errors import UserError
 from . import analyze, check, emit, plan, review
@@ -85,6 +87,8 @@ def _terminate(_signum, _frame) -> None:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
+    if argv is None:  # the console command: bash asks it for completions (and it exits)
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -159,14 +159,17 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
     states = store.state_counts()
     failures = [
         {"file": path, "error_nodes": errors, "lines": list(lines)}
-        for path, (errors, lines, _rec, _calls) in sorted(analysis.files.items()) if errors
+        for path, (errors, lines, _rec, _calls, _open) in sorted(analysis.files.items()) if errors
     ]
+    unterminated = [{"file": path, "line": line, "what": what}
+                    for path, v in sorted(analysis.files.items()) for what, line in v[4]]
     functions = [
         {"name": d["name"], "id": n, "file": path, "line": line, "static": d["static"]}
         for n, d in analysis.graph.nodes(data=True) if d["type"] == "function"
         for path, line in d["bodies"]
     ]
     functions.sort(key=lambda f: (f["file"], f["line"], f["name"]))
+    on_demand = set(store.paths_with_note("on-demand"))
     slots = [
         {"id": n, "kind": d["slot_kind"], "name": d["name"], "owner": d["owner"],
          "params": [t for _, t in d["params"]],
@@ -186,6 +189,10 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
             "parsed": states.get("parsed", 0),
             "deferred": states.get("deferred", 0),
             "skipped": states.get("skipped", 0),
+            # parsed by plan since analyze (deferred files that name a function it changes):
+            # their functions, calls and slots count here too, their reads are none
+            "parsed_on_demand": len(on_demand),
+            "functions_on_demand": sum(1 for f in functions if f["file"] in on_demand),
             "parsed_this_run": stats.parsed,
             "reused": stats.reused,
             "non_utf8": stats.non_utf8,
@@ -198,6 +205,8 @@ def analyze_report(root: Path, store, stats: indexmod.IndexStats, analysis, grap
             "files_with_errors": len(failures),
             "error_nodes": sum(f["error_nodes"] for f in failures),
             "recovered_functions": sum(v[2] for v in analysis.files.values()),
+            # a comment or literal never closed: what follows it is not what the compiler sees
+            "unterminated": unterminated,
             "files": failures,
         },
         "functions": functions,
@@ -230,9 +239,10 @@ def print_analyze_text(r: dict) -> None:
     pf = r["parse_failures"]
     print(f"tree       {r['root']}")
     context = f" (and {f['context']} headers of include/ for context)" if f["context"] else ""
+    by_plan = f" ({f['parsed_on_demand']} of them by plan since, on demand)" if f["parsed_on_demand"] else ""
     print(f"files      {f['total']} .c/.h{context}: "
-          f"{f['parsed']} parsed, {f['deferred']} deferred (parsed on demand by plan), {f['skipped']} skipped; "
-          f"this run parsed {f['parsed_this_run']}, reused {f['reused']}")
+          f"{f['parsed']} parsed{by_plan}, {f['deferred']} deferred (parsed on demand by plan), "
+          f"{f['skipped']} skipped; this run parsed {f['parsed_this_run']}, reused {f['reused']}")
     if f["non_utf8"]:
         print(f"           {f['non_utf8']} files have non-UTF-8 bytes (parsed as bytes)")
     for s in r["skipped"][:10]:
@@ -241,7 +251,14 @@ def print_analyze_text(r: dict) -> None:
         print("  not indexed  " + ", ".join(f"{n} {why}" for why, n in r["not_indexed"].items()))
     print(f"parse      {pf['files_with_errors']} files with tree-sitter errors "
           f"({pf['error_nodes']} error nodes), {pf['recovered_functions']} functions recovered")
-    print(f"functions  {len(r['functions'])}")
+    if pf["unterminated"]:
+        print(f"           {len(pf['unterminated'])} comments or literals never closed, so what follows them "
+              "is not analysed as code: " + ", ".join(f"{u['file']}:{u['line']} ({u['what']})"
+                                                       for u in pf["unterminated"][:5])
+              + (", ..." if len(pf["unterminated"]) > 5 else ""))
+    in_plans = f" ({f['functions_on_demand']} of them in files plan parsed on demand, which hold no read)" \
+        if f["functions_on_demand"] else ""
+    print(f"functions  {len(r['functions'])}{in_plans}")
     c = r["calls"]
     print(f"calls      {c['sites']} sites, {c['call_edges']} direct edges, "
           f"{c['slot_call_edges']} through slots ({c['unresolved_member_calls']} member calls "

@@ -261,6 +261,7 @@ class _FileWalker:
             error_nodes=len(errors) + missing,
             error_lines=tuple(sorted({e.start_point[0] + 1 for e in errors})[:8]),
             recovered=self.recovered,
+            unterminated=_unterminated(self.root, errors),
         )
 
     def enclosing(self, offset: int) -> tuple[str, int] | None:
@@ -752,6 +753,26 @@ class _FileWalker:
                 for n in names & self.scope(i).keys():
                     out.add((fn.name, n))
         return sorted(out)
+
+
+def _unterminated(root: Node, errors) -> tuple[tuple[str, int], ...]:
+    """The comments and literals the file never closes: an ERROR that starts
+    with `/*` and has no `*/` (tree-sitter swallows the rest of the file or
+    the code up to some later `*/`), a MISSING closing quote."""
+    out: list[tuple[str, int]] = []
+    for e in errors:
+        text = e.text or b""
+        if text.startswith(b"/*") and b"*/" not in text:
+            out.append(("comment", e.start_point[0] + 1))
+    if root.has_error:
+        stack = [root]
+        while stack:
+            n = stack.pop()
+            if n.is_missing and n.type in ('"', "'"):
+                out.append(("string" if n.type == '"' else "char", n.start_point[0] + 1))
+            elif n.has_error:
+                stack.extend(n.children)
+    return tuple(sorted(set(out), key=lambda u: (u[1], u[0])))
 
 
 def _designated(pair: Node) -> Node | None:
