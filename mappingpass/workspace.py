@@ -108,6 +108,14 @@ def build_analysis(root: Path, rules: rulesmod.Rules, store, expand: bool,
 def open_analysis(db: str | Path, rules_path: str | None = None) -> Workspace:
     """The store, its root, rules and graph (built or from the cache)."""
     store = open_store(db, create=False)
+    try:
+        return _analysis_of(store, db, rules_path)
+    except BaseException:
+        store.close()  # (an error must not keep the index locked)
+        raise
+
+
+def _analysis_of(store, db: str | Path, rules_path: str | None) -> Workspace:
     root = store.get_meta("root")
     if root is None:
         raise InputError(f"{db}: the index is empty; run 'mappingpass analyze PATH --db {db}'")
@@ -200,6 +208,13 @@ def compute_plan(db: str | Path, rules_path: str | None = None, *, allow_unread:
     """Run the fixpoint, parsing deferred files that mention a changed name
     (a tree-wide textual prefilter) until no new file turns up."""
     store, root, rules, analysis = open_analysis(db, rules_path)
+    try:  # (closed on every way out: an error must not keep the index locked)
+        return _plan_on(store, root, rules, analysis, allow_unread, log, progress)
+    finally:
+        store.close()
+
+
+def _plan_on(store, root: Path, rules, analysis, allow_unread: bool, log, progress):
     if rules.plan is None:
         raise InputError(f"{rules.path}: no [plan] section; add one (see rules/mapping.toml)")
     _refuse_unread(store, root, allow_unread)
@@ -214,7 +229,6 @@ def compute_plan(db: str | Path, rules_path: str | None = None, *, allow_unread:
             plan = planmod.make_plan(analysis, rules, facts, tuple(store.paths_with_note("on-demand")),
                                      unseen=unseen)
             _save_plan(store, rules, plan)
-        store.close()
         return plan, analysis
     if log:
         log("plan: the fixpoint, in rounds that parse the deferred files naming what it changes")
@@ -229,7 +243,6 @@ def compute_plan(db: str | Path, rules_path: str | None = None, *, allow_unread:
                                               "unseen": {k: list(v) for k, v in sorted(unseen.items())}}))
     store.commit()
     _save_plan(store, rules, plan)
-    store.close()
     return plan, analysis
 
 
@@ -364,13 +377,12 @@ def load_inputs(db: str | Path, rules_path: str | None = None, *, allow_unread: 
                 progress: ProgressFactory | None = None) -> EmitInputs:
     """The plan and every parsed file's facts: what emit, check and review read."""
     plan, _ = compute_plan(db, rules_path, allow_unread=allow_unread, log=log, progress=progress)
-    store = open_store(db, create=False)
-    root = Path(store.get_meta("root"))
-    rules = store_rules(store, rules_path)
-    rows = store.rows()
-    paths = sorted(p for p, r in rows.items() if r.state == "parsed")
-    facts = {f.path: f for f in store.load_facts(paths)}
-    store.close()
+    with open_store(db, create=False) as store:
+        root = Path(store.get_meta("root"))
+        rules = store_rules(store, rules_path)
+        rows = store.rows()
+        paths = sorted(p for p, r in rows.items() if r.state == "parsed")
+        facts = {f.path: f for f in store.load_facts(paths)}
     return EmitInputs(plan, facts, rules, root, {p: r.digest for p, r in rows.items()})
 
 

@@ -354,6 +354,11 @@ def test_poisoned_facts_run_no_code_and_are_refused_in_one_line(tmp_path):
     code, _, err = run_cli("plan", "--db", str(db), "-q")
     assert code == 2 and not marker.exists()
     assert err.count("\n") == 1 and "the facts stored for fs/tinyfs/file.c are not this tool's" in err
+    # and the advice helps: analyze parses that file again (it kept the damaged row before)
+    assert "re-run analyze (it parses that file again)" in err
+    report = analyze_json(MINILINUX, db)
+    assert report["files"]["parsed_this_run"] == 1
+    assert run_cli("plan", "--db", str(db), "-q")[0] in (0, 1)
 
 
 def _tree_bytes(path):

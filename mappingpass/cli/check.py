@@ -20,10 +20,9 @@ def register(sub, common) -> None:
 
 def run_check(args: argparse.Namespace):
     plan, analysis = plan_for(args)
-    store = open_store(args.db, create=False)
-    rules = store_rules(store, getattr(args, "rules", None))
-    facts = {f.path: f for f in store.load_facts()}
-    store.close()
+    with open_store(args.db, create=False) as store:
+        rules = store_rules(store, getattr(args, "rules", None))
+        facts = {f.path: f for f in store.load_facts()}
     return checkmod.check(plan, analysis, rules, facts)
 
 

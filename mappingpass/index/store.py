@@ -191,6 +191,11 @@ class Store:
             facts = exc
         if not isinstance(facts, FileFacts) or facts.path != path:
             why = f": {facts}" if isinstance(facts, Exception) else ""
+            if not self.readonly:  # analyze parses it again: its row no longer matches the file
+                self.conn.execute("UPDATE files SET size=-1, mtime=-1, digest='' WHERE path=?", (path,))
+                self.conn.commit()
+                raise StoreError(f"{self.db_dir}: the facts stored for {path} are not this tool's{why}; "
+                                 "re-run analyze (it parses that file again)")
             raise StoreError(f"{self.db_dir}: the facts stored for {path} are not this tool's{why}; "
                              f"remove the cache directory {self.db_dir} (mappingpass made it) and re-run analyze")
         return facts
@@ -246,6 +251,12 @@ class Store:
 
     def commit(self) -> None:
         self.conn.commit()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()  # (on every way out: an error must not keep the index locked)
 
     def close(self) -> None:
         self.conn.close()
