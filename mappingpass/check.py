@@ -512,7 +512,8 @@ class _Checker:
             if isinstance(mapping, model.Unknown):
                 return mapping
             folio = world.page_of(mapping, f"{name}({', '.join(args)})")
-            return folio if "folio" in name else folio.page
+            returns = self.env.returns.get(name, "")  # (writeback_iter returns a folio: its name does not say)
+            return folio if ("struct folio" in returns if returns else "folio" in name) else folio.page
         callee = self.ctx.function_called(fid, name) if fid in self.g else None
         if callee is None or depth >= CALL_DEPTH or not self.g.nodes[callee].get("bodies"):
             return model.Unknown(f"{name}() is not interpreted")
@@ -520,6 +521,7 @@ class _Checker:
         for i, (pname, ptype) in enumerate(self.g.nodes[callee]["params"]):
             if i < len(args):
                 _local_struct(env, args[i], ptype)
+                _local_array(env, args[i], ptype)
             if pname:
                 inner[pname] = (self._safe(world, fid, args[i], env, depth + 1) if i < len(args)
                                 else world.fresh(ptype, pname))
@@ -566,6 +568,9 @@ class _Checker:
             if "." in v.name:  # `fio.page = page`, `{ .page = page }`: a member of a local struct
                 self._store_member(world, fid, v, env, depth)
                 continue
+            if v.name.endswith("[]"):  # `pages[i] = find_or_create_page(...)`: the array holds it
+                self._store_element(world, fid, v, env, depth)
+                continue
             text = v.value
             for w in self.rewrites_by_line.get((file, v.line), ()):
                 if w.from_ in text and w.purpose != "identity":
@@ -573,6 +578,19 @@ class _Checker:
                     text = text.replace(w.from_, "__mp_helper")
             env[v.name] = self._safe(world, fid, text, env, depth)  # (out-parameters land in env too)
             env.pop("__mp_helper", None)
+
+    def _store_element(self, world: _World, fid: str, v, env: dict, depth: int) -> None:
+        """An element of a page array given a page: every element is it (a
+        loop's last store wins), in the caller's list when the array is one
+        it handed down (prepare_pages(inode, pages, ...))."""
+        value = self._safe(world, fid, v.value, env, depth)
+        if not isinstance(value, model.Page | model.Folio):
+            return
+        array = env.get(v.name[:-2])
+        if isinstance(array, list):
+            array[:] = [value] * 32
+        else:
+            env[v.name[:-2]] = [value] * 32
 
     def _store_member(self, world: _World, fid: str, v, env: dict, depth: int) -> None:
         local, member = v.name.split(".", 1)
@@ -590,8 +608,7 @@ class _Checker:
             return self._event_cache[fid]
         fills = [(c.start, c) for c in self.ctx.calls(fid) if (lk := self.ctx.lookup_of(fid, c)) is not None
                  and 0 <= lk.fills < len(c.args)]
-        values = [(v.start, v) for v in (*self.ctx.values(fid), *self.ctx.elements(fid))
-                  if v.name != "return" and not v.name.endswith("[]")]
+        values = [(v.start, v) for v in (*self.ctx.values(fid), *self.ctx.elements(fid)) if v.name != "return"]
         starts = {at for at, _ in values}
         fills += [(c.start, c) for c in self.ctx.calls(fid) if c.start not in starts and self._stores_out(fid, c)]
         pointer_locals = {v.name: v.type for _, v in values}
@@ -607,12 +624,14 @@ class _Checker:
         to nfs_pageio_init, which sets `desc->pg_inode = inode`)."""
         if c.via != "direct" or c.callee in self.lookups:
             return False
-        params = {n for n, t in self.g.nodes[fid]["params"] if n and _holder(t)}
-        handed = [i for i, a in enumerate(c.args) if a.strip().startswith("&") or strip(a) in params]
-        if not handed:
-            return False
         callee = self.ctx.function_called(fid, c.callee)
-        return callee is not None and any(self._fills_param(callee, i) for i in handed)
+        if callee is None:
+            return False
+        params = {n for n, t in self.g.nodes[fid]["params"] if n and _holder(t)}
+        theirs = self.g.nodes[callee]["params"]
+        handed = [i for i, a in enumerate(c.args) if a.strip().startswith("&") or strip(a) in params
+                  or (i < len(theirs) and _page_array(theirs[i][1]) and strip(a).isidentifier())]
+        return any(self._fills_param(callee, i) for i in handed)
 
     def _fills_param(self, fid: str, k: int, depth: int = 0) -> bool:
         """fid stores through its parameter k (`*pagep = page`, `desc->pg_inode
@@ -628,7 +647,7 @@ class _Checker:
         if not name:
             return False
         stored = (*self.ctx.values(fid), *self.ctx.elements(fid))  # (member stores are elements)
-        if any(v.name == f"*{name}" or v.name.startswith(f"{name}.") for v in stored):
+        if any(v.name in (f"*{name}", f"{name}[]") or v.name.startswith(f"{name}.") for v in stored):
             return True
         for c in self.ctx.calls(fid) if depth < CALL_DEPTH else ():
             callee = self.ctx.function_called(fid, c.callee) if c.via == "direct" else None
@@ -720,6 +739,7 @@ class _Checker:
                 continue
             if i < len(call.args):
                 _local_struct(env, call.args[i], ptype)
+                _local_array(env, call.args[i], ptype)
             value = self._arg_value(world, caller, call, i, env, file) if i < len(call.args) \
                 else world.fresh(ptype, pname)
             if isinstance(value, model.Page | model.Folio) and id(model.as_folio(value)) in world.param_pages \
@@ -1041,6 +1061,20 @@ def _local_struct(env: dict, arg: str, ptype: str) -> None:
     if depth == 1 and base.startswith(("struct ", "union ")) and base not in ("struct page", "struct folio") \
             and name.isidentifier() and name not in env:
         env[name] = _new_local(name)
+
+
+def _page_array(ctype: str) -> bool:
+    base, depth = ctypes.split(ctypes.normalise(ctype))
+    return depth == 2 and base in ("struct page", "struct folio")
+
+
+def _local_array(env: dict, arg: str, ptype: str) -> None:
+    """`f(pages)` of a page array the model has no value for (kmalloc_array()):
+    a list of its own, so that the pages f stores in it are the caller's too."""
+    name = strip(arg)
+    if _page_array(ptype) and name.isidentifier() and not isinstance(env.get(name), list) \
+            and not isinstance(env.get(name), model.Page | model.Folio):
+        env[name] = []
 
 
 def _new_local(name: str) -> model.Opaque:

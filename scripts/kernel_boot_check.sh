@@ -21,6 +21,11 @@
 #                  helper's contract for a page that is not write protected,
 #                  so every context the workload reaches is checked, not only
 #                  those that would crash
+#   --plan FILE    the plan (mappingpass plan --format json) of the series: the
+#                  report then says which functions with rewritten reads the
+#                  workload ran, of those built into this kernel, per directory
+#                  (the context check records the first run of each inlined
+#                  helper: "kboot-cover: FUNC+off" in the serial log)
 #   -j N           parallel make jobs (default: nproc)
 #   --no-deps      do not apt-get install QEMU, busybox and the build dependencies
 #
@@ -48,6 +53,7 @@ DEPS=1
 JOBS=$(nproc)
 TIMEOUT=300
 CONTEXT_CHECK=1
+PLAN=""
 while [ $# -gt 0 ]; do
     case $1 in
         --series) MODE=series; SRC=$(cd "$2" && pwd) || die "$2: no such directory"; shift 2 ;;
@@ -61,6 +67,7 @@ while [ $# -gt 0 ]; do
         -j*) JOBS=${1#-j}; shift ;;
         --no-deps) DEPS=0; shift ;;
         --no-context-check) CONTEXT_CHECK=0; shift ;;
+        --plan) PLAN=$(realpath -e "$2") || die "$2: no such file"; shift 2 ;;
         -h|--help) usage ;;
         *) die "unknown argument $1 (--help)" ;;
     esac
@@ -133,8 +140,7 @@ target_commit() {
 check_contexts() {  # $1: the scratch index holding the patched tree
     local path blob found=0
     for path in $(GIT_INDEX_FILE=$1 G grep --cached -l 'page_mapping_wp(const struct page \*page,' -- include); do
-        blob=$(GIT_INDEX_FILE=$1 G show ":$path" | sed '/^\(static inline struct address_space \*\)\{0,1\}page_mapping_wp(const struct page \*page,/,/^}$/ s|^\treturn READ_ONCE(page->mapping);$|\tstruct address_space *own = READ_ONCE(page->mapping);\n\n\t/* kernel_boot_check: a caller'"'"'s mapping must be the page'"'"'s own */\n\tWARN_ONCE(mapping \&\& own \&\& own != mapping \&\& !((unsigned long)own \& 3),\n\t\t  "page_mapping_wp: the caller'"'"'s mapping is not the page'"'"'s");\n\treturn own;|' \
-               | G hash-object -w --stdin)
+        blob=$(GIT_INDEX_FILE=$1 G show ":$path" | sed -f "$HERE/context-check.sed" | G hash-object -w --stdin)
         GIT_INDEX_FILE=$1 G update-index --cacheinfo "100644,$blob,$path"
         # (not grep -q: it stops reading, git show dies of SIGPIPE on a large header,
         # and pipefail makes the pipeline fail although the line is there)
@@ -294,6 +300,12 @@ TIMES[boot-patched]=$(( $(now) - t ))
         echo "--- $which: the workload's last steps"
         grep -E '^workload:' "$OUT/serial-$which.log.txt" | tail -3
     done
+    if [ -n "$PLAN" ] && [ $CONTEXT_CHECK = 1 ] && [ -s "$OUT/contexts" ] && [ -f "$OUT/serial-patched.log.txt" ]; then
+        python3 "$HERE/coverage.py" --plan "$PLAN" --log "$OUT/serial-patched.log.txt" \
+            --system-map "$PATCHED/System.map" || echo "coverage   could not be computed (see above)"
+    elif [ -n "$PLAN" ]; then
+        echo "coverage   not measured (the context check did not run on a booted patched kernel)"
+    fi
     echo "times (s): deps ${TIMES[deps]}, tree ${TIMES[tree]}, unpatched build ${TIMES[base]}," \
          "patched build ${TIMES[patched]}, initramfs ${TIMES[initramfs]}," \
          "boot unpatched ${TIMES[boot-base]}, boot patched ${TIMES[boot-patched]}, total $(( $(now) - T0 ))"

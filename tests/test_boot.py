@@ -52,14 +52,22 @@ def fs_mm(linux_tree, tmp_path_factory) -> Path:
     code, _, err = run_cli("emit", "--db", str(db), "--series", str(base / "series"),
                            "--diff", str(base / "fs.diff"), "-q")
     assert code == 0, err
+    code, out, err = run_cli("plan", "--db", str(db), "--format", "json", "-q")
+    assert code in (0, 1), err
+    (base / "plan.json").write_text(out)
     return base
 
 
 def test_the_fs_mm_series_boots_and_its_mutants_do_not(fs_mm, tmp_path):
-    code, report = boot_check(tmp_path, "series", "--series", str(fs_mm / "series"))
+    code, report = boot_check(tmp_path, "series", "--series", str(fs_mm / "series"),
+                              "--plan", str(fs_mm / "plan.json"))
     assert code == 0, report
     assert "unpatched  PASS" in report and "patched    PASS" in report
-    assert "contexts   checked" in report
+    assert "contexts   checked: page_mapping_wp() in include/linux/pagemap.h" in report
+    # coverage: the workload ran readers in ext2, ext4, minix and mm/
+    ran = {line.split()[0]: int(line.split()[1]) for line in report.splitlines()
+           if line.startswith("  ") and line.split()[0] in ("fs/ext2", "fs/ext4", "fs/minix", "mm")}
+    assert set(ran) == {"fs/ext2", "fs/ext4", "fs/minix", "mm"} and all(ran.values()), report
     diff = (fs_mm / "fs.diff").read_text()
     assert diff.count(RIGHT) == 1
     for name, (wrong, symptom) in MUTANTS.items():

@@ -379,3 +379,20 @@ def test_a_raw_field_kind_2_code_hands_on_is_run_times(world):
     with pytest.raises(checkmod._Failure) as failed:  # noqa: SLF001
         c.run_path(path, r, rewrite, "plain", set())
     assert failed.value.verdict == "unresolvable" and failed.value.record
+
+
+def test_a_page_array_a_callee_fills_for_its_caller(world):
+    """pagefs_write_pages declares `struct page *pages[4]` and hands it to
+    pagefs_grab_pages, which stores looked-up pages in it (btrfs's
+    prepare_pages): the caller's array holds the lookup's pages."""
+    v = verdicts(world)[("fs/pagefs/check.c", 246)]
+    assert v.verdict == "resolvable", v
+    _refuted_with_null(world, 254, 246)
+
+
+def test_a_lookup_returns_what_its_type_says(world):
+    """writeback_iter() (a rules lookup) returns a folio, which its name does
+    not say: `&folio->page` of its result is the looked-up page."""
+    v = verdicts(world)[("fs/pagefs/check.c", 261)]
+    assert v.verdict == "resolvable", v
+    _refuted_with_null(world, 270, 261)
