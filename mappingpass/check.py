@@ -72,6 +72,7 @@ _CAST = re.compile(r"^\(\s*(?:const\s+)?(?:struct|union)?\s*[A-Za-z_]\w*\s*\**\s
 
 
 @lru_cache(maxsize=65536)
+@lru_cache(maxsize=65536)  # (pure: the same few thousand expressions, evaluated on every path)
 def _clean(text: str) -> str:
     """An expression without what the model's evaluator need not see: casts to a
     pointer type and outer parentheses."""
@@ -83,6 +84,12 @@ def _clean(text: str) -> str:
             e = e[1:-1].strip()
         if e == before:
             return e
+
+
+@lru_cache(maxsize=65536)
+def _normal(text: str) -> str:
+    """text as the evaluator reads it: clean, every subscript the first element."""
+    return _SUBSCRIPT.sub("[0]", _clean(text))
 
 
 @dataclass(frozen=True)
@@ -481,7 +488,7 @@ class _Checker:
     # -- the interpreter ------------------------------------------------------------
     def evaluate(self, world: _World, fid: str, text: str, env: dict, depth: int = 0) -> object:
         """text in fid's world; Unknown when it cannot be interpreted."""
-        e = _SUBSCRIPT.sub("[0]", _clean(text))
+        e = _normal(text)
         deref = _DEREF.match(e)
         if deref:  # `*foliop`: what the caller's `&folio` points at (bound as "*foliop")
             return env.get(f"*{deref.group(1)}", model.Unknown(f"{e}: nothing is known to be stored there"))

@@ -299,6 +299,14 @@ _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _C_TYPE = re.compile(r"(?:(?:const|struct|union|enum|unsigned|signed)\s+)*[A-Za-z_][A-Za-z0-9_]*(?:\s*\*)*")
 
 
+def _template(table: dict, key: str, where: str) -> str:
+    """An expression of the rules written around `{p}`, the parameter it applies to."""
+    text = _need(table, key, str, where)
+    if "{p}" not in text:
+        raise RulesError(f"{where}: {key} must use {{p}} for the parameter")
+    return text
+
+
 def _c_name(table: dict, key: str, where: str, default: str | None = None) -> str:
     """A rules value written into C as a name (a parameter, a helper): it
     must be a C identifier, or the diff would carry whatever it says."""
@@ -412,9 +420,7 @@ def _plan(plan: dict) -> PlanRules:
     providers = []
     for i, entry in enumerate(plan.get("provider", [])):
         where = f"plan.provider #{i + 1}"
-        expr = _need(entry, "expr", str, where)
-        if "{p}" not in expr:
-            raise RulesError(f"{where}: expr must use {{p}} for the parameter")
+        expr = _template(entry, "expr", where)
         providers.append(
             Provider(_need(entry, "type", str, where), expr, _need(entry, "why", str, where),
                      bool(entry.get("nullable", False)), bool(entry.get("weak", False)),
@@ -466,9 +472,7 @@ def _context_rules(plan: dict) -> dict:
     carriers = []
     for i, e in enumerate(plan.get("carrier", [])):
         where = f"plan.carrier #{i + 1}"
-        mapping = _need(e, "mapping", str, where)
-        if "{p}" not in mapping:
-            raise RulesError(f"{where}: mapping must use {{p}}")
+        mapping = _template(e, "mapping", where)
         carriers.append(Carrier(_need(e, "type", str, where), mapping, bool(e.get("never_protected", False)),
                                 _need(e, "why", str, where)))
     never = tuple(
@@ -485,9 +489,7 @@ def _context_rules(plan: dict) -> dict:
     ties = []
     for i, e in enumerate(plan.get("slot_tie", [])):
         where = f"plan.slot_tie #{i + 1}"
-        expr = _need(e, "expr", str, where)
-        if "{p}" not in expr:
-            raise RulesError(f"{where}: expr must use {{p}}")
+        expr = _template(e, "expr", where)
         ties.append(SlotTie(_need(e, "slot", str, where), _need(e, "param", int, where),
                             _need(e, "source", int, where), expr, _need(e, "why", str, where)))
     context = plan.get("context", {})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 _QUALIFIERS = re.compile(r"\b(const|volatile|restrict|__restrict|register|static|extern|inline)\b")
 _SPACES = re.compile(r"\s+")
@@ -27,12 +28,14 @@ _SPACES = re.compile(r"\s+")
 UNKNOWN = '["?"]'
 
 
+@lru_cache(maxsize=65536)  # (pure, and asked the same few thousand types millions of times)
 def normalise(base_text: str, depth: int = 0) -> str:
     """`const struct page ` + 1 -> `struct page *`."""
     base = _SPACES.sub(" ", _QUALIFIERS.sub(" ", base_text)).strip()
     return base + (" " + "*" * depth if depth else "")
 
 
+@lru_cache(maxsize=65536)
 def split(type_text: str) -> tuple[str, int]:
     """`struct page **` -> ("struct page", 2)."""
     stripped = type_text.rstrip("* ")
