@@ -320,6 +320,7 @@ class _Checker:
         self._event_cache: dict[str, tuple[list, dict, str]] = {}
         self._member_types: dict[str, str] | None = None
         self._fills: dict[tuple[str, int], bool] = {}  # (function, parameter) -> stores through it
+        self._called: dict[tuple[str, str], str | None] = {}  # (function, name) -> the function it calls
         self.function_names = {d["name"] for _, d in self.g.nodes(data=True) if d["type"] == "function"}
 
     def member_types(self) -> dict[str, str]:
@@ -342,6 +343,14 @@ class _Checker:
             if rule.pattern.search(reached) or rule.pattern.search(what):
                 return f"a never-protected mapping (`{rule.pattern.pattern}`: {rule.why})"
         return ""
+
+    def function_called(self, fid: str, name: str) -> str | None:
+        """Context.function_called, kept per (function, name): the graph does not
+        change while check runs (it does between the plan's rounds)."""
+        key = (fid, name)
+        if key not in self._called:
+            self._called[key] = self.ctx.function_called(fid, name)
+        return self._called[key]
 
     def ties(self, fid: str) -> list:
         """The rules' slot ties of the operations fid implements."""
@@ -521,7 +530,7 @@ class _Checker:
             folio = world.page_of(mapping, f"{name}({', '.join(args)})")
             returns = self.env.returns.get(name, "")  # (writeback_iter returns a folio: its name does not say)
             return folio if ("struct folio" in returns if returns else "folio" in name) else folio.page
-        callee = self.ctx.function_called(fid, name) if fid in self.g else None
+        callee = self.function_called(fid, name) if fid in self.g else None
         if callee is None or depth >= CALL_DEPTH or not self.g.nodes[callee].get("bodies"):
             return model.Unknown(f"{name}() is not interpreted")
         inner = {}
@@ -631,7 +640,7 @@ class _Checker:
         to nfs_pageio_init, which sets `desc->pg_inode = inode`)."""
         if c.via != "direct" or c.callee in self.lookups:
             return False
-        callee = self.ctx.function_called(fid, c.callee)
+        callee = self.function_called(fid, c.callee)
         if callee is None:
             return False
         params = {n for n, t in self.g.nodes[fid]["params"] if n and _holder(t)}
@@ -657,7 +666,7 @@ class _Checker:
         if any(v.name in (f"*{name}", f"{name}[]") or v.name.startswith(f"{name}.") for v in stored):
             return True
         for c in self.ctx.calls(fid) if depth < CALL_DEPTH else ():
-            callee = self.ctx.function_called(fid, c.callee) if c.via == "direct" else None
+            callee = self.function_called(fid, c.callee) if c.via == "direct" else None
             if callee is not None and callee != fid and any(
                     strip(a) == name and self._fills_param(callee, i, depth + 1) for i, a in enumerate(c.args)):
                 return True
@@ -695,7 +704,7 @@ class _Checker:
         """What argument k of a filling lookup points at, from the callee's
         parameter type (`struct page **pagep` of ->write_begin: a page), for a
         local the index recorded no value for (`struct page *page;`)."""
-        callee = self.ctx.function_called(fid, c.callee) if c.via == "direct" else None
+        callee = self.function_called(fid, c.callee) if c.via == "direct" else None
         if callee is None:  # a call through a slot: the slot's own parameters
             callee = next((s for s, _, _ in edges_out(self.g, fid, "call-through-slot")
                            if self.g.nodes[s]["name"] == c.callee), None)

@@ -100,7 +100,6 @@ class Context:
         self._elements: dict[str, list[Value]] = {}
         self._calls: dict[str, list[Call]] = {}
         self._summary: dict[str, Origin | None] = {}
-        self._called: dict[str, dict[str, str]] = {}  # function -> name -> the function it calls by it
         self._chains: dict[str, list[tuple[str, int]]] = {}
         self._nullable: dict[tuple[str, int], bool] = {}
         self._cands: dict[str, list[Candidate]] = {}
@@ -399,15 +398,10 @@ class Context:
     def function_called(self, fid: str, name: str) -> str | None:
         """The function fid calls by this name (the graph resolved it: a
         static of the file, a header's static inline, or the extern)."""
-        called = self._called.get(fid)
-        if called is None:
-            called = self._called[fid] = {}
-            for callee in self.g.successors(fid):
-                d = self.g.nodes[callee]
-                if d["type"] == "function":
-                    called.setdefault(d["name"], callee)
-        if name in called:
-            return called[name]
+        for callee in self.g.successors(fid):
+            d = self.g.nodes[callee]
+            if d["type"] == "function" and d["name"] == name:
+                return callee
         return name if name in self.g and self.g.nodes[name]["type"] == "function" else None
 
     def summary(self, fid: str) -> Origin | None:
