@@ -1000,6 +1000,17 @@ class _Checker:
         page = self._safe(world, fid, read.receiver_text, env)
         return world.never.get(id(model.as_folio(page)), "") if isinstance(page, model.Page | model.Folio) else ""
 
+    def _guarded_never(self, site: tuple) -> str:
+        """Why the call at site hands on a page never protected: a condition
+        around it the rules name (never_protected_guard: `!is_data_inode()`)
+        holds there, as one of the conjuncts of an if's condition; ""."""
+        for cond in self.facts[site[0]].calls[site[2]].guards:
+            for conj in _conjuncts(cond):
+                for rule in self.pr.never_protected_guards:
+                    if rule.pattern.search(conj):
+                        return f"a call under `{cond}` ({rule.why})"
+        return ""
+
     def _never_path(self, path: _Path, reader: str) -> str:
         """"<tables>: <why>" when the path calls through a slot into an
         implementation every binding of which is in an ops table the rules say
@@ -1007,6 +1018,9 @@ class _Checker:
         protected, whatever the caller passes. "" otherwise."""
         if not path.hops:
             return ""
+        for site in path.sites:
+            if why := self._guarded_never(site):
+                return why
         chain = [h.caller for h in path.hops[1:]] + [reader]
         for hop, impl in zip(path.hops, chain, strict=True):
             if self.g.nodes[hop.callee]["type"] == "slot" and (why := self.ctx.never_bindings(impl)):
@@ -1077,6 +1091,14 @@ def _local_struct(env: dict, arg: str, ptype: str) -> None:
     if depth == 1 and base.startswith(("struct ", "union ")) and base not in ("struct page", "struct folio") \
             and name.isidentifier() and name not in env:
         env[name] = _new_local(name)
+
+
+def _conjuncts(cond: str) -> list[str]:
+    """The terms of a condition that all hold where it is true (`a && !b`);
+    none for one with `||` (which term holds, the model cannot say)."""
+    if "||" in cond or (cond.startswith("!(") and "&&" in cond):  # (not (a && b): no term holds)
+        return []
+    return [" ".join(c.split()) for c in cond.split("&&")]
 
 
 def _page_array(ctype: str) -> bool:

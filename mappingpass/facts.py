@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-FACTS_VERSION = 18
+FACTS_VERSION = 20
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,9 @@ class Call:
     # definitions under #if, the one the configuration builds)
     callee_file: str = ""
     callee_line: int = 0
+    # the conditions of the if statements around the call, innermost first
+    # ("!(cond)" in an else branch): what a path through it knows
+    guards: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ class FileFacts:
                         **c,
                         "args": tuple(c["args"]),
                         "arg_spans": tuple(tuple(s) for s in c["arg_spans"]),
+                        "guards": tuple(c.get("guards", ())),
                     }
                 )
                 for c in data["calls"]

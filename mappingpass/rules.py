@@ -194,6 +194,8 @@ class PlanRules:
     slot_groups: tuple[tuple[str, ...], ...] = ()  # slots of one type: they change together
     # ops tables installed only on inodes user space cannot map: table -> why
     never_protected_ops: dict[str, str] = field(default_factory=dict)  # table name or glob -> why
+    # conditions under which a call's page is never protected (`!is_data_inode(inode)`)
+    never_protected_guards: tuple[NeverProtected, ...] = ()
     # functions whose result holds pages (or buffers) never write protected: function -> why
     never_sources: dict[str, str] = field(default_factory=dict)
     # macros whose arguments are conditions checked only to catch bugs (BUG_ON, WARN_ON...)
@@ -514,6 +516,11 @@ def _context_rules(plan: dict) -> dict:
         never_protected_ops={_need(e, "table", str, f"plan.never_protected_ops #{i + 1}"):
                              _need(e, "why", str, f"plan.never_protected_ops #{i + 1}")
                              for i, e in enumerate(plan.get("never_protected_ops", []))},
+        never_protected_guards=tuple(
+            NeverProtected(_regex(_need(e, "condition", str, f"plan.never_protected_guard #{i + 1}"),
+                                  f"plan.never_protected_guard #{i + 1}"),
+                           _need(e, "why", str, f"plan.never_protected_guard #{i + 1}"))
+            for i, e in enumerate(plan.get("never_protected_guard", []))),
         never_sources={_need(e, "function", str, f"plan.never_source #{i + 1}"):
                        _need(e, "why", str, f"plan.never_source #{i + 1}")
                        for i, e in enumerate(plan.get("never_source", []))},

@@ -57,6 +57,7 @@ SCHEMA = Table(
         carrier=[Table(type=str, mapping=str, why=str, never_protected=bool)],
         never_protected=[Table(mapping=str, why=str)],
         never_protected_ops=[Table(table=str, why=str)],
+        never_protected_guard=[Table(condition=str, why=str)],
         never_source=[Table(function=str, why=str)],
         registration=[Table(name=str, arg=Ints(0, 15), slot=str, why=str)],
         slot_tie=[Table(slot=str, param=Ints(0, 15), source=Ints(0, 15), expr=str, why=str)],

@@ -585,7 +585,7 @@ class _FileWalker:
                 Call(caller, line, fn.start_point[1] + 1, node.start_byte, node.end_byte, via,
                      callee, receiver, tuple(_txt(a) for a in args),
                      tuple((a.start_byte, a.end_byte) for a in args), argl.start_byte,
-                     _txt(fn) if via != "direct" else callee)
+                     _txt(fn) if via != "direct" else callee, guards=_guards(node))
             )
             if via == "direct" and callee in accessors and not self._in_converted(node):
                 reads.append(
@@ -753,6 +753,31 @@ class _FileWalker:
                 for n in names & self.scope(i).keys():
                     out.add((fn.name, n))
         return sorted(out)
+
+
+# a condition `!` applies to without parentheses: a name, a member, a call
+_SIMPLE_CONDITION = re.compile(r"[A-Za-z_][\w.>-]*(\s*\([^()]*\))?")
+
+
+def _guards(node: Node) -> tuple[str, ...]:
+    """The conditions of the if statements a call is inside, innermost first,
+    up to its function; `!(cond)` where it is in the else branch."""
+    out: list[str] = []
+    child, parent = node, node.parent
+    while parent is not None and parent.type != "function_definition" and len(out) < 4:
+        if parent.type == "if_statement":
+            cond = parent.child_by_field_name("condition")
+            # (a call in the condition itself is not guarded by it)
+            if cond is not None and not cond.start_byte <= child.start_byte < cond.end_byte:
+                text = " ".join(_txt(cond).split())
+                if text.startswith("(") and text.endswith(")"):
+                    text = text[1:-1].strip()
+                alt = parent.child_by_field_name("alternative")
+                if alt is not None and alt.start_byte <= child.start_byte < alt.end_byte:
+                    text = f"!{text}" if _SIMPLE_CONDITION.fullmatch(text) else f"!({text})"
+                out.append(text[:200])
+        child, parent = parent, parent.parent
+    return tuple(out)
 
 
 def _unterminated(root: Node, errors) -> tuple[tuple[str, int], ...]:
