@@ -71,7 +71,6 @@ _SUBSCRIPT = re.compile(r"\[[^\[\]]*\]")
 _CAST = re.compile(r"^\(\s*(?:const\s+)?(?:struct|union)?\s*[A-Za-z_]\w*\s*\**\s*\)\s*(?=[A-Za-z_&(])")
 
 
-@lru_cache(maxsize=65536)
 @lru_cache(maxsize=65536)  # (pure: the same few thousand expressions, evaluated on every path)
 def _clean(text: str) -> str:
     """An expression without what the model's evaluator need not see: casts to a
@@ -149,10 +148,9 @@ class CheckResult:
 
     def summary(self) -> dict:
         counts: dict[str, int] = defaultdict(int)
-        for v in self.verdicts:
-            counts[v.verdict] += 1
         causes: dict[str, int] = defaultdict(int)
         for v in self.verdicts:
+            counts[v.verdict] += 1
             if v.cause is not None:
                 causes[str(v.cause)] += 1
         return {"reads": len(self.verdicts), **dict(sorted(counts.items())),
@@ -536,8 +534,7 @@ class _Checker:
         inner = {}
         for i, (pname, ptype) in enumerate(self.g.nodes[callee]["params"]):
             if i < len(args):
-                _local_struct(env, args[i], ptype)
-                _local_array(env, args[i], ptype)
+                _local_holder(env, args[i], ptype)
             if pname:
                 inner[pname] = (self._safe(world, fid, args[i], env, depth + 1) if i < len(args)
                                 else world.fresh(ptype, pname))
@@ -729,6 +726,14 @@ class _Checker:
     # -- one path ---------------------------------------------------------------------
     def run_path(self, path: _Path, read: ReadRecord, rewrite: Rewrite, variant: str, nulls: set[str]) -> None:
         world = _World(self, variant, nulls)
+        fid, env = self._walk(world, path, read, nulls, plan_arguments=True)
+        self._judge(world, fid, read, rewrite, env, path)
+
+    def _walk(self, world: _World, path: _Path, read: ReadRecord, nulls: set[str],
+              plan_arguments: bool) -> tuple[str, dict]:
+        """Run the path in world from its top down to the reader: (reader, its
+        env). With plan_arguments, each mapping the plan passes is bound to the
+        callee's new parameter and checked against the page's owner."""
         env = world.bind(path.top, nulls)
         self.run_locals(world, path.top, env)
         fid = path.top
@@ -736,14 +741,14 @@ class _Checker:
             call = self.facts[site[0]].calls[site[2]]
             target = path.hops[i + 1].caller if i + 1 < len(path.hops) else read.function_id
             inner = self._bind_call(world, fid, target, call, env, site[0], contract=path.contract and i == 0)
-            if target in self.gains:
+            if plan_arguments and target in self.gains:
                 value = inner[self.gains[target].param_name] = self._argument(world, fid, hop, env)
                 if value is None and hop.how in _PLAN_GAVE_UP:
                     world.null_hop = hop
                 self._owner_check(world, hop, inner, target, path.pages[i] if i < len(path.pages) else -1, value)
             self.run_locals(world, target, inner)
             fid, env = target, inner
-        self._judge(world, fid, read, rewrite, env, path)
+        return fid, env
 
     def _bind_call(self, world: _World, caller: str, callee: str, call, env: dict, file: str,
                    contract: bool) -> dict:
@@ -754,8 +759,7 @@ class _Checker:
             if not pname:
                 continue
             if i < len(call.args):
-                _local_struct(env, call.args[i], ptype)
-                _local_array(env, call.args[i], ptype)
+                _local_holder(env, call.args[i], ptype)
             value = self._arg_value(world, caller, call, i, env, file) if i < len(call.args) \
                 else world.fresh(ptype, pname)
             if isinstance(value, model.Page | model.Folio) and id(model.as_folio(value)) in world.param_pages \
@@ -988,15 +992,7 @@ class _Checker:
         if why := self._never_path(path, read.function_id):
             return why
         world = _World(self, "plain", set())
-        env = world.bind(path.top)
-        self.run_locals(world, path.top, env)
-        fid = path.top
-        for i, site in enumerate(path.sites):
-            call = self.facts[site[0]].calls[site[2]]
-            target = path.hops[i + 1].caller if i + 1 < len(path.hops) else read.function_id
-            env = self._bind_call(world, fid, target, call, env, site[0], contract=path.contract and i == 0)
-            self.run_locals(world, target, env)
-            fid = target
+        fid, env = self._walk(world, path, read, set(), plan_arguments=False)
         page = self._safe(world, fid, read.receiver_text, env)
         return world.never.get(id(model.as_folio(page)), "") if isinstance(page, model.Page | model.Folio) else ""
 
@@ -1080,17 +1076,23 @@ def _holder(ctype: str) -> bool:
                           and base not in ("struct page", "struct folio", "struct address_space", "struct inode"))
 
 
-def _local_struct(env: dict, arg: str, ptype: str) -> None:
-    """`f(&fbatch)` of a local struct nothing assigned yet (f takes a pointer
-    to a struct, not `struct folio **`): an object of its own, so that what f
-    stores in it is there when the caller reads it."""
-    if not arg.lstrip().startswith("&"):
-        return
-    name = arg.strip()[1:].strip()
+def _local_holder(env: dict, arg: str, ptype: str) -> None:
+    """What a callee may store into for its caller, made before the call so
+    that the caller sees it after: `f(&fbatch)` of a local struct nothing
+    assigned yet (f takes a pointer to a struct, not `struct folio **`), an
+    object of its own; `f(pages)` of a page array the model has no value for
+    (kmalloc_array()), a list of its own."""
     base, depth = ctypes.split(ctypes.normalise(ptype))
-    if depth == 1 and base.startswith(("struct ", "union ")) and base not in ("struct page", "struct folio") \
-            and name.isidentifier() and name not in env:
-        env[name] = _new_local(name)
+    if arg.lstrip().startswith("&"):
+        name = arg.strip()[1:].strip()
+        if depth == 1 and base.startswith(("struct ", "union ")) and base not in ("struct page", "struct folio") \
+                and name.isidentifier() and name not in env:
+            env[name] = _new_local(name)
+        return
+    name = strip(arg)
+    if _page_array(ptype) and name.isidentifier() and not isinstance(env.get(name), list) \
+            and not isinstance(env.get(name), model.Page | model.Folio):
+        env[name] = []
 
 
 def _conjuncts(cond: str) -> list[str]:
@@ -1104,15 +1106,6 @@ def _conjuncts(cond: str) -> list[str]:
 def _page_array(ctype: str) -> bool:
     base, depth = ctypes.split(ctypes.normalise(ctype))
     return depth == 2 and base in ("struct page", "struct folio")
-
-
-def _local_array(env: dict, arg: str, ptype: str) -> None:
-    """`f(pages)` of a page array the model has no value for (kmalloc_array()):
-    a list of its own, so that the pages f stores in it are the caller's too."""
-    name = strip(arg)
-    if _page_array(ptype) and name.isidentifier() and not isinstance(env.get(name), list) \
-            and not isinstance(env.get(name), model.Page | model.Folio):
-        env[name] = []
 
 
 def _new_local(name: str) -> model.Opaque:

@@ -477,11 +477,7 @@ def _context_rules(plan: dict) -> dict:
         mapping = _template(e, "mapping", where)
         carriers.append(Carrier(_need(e, "type", str, where), mapping, bool(e.get("never_protected", False)),
                                 _need(e, "why", str, where)))
-    never = tuple(
-        NeverProtected(_regex(_need(e, "mapping", str, f"plan.never_protected #{i + 1}"),
-                              f"plan.never_protected #{i + 1}"),
-                       _need(e, "why", str, f"plan.never_protected #{i + 1}"))
-        for i, e in enumerate(plan.get("never_protected", [])))
+    never = _never_protected(plan, "never_protected", "mapping")
     regs = tuple(
         Registration(_need(e, "name", str, f"plan.registration #{i + 1}"),
                      _need(e, "arg", int, f"plan.registration #{i + 1}"),
@@ -516,11 +512,7 @@ def _context_rules(plan: dict) -> dict:
         never_protected_ops={_need(e, "table", str, f"plan.never_protected_ops #{i + 1}"):
                              _need(e, "why", str, f"plan.never_protected_ops #{i + 1}")
                              for i, e in enumerate(plan.get("never_protected_ops", []))},
-        never_protected_guards=tuple(
-            NeverProtected(_regex(_need(e, "condition", str, f"plan.never_protected_guard #{i + 1}"),
-                                  f"plan.never_protected_guard #{i + 1}"),
-                           _need(e, "why", str, f"plan.never_protected_guard #{i + 1}"))
-            for i, e in enumerate(plan.get("never_protected_guard", []))),
+        never_protected_guards=_never_protected(plan, "never_protected_guard", "condition"),
         never_sources={_need(e, "function", str, f"plan.never_source #{i + 1}"):
                        _need(e, "why", str, f"plan.never_source #{i + 1}")
                        for i, e in enumerate(plan.get("never_source", []))},
@@ -531,6 +523,16 @@ def _context_rules(plan: dict) -> dict:
         stacking_paths=tuple(context.get("stacking_paths", [])),
         filesystem_files=frozenset(context.get("filesystem_files", [])),
     )
+
+
+def _never_protected(plan: dict, table: str, key: str) -> tuple[NeverProtected, ...]:
+    """[[plan.<table>]]: a pattern (`key`) of what says a page is never
+    protected, and why."""
+    out = []
+    for i, e in enumerate(plan.get(table, [])):
+        where = f"plan.{table} #{i + 1}"
+        out.append(NeverProtected(_regex(_need(e, key, str, where), where), _need(e, "why", str, where)))
+    return tuple(out)
 
 
 def _debug_macros(table: dict) -> dict[str, tuple[int, ...]]:

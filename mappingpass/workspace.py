@@ -289,29 +289,26 @@ def deferred_definitions(db: str | Path, name: str) -> list[tuple[str, int]]:
     index deferred (parsed here, in memory, and not stored): explain's answer
     for a function of a file that holds no read and names nothing the plan
     changes (the plan parses those on demand)."""
-    store = open_store(db, create=False)
-    try:
+    with open_store(db, create=False) as store:  # (not held while the files are parsed)
         root, rules = Path(store.get_meta("root") or "."), store_rules(store)
         deferred = store.paths_in_state("deferred")
+    try:
+        hits = indexmod.grep_files(root, deferred, [name]) if name.isidentifier() else []
+    except indexmod.StoreError as exc:
+        raise InputError(str(exc)) from None
+    extractor = Extractor(rules.parse)
+    found = []
+    for path in hits:
         try:
-            hits = indexmod.grep_files(root, deferred, [name]) if name.isidentifier() else []
-        except indexmod.StoreError as exc:
-            raise InputError(str(exc)) from None
-        extractor = Extractor(rules.parse)
-        found = []
-        for path in hits:
-            try:
-                with open(root / path, "rb") as fh:
-                    data = fh.read(indexmod.MAX_FILE_BYTES + 1)
-            except OSError:
-                continue  # gone since the grep
-            if len(data) > indexmod.MAX_FILE_BYTES:
-                continue
-            facts = extractor.extract(path, data, indexmod.digest_of(data))
-            found += [(path, f.line) for f in facts.functions if f.name == name and f.definition]
-        return sorted(found)
-    finally:
-        store.close()
+            with open(root / path, "rb") as fh:
+                data = fh.read(indexmod.MAX_FILE_BYTES + 1)
+        except OSError:
+            continue  # gone since the grep
+        if len(data) > indexmod.MAX_FILE_BYTES:
+            continue
+        facts = extractor.extract(path, data, indexmod.digest_of(data))
+        found += [(path, f.line) for f in facts.functions if f.name == name and f.definition]
+    return sorted(found)
 
 
 def texts_mentioning(root: Path, store, plan: planmod.Plan) -> dict[str, bytes]:

@@ -191,13 +191,12 @@ class Store:
             facts = exc
         if not isinstance(facts, FileFacts) or facts.path != path:
             why = f": {facts}" if isinstance(facts, Exception) else ""
+            advice = f"remove the cache directory {self.db_dir} (mappingpass made it) and re-run analyze"
             if not self.readonly:  # analyze parses it again: its row no longer matches the file
                 self.conn.execute("UPDATE files SET size=-1, mtime=-1, digest='' WHERE path=?", (path,))
                 self.conn.commit()
-                raise StoreError(f"{self.db_dir}: the facts stored for {path} are not this tool's{why}; "
-                                 "re-run analyze (it parses that file again)")
-            raise StoreError(f"{self.db_dir}: the facts stored for {path} are not this tool's{why}; "
-                             f"remove the cache directory {self.db_dir} (mappingpass made it) and re-run analyze")
+                advice = "re-run analyze (it parses that file again)"
+            raise StoreError(f"{self.db_dir}: the facts stored for {path} are not this tool's{why}; {advice}")
         return facts
 
     def paths_in_state(self, state: str) -> list[str]:
