@@ -826,8 +826,8 @@ class _Checker:
         if why := world.never.get(id(folio)):
             raise _Failure("never-protected", read.receiver_text, why, never=why)
         owner = world.owner.get(id(folio))
-        if owner is None:
-            self._null_for_any_page(world, fid, read, rewrite, env, page)
+        if owner is None:  # (on a path from an entry nothing calls, the entry's caller is outside the tree)
+            self._null_for_any_page(world, fid, read, rewrite, env, page, no_owner=True)
             param = world.param_pages.get(id(folio), "?")
             raise _Failure("unproven", read.receiver_text,
                            f"the page comes in as {param}, and nothing in the code says whose page it is"
@@ -849,7 +849,7 @@ class _Checker:
                            repr(ctx), repr(owner))
 
     def _null_for_any_page(self, world: _World, fid: str, read: ReadRecord, rewrite: Rewrite, env: dict,
-                           page: object) -> None:
+                           page: object, no_owner: bool = False) -> None:
         """A page the model cannot name, with the NULL the plan passes on the
         path where it could not say whose page it is (a pipe buffer's page,
         stolen by splice; the helper's answer from there on is unknown too):
@@ -865,7 +865,8 @@ class _Checker:
             # not a witness: the page may be one never protected (a btree node's, a pinned one)
             raise _Failure("unproven", hop.argument or "NULL",
                            f"{hop.file}:{hop.line}: the plan passes NULL ({hop.how}) for a page the model cannot "
-                           f"name ({page!r}); were it a page-cache page of a file: {exc}", cause=Cause.PLAN_NULL) \
+                           f"name ({page!r}); were it a page-cache page of a file: {exc}", cause=Cause.PLAN_NULL,
+                           no_owner=no_owner) \
                 from None
 
     def variants(self, top: str, path: _Path, rewrite: Rewrite) -> list[tuple[str, set[str]]]:

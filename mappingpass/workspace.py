@@ -156,11 +156,12 @@ UNSEEN_VERSION = 3
 
 
 def _unseen_key(store, rules) -> str:
-    return f"{UNSEEN_VERSION}:{store.content_key()}:{rules.digest}"
+    # the code too: another version's rounds may have searched for other names
+    return f"{UNSEEN_VERSION}:{store.content_key()}:{rules.digest}:{safepickle.code_digest()}"
 
 
 def _plan_key(store, rules) -> str:
-    return f"{_unseen_key(store, rules)}:{safepickle.code_digest()}"
+    return _unseen_key(store, rules)
 
 
 def _cached_plan(store, rules) -> planmod.Plan | None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boot a small kernel with a series applied under QEMU and run a filesystem
-# workload on ext2, ext4, minix and tmpfs: the strongest check that a series
+# workload on each filesystem asked for (ext2, ext4, minix and tmpfs unless
+# --fs or --matrix says otherwise): the strongest check that a series
 # changes no behaviour (the helper returns the page's own field for every page
 # that is not write protected, so a correct series behaves exactly like the
 # unpatched kernel on the paths the workload exercises).
@@ -14,7 +15,12 @@
 #                  or extracted here from Debian's linux-source-$KVER the first time)
 #   --kernel V     the Debian kernel release: 6.1 (default) or 6.12 (linux-source-V)
 #   --out DIR      where logs and the report go (default: a fresh temp dir)
-#   --timeout S    seconds a boot may take before it is "no verdict" (default 300)
+#   --fs LIST      the filesystems to run, comma-separated names of
+#                  scripts/boot/filesystems (default ext2,ext4,minix,tmpfs)
+#   --matrix       all of them: every filesystem of that table (about 20;
+#                  read-only ones get the read side of a host-made image)
+#   --timeout S    seconds a boot may take before it is "no verdict"
+#                  (default 120 + 45 per filesystem)
 #   --no-context-check  boot the series' helper as it is; by default its
 #                  page_mapping_wp() warns once (a WARNING, so a FAIL) when a
 #                  caller passes a mapping that is not the page's own: the
@@ -32,13 +38,17 @@
 # The unpatched kernel is built once and cached under $MAPPINGPASS_CACHE/boot
 # (keyed by the config and the tree); the patched one is built incrementally
 # in a build directory of its own, so a second series rebuilds only what it
-# changes. Both kernels boot the same initramfs (busybox, the workload, fsck,
-# host-made ext2/ext4/minix images) and run the same workload.
+# changes. Both kernels boot the same initramfs (busybox, the workload, fsck)
+# with the same host-made images as virtio disks (fresh copies for each boot)
+# and run the same workload; after the patched boot, the host runs each
+# filesystem's checker on its image.
 #
 # Verdict, from the serial log: FAIL on an oops, BUG, WARNING, lockdep report,
 # hung task, fs error or a failed workload step (the lines are printed); PASS
 # only on an exact "WORKLOAD OK" line with none of those; anything else (a
-# timeout, no line) is NO VERDICT, never a pass. Exit status: 0 PASS, 1 FAIL,
+# timeout, no line) is NO VERDICT, never a pass. Each filesystem gets a verdict
+# of its own too (its workload steps, the kernel's complaints while it ran, the
+# host's fsck of its image). Exit status: 0 PASS, 1 FAIL,
 # 3 NO VERDICT (or the unpatched kernel does not pass), 2 usage or setup errors.
 set -euo pipefail
 
@@ -51,9 +61,10 @@ MODE=""
 SRC=""
 DEPS=1
 JOBS=$(nproc)
-TIMEOUT=300
+TIMEOUT=""
 CONTEXT_CHECK=1
 PLAN=""
+FS_LIST=ext2,ext4,minix,tmpfs
 while [ $# -gt 0 ]; do
     case $1 in
         --series) MODE=series; SRC=$(cd "$2" && pwd) || die "$2: no such directory"; shift 2 ;;
@@ -63,6 +74,8 @@ while [ $# -gt 0 ]; do
         --kernel) kt_kernel "$2"; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
+        --fs) FS_LIST=$2; shift 2 ;;
+        --matrix) FS_LIST=all; shift ;;
         -j) JOBS=$2; shift 2 ;;
         -j*) JOBS=${1#-j}; shift ;;
         --no-deps) DEPS=0; shift ;;
@@ -73,6 +86,19 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$MODE" ] || usage
+# the filesystems: NAME TYPE MODE SIZE FEATURES PACKAGE MKFS FSCK, a line each
+FS_TABLE=$(sed -e '/^#/d' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]*|[[:space:]]*/|/g' "$HERE/filesystems")
+if [ "$FS_LIST" = all ]; then
+    FS_LIST=$(cut -d'|' -f1 <<<"$FS_TABLE" | paste -sd,)
+fi
+declare -A FS
+for name in ${FS_LIST//,/ }; do
+    FS[$name]=$(grep "^$name|" <<<"$FS_TABLE") \
+        || die "--fs: no filesystem '$name' in scripts/boot/filesystems ($(cut -d'|' -f1 <<<"$FS_TABLE" | paste -sd' '))"
+done
+FS_NAMES=(${FS_LIST//,/ })
+TIMEOUT=${TIMEOUT:-$((120 + 45 * ${#FS_NAMES[@]}))}
+fs_field() { cut -d'|' -f"$2" <<<"${FS[$1]}"; }  # $1: name, $2: field number
 case $TIMEOUT in ''|*[!0-9]*) die "--timeout must be a number of seconds" ;; esac
 case $JOBS in ''|*[!0-9]*|0) die "-j must be a positive number" ;; esac
 kt_tree
@@ -87,10 +113,12 @@ declare -A TIMES
 t=$(now)
 if [ $DEPS = 1 ]; then
     kt_install "$OUT" build-essential flex bison bc libelf-dev libssl-dev python3 cpio git xz-utils \
-        qemu-system-x86 busybox-static e2fsprogs util-linux libc6-dev
+        qemu-system-x86 busybox-static e2fsprogs util-linux libc6-dev \
+        $(for name in "${FS_NAMES[@]}"; do fs_field "$name" 6; done | grep -vx -- - | sort -u)
 fi
-for tool in qemu-system-x86_64 busybox mkfs.ext2 mkfs.ext4 mkfs.minix e2fsck fsck.minix cpio gcc git; do
-    command -v $tool >/dev/null || die "$tool not found (drop --no-deps to install it)"
+for tool in qemu-system-x86_64 busybox e2fsck fsck.minix cpio gcc git \
+        $(for name in "${FS_NAMES[@]}"; do fs_field "$name" 7 | cut -d' ' -f1; done | grep -vx -- -); do
+    command -v "$tool" >/dev/null || die "$tool not found (drop --no-deps to install it)"
 done
 TIMES[deps]=$(( $(now) - t ))
 
@@ -205,12 +233,15 @@ if [ $MODE != none ]; then
 fi
 TIMES[patched]=$(( $(now) - t ))
 
-# 4. the initramfs: busybox, the workload, fsck with its libraries, images ----
+# 4. the initramfs (busybox, the workload, fsck with its libraries) and the
+# images: rw ones made empty, ro ones filled from a directory whose expected
+# contents the workload compares with -------------------------------------------
 t=$(now)
 ROOT=$OUT/initramfs
-rm -rf "$ROOT" && mkdir -p "$ROOT"/{bin,sbin,proc,sys,dev,tmp,mnt,images}
+IMAGES=$OUT/images
+rm -rf "$ROOT" "$IMAGES" && mkdir -p "$ROOT"/{bin,sbin,proc,sys,dev,tmp,mnt,images} "$IMAGES"
 cp "$(command -v busybox)" "$ROOT/bin/busybox"
-cp "$HERE/init" "$ROOT/init" && cp "$HERE/workload.sh" "$ROOT/workload.sh"
+cp "$HERE/init" "$ROOT/init" && cp "$HERE/workload.sh" "$HERE/snapshot.sh" "$ROOT/"
 chmod +x "$ROOT/init" "$ROOT/workload.sh"
 gcc -static -O2 -Wall -Werror -o "$ROOT/bin/fsprobe" "$HERE/fsprobe.c"
 for tool in e2fsck fsck.minix; do
@@ -220,20 +251,59 @@ for tool in e2fsck fsck.minix; do
         mkdir -p "$ROOT$(dirname "$lib")" && cp -L "$lib" "$ROOT$lib"
     done
 done
-truncate -s 16M "$ROOT/images/ext2.img" && mkfs.ext2 -q -F -b 1024 "$ROOT/images/ext2.img"
-truncate -s 32M "$ROOT/images/ext4.img" && mkfs.ext4 -q -F "$ROOT/images/ext4.img"
-truncate -s 8M "$ROOT/images/minix.img" && mkfs.minix -3 "$ROOT/images/minix.img" >/dev/null
+# what a read-only image holds: a directory past one block, long names, a
+# 300 kB file, a sparse one, short and page-based symlinks (deterministic)
+RODIR=$OUT/ro-content
+rm -rf "$RODIR" && mkdir -p "$RODIR/big" "$RODIR/other"
+for i in $(seq 0 239); do echo "entry $i" > "$RODIR/big/$(printf 'l%.0s' $(seq 1 40))_$i"; done
+seq 1 60000 > "$RODIR/other/lines"  # about 330 kB
+head -c 20000 "$RODIR/other/lines" > "$RODIR/small"
+truncate -s 2000000 "$RODIR/small"
+ln -s small "$RODIR/s_short"
+ln -s "/a/$(printf 'l%.0s' $(seq 1 200))/f" "$RODIR/s_long"
+DISKS=()
+letter=a
+for name in "${FS_NAMES[@]}"; do
+    IFS='|' read -r _ type mode size features _ mkfs _ <<<"${FS[$name]}"
+    dev=none
+    if [ "$type" != tmpfs ]; then
+        img=$IMAGES/$name.img
+        cmd=${mkfs//IMG/$img}
+        if [ "$mode" = ro ]; then
+            (cd "$RODIR" && busybox sh -c ". '$HERE/snapshot.sh'; content ." ) > "$ROOT/images/$name.expect"
+            cmd=${cmd//DIR/$RODIR}
+        else
+            truncate -s "$size" "$img"
+        fi
+        $cmd >"$OUT/mkfs-$name.log" 2>&1 || die "$name: '$cmd' failed: see $OUT/mkfs-$name.log"
+        dev=vd$letter
+        DISKS+=("$name")
+        letter=$(echo "$letter" | tr 'a-y' 'b-z')
+    fi
+    echo "$name $type $dev $mode ${features:--}" >> "$ROOT/images/matrix"
+done
 (cd "$ROOT" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$OUT/initramfs.cpio"
 TIMES[initramfs]=$(( $(now) - t ))
 
 # 5. boot and judge -------------------------------------------------------------
 BAD='Oops|BUG:|WARNING:|Kernel panic|Call Trace|general protection fault|kernel BUG|Unable to handle|EXT[24]-fs error|I/O error|INFO: task .* blocked|possible circular locking|bad unlock balance|Busy inodes|WORKLOAD FAIL'
+# each filesystem's own words for an inconsistency it found
+BAD="$BAD|BTRFS (error|critical)|F2FS-fs \\(.*\\) : .*(error|inconsistent)|NILFS error|JFS: .*(corrupt|error)|REISERFS (error|panic)|gfs2: .*withdraw|FAT-fs \\(.*\\): error|exFAT-fs \\(.*\\): error|ntfs3: .*(error|corrupt)|UDF-fs: error|SQUASHFS error|erofs: .*(corrupt|error)|isofs: .*error|romfs: .*error|cramfs: .*error|MINIX-fs: .*error"
+
 
 boot() {  # $1: bzImage, $2: log; prints PASS, FAIL or NO VERDICT
-    local rc=0
-    timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -m 512M -smp 1 -no-reboot \
+    local rc=0 name drives=()
+    for name in "${DISKS[@]}"; do  # fresh copies: each boot starts from the images mkfs made
+        cp --sparse=always "$IMAGES/$name.img" "$IMAGES/$name.run.img"
+        if [ "$(fs_field "$name" 3)" = ro ]; then
+            drives+=(-drive "file=$IMAGES/$name.run.img,if=virtio,format=raw,readonly=on")
+        else
+            drives+=(-drive "file=$IMAGES/$name.run.img,if=virtio,format=raw")
+        fi
+    done
+    timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -m 1024M -smp 1 -no-reboot \
         -display none -monitor none -serial "file:$2" \
-        -kernel "$1" -initrd "$OUT/initramfs.cpio" \
+        -kernel "$1" -initrd "$OUT/initramfs.cpio" "${drives[@]}" \
         -append "console=ttyS0 panic=-1 oops=panic loglevel=7" </dev/null >/dev/null 2>&1 || rc=$?
     tr -d '\r' < "$2" > "$2.txt"
     if grep -Eq "$BAD" "$2.txt"; then
@@ -245,9 +315,37 @@ boot() {  # $1: bzImage, $2: log; prints PASS, FAIL or NO VERDICT
     fi
 }
 
+# per filesystem, from a serial log: its workload verdict, or FAIL when the
+# kernel complained while its steps ran, or NO VERDICT when it never finished
+fs_verdicts() {  # $1: the log (.txt); prints "NAME VERDICT" lines
+    BADRE=$BAD awk -v names="${FS_NAMES[*]}" '
+        BEGIN { n = split(names, order, " "); bad = ENVIRON["BADRE"] }
+        /^workload: / { split($2, w, ":"); if (w[1] in seen || index(" " names " ", " " w[1] " ")) cur = w[1] }
+        /^fs-verdict: / { v[$2] = ($3 == "PASS") ? "PASS" : "FAIL"; seen[$2] = 1; next }
+        $0 ~ bad && cur != "" && !/^fs-verdict: |^WORKLOAD FAIL/ { k[cur] = 1 }
+        END { for (i = 1; i <= n; i++) { f = order[i]
+              out = (f in v) ? v[f] : "NO VERDICT"; if (f in k) out = "FAIL"; print f, out } }' "$1"
+}
+
+# the host's checker on each rw image the patched kernel used
+host_fsck() {  # prints "NAME ok|FAIL|-" lines; logs in $OUT/fsck-NAME.log
+    local name cmd
+    for name in "${DISKS[@]}"; do
+        cmd=$(fs_field "$name" 8)
+        if [ "$cmd" = - ] || [ "$(fs_field "$name" 3)" = ro ]; then
+            echo "$name -"
+        elif ${cmd//IMG/$IMAGES/$name.run.img} </dev/null >"$OUT/fsck-$name.log" 2>&1; then
+            echo "$name ok"
+        else
+            echo "$name FAIL"
+        fi
+    done
+}
+
 t=$(now)
 # the unpatched kernel's verdict is cached with it, per workload
-WKEY=$( (echo "$KEY"; cat "$HERE/init" "$HERE/workload.sh" "$HERE/fsprobe.c"; echo "$BAD") | sha1sum | cut -c1-16)
+WKEY=$( (echo "$KEY" "$FS_LIST"; cat "$HERE/init" "$HERE/workload.sh" "$HERE/snapshot.sh" "$HERE/fsprobe.c" \
+    "$HERE/filesystems"; echo "$BAD") | sha1sum | cut -c1-16)
 if [ "$(cat "$BASE/.mp-verdict-key" 2>/dev/null)" = "$WKEY" ] && [ -f "$BASE/serial.log.txt" ]; then
     say "unpatched kernel: verdict cached"
     cp "$BASE/serial.log.txt" "$OUT/serial-base.log.txt"
@@ -275,7 +373,7 @@ TIMES[boot-patched]=$(( $(now) - t ))
 
 # 6. report ---------------------------------------------------------------------
 {
-    echo "kernel boot check: linux-$KVER, tinyconfig + scripts/boot/boot.config, QEMU TCG"
+    echo "kernel boot check: linux-$KVER, tinyconfig + scripts/boot/boot.config, QEMU TCG, ${#FS_NAMES[@]} filesystems"
     echo "tree       $SRCDIR ($([ $MODE = none ] && echo pristine || echo "$SRC"))"
     if [ $CONTEXT_CHECK = 0 ]; then
         echo "contexts   not checked (--no-context-check)"
@@ -288,6 +386,14 @@ TIMES[boot-patched]=$(( $(now) - t ))
     fi
     echo "unpatched  $V_BASE"
     echo "patched    $V_PATCHED"
+    echo "filesystems (unpatched / patched / host fsck of the patched boot's image):"
+    declare -A VB VP VF
+    [ -f "$OUT/serial-base.log.txt" ] && while read -r n v; do VB[$n]=$v; done < <(fs_verdicts "$OUT/serial-base.log.txt")
+    [ -f "$OUT/serial-patched.log.txt" ] && while read -r n v; do VP[$n]=$v; done < <(fs_verdicts "$OUT/serial-patched.log.txt")
+    [ -f "$OUT/serial-patched.log.txt" ] && while read -r n v; do VF[$n]=$v; done < <(host_fsck)
+    for name in "${FS_NAMES[@]}"; do
+        printf '  %-9s %-10s / %-10s / %s\n' "$name" "${VB[$name]:-NO VERDICT}" "${VP[$name]:--}" "${VF[$name]:--}"
+    done
     for which in base patched; do
         [ -f "$OUT/serial-$which.log.txt" ] || continue
         if grep -Eq "$BAD" "$OUT/serial-$which.log.txt"; then

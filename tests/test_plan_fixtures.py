@@ -41,6 +41,21 @@ def test_on_demand_rounds_patch_the_graph_as_a_build_would(planned):
     assert canonical_analysis(patched) == canonical_analysis(full)
 
 
+def test_the_plan_does_not_depend_on_what_was_parsed_up_front(planned, tmp_path):
+    """Same tree, same rules, same plan: parsing every file up front (--scope
+    all) gives the plan that the on-demand rounds reach (pagefs_tally_folio's
+    caller that knows the folio's mapping is in a file analyze defers)."""
+    _, _, plan, _ = planned
+    assert "fs/pagefs/tally_scan.c" in plan["parsed_on_demand"]
+    site = next(c for c in plan["call_sites"] if c["caller"] == "pagefs_tally_index")
+    assert (site["callee"], site["argument"], site["how"]) == ("pagefs_tally_folio", "inode->i_mapping", "lookup")
+    analyze_json(MINILINUX, tmp_path / "all", "--scope", "all")
+    _, whole, _ = plan_json(tmp_path / "all")
+    assert whole["parsed_on_demand"] == []
+    assert {k: v for k, v in whole.items() if k != "parsed_on_demand"} == \
+        {k: v for k, v in plan.items() if k != "parsed_on_demand"}
+
+
 def test_on_demand_rounds_resolve_calls_into_the_new_files(minilinux_copy, tmp_path):
     """A parsed file calls a function that only a file parsed on demand defines:
     after the round the call is an edge, as in a full build."""
@@ -174,6 +189,7 @@ def test_unresolved_reasons(planned):
         ("no-context", "pagefs_bh_submitting"),
         ("no-context", "fs/pagefs/check.c::pagefs_node_check"),  # check: the btree inode's (test_check.py)
         ("no-callers", "pagefs_read_inline"),  # (an entry point: a read_folio nobody binds)
+        ("no-callers", "pagefs_tally_any"),  # exported, nothing in the tree calls it
     }
     # a macro body calls one, a macro is handed the other: both keep their signature
     check = _by(plan, "unresolved", function="fs/tinyfs/xattr.c::tinyfs_xattr_check")[0]

@@ -102,9 +102,9 @@ def test_plan_keeps_a_function_a_macro_body_calls(macro_tree, tmp_path):
     assert counts["no-callers"] == plain["summary"]["unresolved_by_reason"]["no-callers"] - 1
     assert precise["summary"]["runtime_reads"] == plain["summary"]["runtime_reads"] + 1
     # which front-end made the facts, said once
-    assert precise["front_end"] == {"config": "compile_commands", "merged": 23} and "front_end" not in plain
+    assert precise["front_end"] == {"config": "compile_commands", "merged": 24} and "front_end" not in plain
     _, text, _ = run_cli("plan", "--db", str(tmp_path / "precise"), "-q")
-    assert text.startswith("front-end: tree-sitter + libclang (compile_commands: 23 .c files")
+    assert text.startswith("front-end: tree-sitter + libclang (compile_commands: 24 .c files")
     assert "unresolved: macro-body-call (1)" in text
 
 

@@ -26,8 +26,11 @@ _PASSES_NOTHING = ("needs-human", "debug")
 _PRUNE_REASONS = ("no-context", "never-protected")
 # callers stopped for these reasons keep their signature in any plan of this
 # tree, so they have no mapping to pass on (unlike a caller stopped because
-# the analyzed part of the tree ends, whose mapping a whole-tree plan passes)
-_NEVER_PASSES = (*_PRUNE_REASONS, "exported", "syscall", "macro-body-call",
+# the analyzed part of the tree ends, whose mapping a whole-tree plan passes).
+# slot-boundary: bound to a slot the rules keep (ocfs2's journal-access
+# typedef); without it, whether a callee is pruned would depend on whether
+# the file that binds its callers to the slot happened to be parsed
+_NEVER_PASSES = (*_PRUNE_REASONS, "exported", "syscall", "macro-body-call", "slot-boundary",
                  "macro-definition", "unknown-slot", "kind-2", "kind-3", "kind-4", "kind-5")
 
 
@@ -682,6 +685,11 @@ def make_plan(analysis: Analysis, rules: Rules, facts,
     (the index's call records are read only for the call sites the plan changes).
     sites=False leaves out call sites and rewrites: what the on-demand rounds need.
     unseen: functions that must keep their signature (unseen_mentions)."""
+    fp, runtime = _converged(analysis, rules, facts, unseen)
+    return fp.finish(runtime, parsed_on_demand, sites)
+
+
+def _converged(analysis: Analysis, rules: Rules, facts, unseen=None) -> tuple[_Fixpoint, int]:
     fp = _Fixpoint(analysis, rules, facts, unseen)
     runtime = fp.seed()
     fp.run()
@@ -691,20 +699,31 @@ def make_plan(analysis: Analysis, rules: Rules, facts,
         fp.restart(pruned)
         runtime = fp.seed()
         fp.run()
-    return fp.finish(runtime, parsed_on_demand, sites)
+    return fp, runtime
 
 
 def plan_with_rounds(analysis_of: Callable[[], Analysis], rules: Rules, facts,
                      parse_more: Callable[[set[str], set[str]], bool], rounds: int = 12) -> Plan:
     """The fixpoint without call sites, again after each round in which
     parse_more(words, fixed) -- parse the deferred files that mention a name
-    the plan changes and patch them into the analysis -- found something.
-    One loop for plan (files on disk) and review (a revision's files);
-    analysis_of() is the analysis as it stands after the last round."""
-    plan = make_plan(analysis_of(), rules, facts, sites=False)
-    for _ in range(rounds):
+    the plan changes, or one it pruned, and patch them into the analysis --
+    found something. One loop for plan (files on disk) and review (a
+    revision's files); analysis_of() is the analysis as it stands after the
+    last round. The names pruned are searched too: a caller in a file not
+    parsed yet may pass what every parsed caller cannot, so the plan must not
+    depend on which files an earlier command happened to parse."""
+    for done in range(rounds + 1):
+        fp, runtime = _converged(analysis_of(), rules, facts)
+        plan = fp.finish(runtime, (), sites=False)
+        if done == rounds:
+            break
         words, fixed = changed_names(plan, analysis_of())
+        for node in fp.pruned:
+            d = fp.g.nodes[node]
+            if d["type"] == "function":
+                words.add(d["name"])
+            else:
+                fixed |= {f"->{d['name']}", f".{d['name']}"}
         if not parse_more(words, fixed):
             break
-        plan = make_plan(analysis_of(), rules, facts, sites=False)
     return plan

@@ -7,6 +7,8 @@
  *   fsprobe sparse FILE   writes at 0, 1 MiB and 5 MiB + 17 (holes between),
  *                         then checks every byte of the file
  *   fsprobe falloc FILE   fallocate 256 KiB, write into the middle, check
+ *   fsprobe mmapread FILE read-only mapping of an existing file (a fault on
+ *                         each page, readahead) compared with read(2)
  *
  * Exit status 0 on success; otherwise prints "fsprobe: <what failed>" and exits 1.
  */
@@ -140,10 +142,39 @@ static int probe_falloc(const char *file)
 	return close(fd) ? fail("close", file) : 0;
 }
 
+static int probe_mmapread(const char *file)
+{
+	unsigned char buf[4096];
+	int fd = open(file, O_RDONLY);
+	unsigned char *map;
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st))
+		return fail("open", file);
+	if (st.st_size == 0)
+		return close(fd) ? fail("close", file) : 0;
+	map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED)
+		return fail("mmap", file);
+	for (long off = 0; off < st.st_size; off += sizeof(buf)) {
+		long want = st.st_size - off < (long)sizeof(buf) ? st.st_size - off : (long)sizeof(buf);
+
+		if (pread(fd, buf, want, off) != want)
+			return fail("short read of", file);
+		if (memcmp(buf, map + off, want)) {
+			errno = EIO;
+			return fail("mapping differs from read(2) in", file);
+		}
+	}
+	if (munmap(map, st.st_size))
+		return fail("munmap", file);
+	return close(fd) ? fail("close", file) : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: fsprobe mmap|sparse|falloc FILE\n");
+		fprintf(stderr, "usage: fsprobe mmap|sparse|falloc|mmapread FILE\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "mmap"))
@@ -152,6 +183,8 @@ int main(int argc, char **argv)
 		return probe_sparse(argv[2]);
 	if (!strcmp(argv[1], "falloc"))
 		return probe_falloc(argv[2]);
+	if (!strcmp(argv[1], "mmapread"))
+		return probe_mmapread(argv[2]);
 	fprintf(stderr, "fsprobe: unknown probe %s\n", argv[1]);
 	return 2;
 }

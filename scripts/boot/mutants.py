@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Plant one wrong mapping per filesystem the boot reached: the mutants of
+kernel_boot_check.sh's filesystem matrix.
+
+For each fs/X whose rewritten reads ran in a boot of the series (the
+"kboot-cover:" lines of its serial log), take the first such function (by
+name) whose rewritten read appears once among that file's added lines, and
+hand its helper a mapping that is not the page's own: the page pointer
+itself, cast (`page_mapping_wp(page, (struct address_space *)(page))`). It is
+never NULL and never the page's mapping, so the context check must warn, while
+that filesystem's workload runs, and nothing else changes (the helper still
+returns the page's field). Writes the mutated diff and, a line each, the
+filesystem, file, line and function of every mutant.
+
+    mutants.py --plan plan.json --diff series.diff --log serial-patched.log.txt \\
+        --out mutants.diff > mutants.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+COVER = re.compile(r"kboot-cover: ([A-Za-z_][\w.]*)\+0x")
+HELPER = re.compile(r"\b(page_mapping_wp|folio_mapping_wp)\(")
+
+
+def split_args(text: str, start: int) -> tuple[list[str], int] | None:
+    """The arguments of the call whose `(` is at start, and the offset of its `)`."""
+    depth, args, last = 0, [], start + 1
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                args.append(text[last:i])
+                return args, i
+        elif c == "," and depth == 1:
+            args.append(text[last:i])
+            last = i + 1
+    return None
+
+
+def mutate(to: str) -> str | None:
+    """`folio_mapping_wp(folio, mapping)` -> the same call with the page as its mapping."""
+    m = HELPER.search(to)
+    got = split_args(to, m.end() - 1) if m else None
+    if got is None or len(got[0]) != 2:
+        return None
+    (page, _), end = got
+    return f"{to[:m.end()]}{page.strip()}, (struct address_space *)({page.strip()}){to[end:]}"
+
+
+def added_lines(diff: list[str]) -> dict[str, list[int]]:
+    """file -> the indexes of its added lines in diff."""
+    out: dict[str, list[int]] = {}
+    current = None
+    for i, line in enumerate(diff):
+        if line.startswith("+++ "):
+            current = line[4:].strip().removeprefix("b/")
+        elif line.startswith("+") and current:
+            out.setdefault(current, []).append(i)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for name in ("--plan", "--diff", "--log", "--out"):
+        ap.add_argument(name, required=True)
+    args = ap.parse_args(argv)
+    try:
+        with open(args.plan) as fh:
+            rewrites = json.load(fh)["rewrites"]
+        with open(args.diff) as fh:
+            diff = fh.read().split("\n")
+        with open(args.log, errors="replace") as fh:
+            ran = {m.group(1).split(".")[0] for m in COVER.finditer(fh.read())}
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"mutants: {exc}", file=sys.stderr)
+        return 2
+    added = added_lines(diff)
+    done: set[str] = set()
+    for w in sorted(rewrites, key=lambda w: (w["file"], (w["function"] or "").split("::")[-1], w["line"])):
+        parts = w["file"].split("/")
+        fs = "/".join(parts[:2]) if parts[0] == "fs" and len(parts) > 2 else ""
+        name = (w["function"] or "").split("::")[-1]
+        if not fs or fs in done or name not in ran or not HELPER.search(w["to"]):
+            continue
+        wrong = mutate(w["to"])
+        at = [i for i in added.get(w["file"], []) if w["to"] in diff[i]]
+        if wrong is None or len(at) != 1 or diff[at[0]].count(w["to"]) != 1:
+            continue
+        diff[at[0]] = diff[at[0]].replace(w["to"], wrong)
+        done.add(fs)
+        print(f"{fs} {w['file']}:{w['line']} {name}: {wrong}")
+    with open(args.out, "w") as fh:
+        fh.write("\n".join(diff))
+    return 0 if done else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
