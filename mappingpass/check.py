@@ -449,9 +449,13 @@ class _Checker:
 
     def _fs_of(self, path: str) -> str:
         """`fs/gfs2` of fs/gfs2/log.c, a file the rules say is a filesystem of its
-        own (`mm/shmem.c`: rules filesystem_files); "" for generic code."""
+        own (`mm/shmem.c`: rules filesystem_files), or the one whose page caches
+        code there uses (drivers/gpu/drm: shmem, rules backed_by); "" for generic code."""
         if path in self.pr.filesystem_files:
             return path
+        for pattern, fs in self.pr.backed_by:
+            if fnmatch.fnmatch(path, pattern):
+                return fs
         parts = path.split("/")
         return "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "fs" else ""
 

@@ -204,6 +204,8 @@ class PlanRules:
     stacking_paths: tuple[str, ...] = ()
     # files outside fs/ that are a filesystem of their own (mm/shmem.c)
     filesystem_files: frozenset[str] = frozenset()
+    # code outside fs/ whose page caches are one filesystem's: path glob -> that filesystem
+    backed_by: tuple[tuple[str, str], ...] = ()
     # members of a buffer head that hold its page (bh->b_page): a page of unknown origin there
     # is not taken from an inode in scope
     buffer_page_members: frozenset[str] = frozenset()
@@ -522,6 +524,7 @@ def _context_rules(plan: dict) -> dict:
         buffer_page_members=frozenset(context.get("buffer_page_members", [])),
         stacking_paths=tuple(context.get("stacking_paths", [])),
         filesystem_files=frozenset(context.get("filesystem_files", [])),
+        backed_by=tuple(sorted(context.get("backed_by", {}).items())),
     )
 
 

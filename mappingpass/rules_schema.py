@@ -66,7 +66,7 @@ SCHEMA = Table(
                       slot_groups=[STRS], assertion_macros=STRS,
                       page_locks=STRS, same_page_members=STRS,
                       buffer_page_members=STRS, stacking_paths=STRS,
-                      filesystem_files=STRS),
+                      filesystem_files=STRS, backed_by=FreeTable(str)),
     ),
 )
 

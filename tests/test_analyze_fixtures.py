@@ -235,7 +235,7 @@ def test_header_stub_twins_the_extern_function(tmp_path):
 def test_summary_counts(fixture_analysis):
     a = fixture_analysis
     assert a["schema"] == "mappingpass.analyze/1"
-    assert a["files"]["total"] == 46
+    assert a["files"]["total"] == 47
     assert a["files"]["skipped"] == 0
     assert a["reads_by_kind"] == {"1": 83, "2": 10, "3": 3, "4": 3, "5": 1}
     assert a["calls"]["slot_call_edges"] >= 10

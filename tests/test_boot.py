@@ -1,6 +1,7 @@
 """Real tier, boot check: the fs+mm series of linux-6.1 (ext2, ext4, minix and
 mm/) boots under QEMU and runs the filesystem workload exactly as the
-unpatched kernel does, with every context its helper is handed checked
+unpatched kernel does on a slice of the filesystem matrix (each with its own
+verdict and the host's fsck), with every context its helper is handed checked
 against the page's own mapping; and two mutants of it are caught: one that
 hands ext2_delete_entry() the wrong directory's mapping on a rename (no crash:
 the context check's WARNING), one that takes the mapping from the rename's
@@ -24,6 +25,9 @@ pytestmark = [pytest.mark.realtree, pytest.mark.boot,
 
 SCRIPT = REPO / "scripts" / "kernel_boot_check.sh"
 DIRS = ("fs/ext2", "fs/ext4", "fs/minix", "mm")
+# the CI's slice of the filesystem matrix (--matrix runs all of scripts/boot/filesystems):
+# the series' filesystems, a FAT one the series leaves as it is, a read-only image
+MATRIX = ("ext2", "ext4", "minix", "tmpfs", "vfat", "iso9660")
 # ext2_rename() removes the old entry from the old directory's page
 RIGHT = "+\text2_delete_entry(old_dir->i_mapping, old_de, old_page, old_page_addr);\n"
 MUTANTS = {
@@ -60,9 +64,16 @@ def fs_mm(linux_tree, tmp_path_factory) -> Path:
 
 def test_the_fs_mm_series_boots_and_its_mutants_do_not(fs_mm, tmp_path):
     code, report = boot_check(tmp_path, "series", "--series", str(fs_mm / "series"),
-                              "--plan", str(fs_mm / "plan.json"))
+                              "--plan", str(fs_mm / "plan.json"), "--fs", ",".join(MATRIX))
     assert code == 0, report
     assert "unpatched  PASS" in report and "patched    PASS" in report
+    # a verdict per filesystem: both kernels, and the host's fsck of the patched boot's image
+    verdicts = {line.split()[0]: line.split("/") for line in report.splitlines()
+                if line.startswith("  ") and line.split()[0] in MATRIX}
+    assert set(verdicts) == set(MATRIX), report
+    for name, (base, patched, fsck) in verdicts.items():
+        assert base.split()[1] == "PASS" and patched.strip() == "PASS", report
+        assert fsck.strip() == ("-" if name in ("tmpfs", "iso9660") else "ok"), report
     assert "contexts   checked: page_mapping_wp() in include/linux/pagemap.h" in report
     # coverage: the workload ran readers in ext2, ext4, minix and mm/
     ran = {line.split()[0]: int(line.split()[1]) for line in report.splitlines()

@@ -218,6 +218,24 @@ def test_which_code_is_a_filesystem_of_its_own(world):
     assert c._fs_of("fs/gfs2/log.c") == "fs/gfs2"  # noqa: SLF001
     assert c._fs_of("fs/buffer.c") == c._fs_of("mm/filemap.c") == ""  # generic: any filesystem  # noqa: SLF001
     assert c._fs_of("mm/shmem.c") == "mm/shmem.c"  # rules filesystem_files: tmpfs  # noqa: SLF001
+    # the block device's and the swap cache's own operations (rules filesystem_files)
+    assert c._fs_of("block/fops.c") == "block/fops.c" and c._fs_of("mm/page_io.c") == "mm/page_io.c"  # noqa: SLF001
+    # a graphics driver's buffer objects are shmem files (rules backed_by)
+    assert c._fs_of("drivers/gpu/drm/i915/gem/i915_gem_shmem.c") == "mm/shmem.c"  # noqa: SLF001
+
+
+def test_a_driver_whose_pages_are_shmem_reaches_no_disk_filesystem(world):
+    """gem_shmem_writeback() calls ->writepage on its buffer object's mapping,
+    a shmem file's: a path from it into tinyfs_writepage is not one the kernel
+    takes (i915's __shmem_writeback into f2fs's, on linux-6.1). Without the
+    rule, the path is there."""
+    c = _checker(world)
+    r = _read(c, "fs/tinyfs/file.c", 7)  # tinyfs_map_block, under tinyfs_writepage (->writepage)
+    assert "gem_shmem_writeback" not in {p.top for p in c.paths(r.function_id, r.receiver_text)[0]}
+    db, plan, analysis, rules, facts = world
+    unruled = dataclasses.replace(rules, plan=dataclasses.replace(rules.plan, backed_by=()))
+    bare = checkmod._Checker(plan, analysis, unruled, facts)  # noqa: SLF001
+    assert "gem_shmem_writeback" in {p.top for p in bare.paths(r.function_id, r.receiver_text)[0]}
 
 
 def _refuted_with_null(world, site: int, read: int) -> None:

@@ -45,6 +45,12 @@ M:	Dev Owner <dev@example.org>
 S:	Maintained
 F:	drivers/blockdev/
 
+DRM DRIVERS
+M:	Gpu Person <gpu@example.org>
+L:	dri-devel@example.org
+S:	Maintained
+F:	drivers/gpu/
+
 MEMORY MANAGEMENT
 M:	Mm Person <mm@example.org>
 L:	linux-mm@example.org
@@ -321,7 +327,8 @@ def test_maintainers_give_cc_lines(made, tmp_path):
     assert set(cc(wp)) == {"Dev Owner <dev@example.org>", "Mm Person <mm@example.org>",
                            "Small Person <small@example.org>", "Tiny Person <tiny@example.org>",
                            "Vfs Person <vfs@example.org>", "linux-mm@example.org", "tinyfs-devel@example.org",
-                           "linux-fsdevel@example.org", "linux-kernel@example.org"}
+                           "linux-fsdevel@example.org", "linux-kernel@example.org",
+                           "Gpu Person <gpu@example.org>", "dri-devel@example.org"}
     assert not any("Top Person" in t for t in texts.values())  # THE REST: its list, not its people
     cover = texts["0000-cover-letter.patch"]
     assert "Cc: Dev Owner <dev@example.org>" in cover
@@ -339,7 +346,7 @@ def test_maintainers_patterns(tmp_path):
     mfile = tmp_path / "MAINTAINERS"
     mfile.write_text(MAINTAINERS)
     sections = maintainers.parse_maintainers(mfile)
-    assert [s.title for s in sections] == ["BLOCKDEV DRIVER", "MEMORY MANAGEMENT", "CTXFS FILESYSTEM",
+    assert [s.title for s in sections] == ["BLOCKDEV DRIVER", "DRM DRIVERS", "MEMORY MANAGEMENT", "CTXFS FILESYSTEM",
                                            "SMALLFS FILESYSTEM", "PAGEFS FILESYSTEM", "TINYFS FILESYSTEM", "VFS",
                                            "THE REST"]
     by = {s.title: s for s in sections}

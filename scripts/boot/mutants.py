@@ -4,7 +4,8 @@ kernel_boot_check.sh's filesystem matrix.
 
 For each fs/X whose rewritten reads ran in a boot of the series (the
 "kboot-cover:" lines of its serial log), take the first such function (by
-name) whose rewritten read appears once among that file's added lines, and
+name, and a name no other file's function has) and its rewritten read's
+added line nearest the read's line in the tree, and
 hand its helper a mapping that is not the page's own: the page pointer
 itself, cast (`page_mapping_wp(page, (struct address_space *)(page))`). It is
 never NULL and never the page's mapping, so the context check must warn, while
@@ -55,15 +56,20 @@ def mutate(to: str) -> str | None:
     return f"{to[:m.end()]}{page.strip()}, (struct address_space *)({page.strip()}){to[end:]}"
 
 
-def added_lines(diff: list[str]) -> dict[str, list[int]]:
-    """file -> the indexes of its added lines in diff."""
-    out: dict[str, list[int]] = {}
-    current = None
-    for i, line in enumerate(diff):
-        if line.startswith("+++ "):
-            current = line[4:].strip().removeprefix("b/")
-        elif line.startswith("+") and current:
-            out.setdefault(current, []).append(i)
+def added_lines(diff: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """file -> (index in diff, line in the new file) of each added line."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    current, line = None, 0
+    for i, text in enumerate(diff):
+        if text.startswith("+++ "):
+            current = text[4:].strip().removeprefix("b/")
+        elif text.startswith("@@ ") and (m := re.match(r"@@ -\d+(?:,\d+)? \+(\d+)", text)):
+            line = int(m.group(1))
+        elif text.startswith("+") and current:
+            out.setdefault(current, []).append((i, line))
+            line += 1
+        elif text.startswith(" "):
+            line += 1
     return out
 
 
@@ -83,18 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutants: {exc}", file=sys.stderr)
         return 2
     added = added_lines(diff)
+    files_of: dict[str, set[str]] = {}  # (a static's name may be another file's function too)
+    for w in rewrites:
+        files_of.setdefault((w["function"] or "").split("::")[-1], set()).add(w["file"])
     done: set[str] = set()
     for w in sorted(rewrites, key=lambda w: (w["file"], (w["function"] or "").split("::")[-1], w["line"])):
         parts = w["file"].split("/")
         fs = "/".join(parts[:2]) if parts[0] == "fs" and len(parts) > 2 else ""
         name = (w["function"] or "").split("::")[-1]
-        if not fs or fs in done or name not in ran or not HELPER.search(w["to"]):
+        if not fs or fs in done or name not in ran or len(files_of[name]) > 1 or not HELPER.search(w["to"]):
             continue
         wrong = mutate(w["to"])
-        at = [i for i in added.get(w["file"], []) if w["to"] in diff[i]]
-        if wrong is None or len(at) != 1 or diff[at[0]].count(w["to"]) != 1:
+        # the added line with the rewrite nearest its line in the tree (the series shifts lines a little)
+        at = sorted((abs(line - w["line"]), i) for i, line in added.get(w["file"], []) if w["to"] in diff[i])
+        if wrong is None or not at or at[0][0] > 40 or diff[at[0][1]].count(w["to"]) != 1:
             continue
-        diff[at[0]] = diff[at[0]].replace(w["to"], wrong)
+        i = at[0][1]
+        diff[i] = diff[i].replace(w["to"], wrong)
         done.add(fs)
         print(f"{fs} {w['file']}:{w['line']} {name}: {wrong}")
     with open(args.out, "w") as fh:

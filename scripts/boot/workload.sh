@@ -109,6 +109,7 @@ read_side() {  # $1: the mounted directory: every file through read(2) and a map
 one() {  # the filesystem of $NAME $TYPE $DEVICE $MODE $FEATURES
     mnt=/mnt/$NAME
     mkdir -p "$mnt"
+    step "$NAME: mount"  # (what the kernel says while mounting is this filesystem's)
     mount_it "$mnt" || fail "mount"
     if [ "$MODE" = ro ]; then
         step "$NAME: read side"
