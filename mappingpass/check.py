@@ -1015,10 +1015,11 @@ class _Checker:
     def _never_path(self, path: _Path, reader: str) -> str:
         """"<tables>: <why>" when the path calls through a slot into an
         implementation every binding of which is in an ops table the rules say
-        only metadata inodes use (never_protected_ops): its pages are never
+        only metadata inodes use (never_protected_ops), or through a call under
+        a guard the rules name (never_protected_guard): its pages are never
         protected, whatever the caller passes. "" otherwise."""
-        if not path.hops:
-            return ""
+        if not path.hops:  # a page the function finds itself: under a guard at every call of it?
+            return self._every_call_guarded(path.top)
         for site in path.sites:
             if why := self._guarded_never(site):
                 return why
@@ -1027,6 +1028,13 @@ class _Checker:
             if self.g.nodes[hop.callee]["type"] == "slot" and (why := self.ctx.never_bindings(impl)):
                 return why
         return ""
+
+    def _every_call_guarded(self, fid: str) -> str:
+        """Why every call of fid hands it pages never protected: each one is
+        under a condition the rules name (btrfs's btree_csum_one_bio(), called
+        only under `!is_data_inode(inode)`); "" when one is not, or nothing calls it."""
+        whys = [self._guarded_never(site) for _, _, site, _ in self.ctx.callers(fid)]
+        return whys[0] if whys and all(whys) else ""
 
     def _outside_only(self, r: ReadRecord) -> list[str]:
         """The tops of every call path to r when none is kind-1 code, else []."""

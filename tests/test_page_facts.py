@@ -219,7 +219,7 @@ def test_a_page_of_unknown_origin_with_several_files_in_scope_asks_a_human(plan)
     _, p = plan
     # pagefs_move_kept(file, donor): a page kept aside; file->f_mapping or donor->i_mapping?
     kept = _kept(p, "fs/pagefs/file.c", 154)
-    assert kept["reason"] == "no-context" and "2 mappings in scope" in kept["evidence"]
+    assert kept["reason"] == "no-context" and "only an inode or file in scope" in kept["evidence"]
     assert {c.split(" ")[0] for c in kept["candidates"]} == {"file->f_mapping", "donor->i_mapping"}
     # ... but the mapping itself in scope (a folio allocated and added to it) is taken
     site = _site_at(p, "fs/pagefs/file.c", 171)

@@ -190,6 +190,8 @@ def test_unresolved_reasons(planned):
         ("no-context", "fs/pagefs/check.c::pagefs_node_check"),  # check: the btree inode's (test_check.py)
         ("no-callers", "pagefs_read_inline"),  # (an entry point: a read_folio nobody binds)
         ("no-callers", "pagefs_tally_any"),  # exported, nothing in the tree calls it
+        # a page nothing names beside an inode (no evidence): its only caller passes NULL
+        ("no-context", "fs/pagefs/check.c::pagefs_meta_validate"),
     }
     # a macro body calls one, a macro is handed the other: both keep their signature
     check = _by(plan, "unresolved", function="fs/tinyfs/xattr.c::tinyfs_xattr_check")[0]

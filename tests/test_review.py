@@ -290,8 +290,7 @@ def test_correct_conversion(repo):
     assert refuted == {("mm/truncate.c", "folio_invalidate"), ("fs/tinyfs/file.c", "tinyfs_invalidate_folio"),
                        ("fs/tinyfs/file.c", "tinyfs_walk_folios")}, refuted
     touched = [v for h in r.hunks for v in h.reads]
-    # (never-protected: fs/pagefs/check.c's page under `!is_data_inode()`, rewritten with the provider)
-    assert {v.verdict for v in touched} == {"resolvable", "mixed", "unproven", "unresolvable", "never-protected"}
+    assert {v.verdict for v in touched} == {"resolvable", "mixed", "unproven", "unresolvable"}
     assert sum(1 for v in touched if v.side == "base") == PLAN_OF_C0["rewrites"]  # every read the plan rewrites
     # exit codes follow --fail-on
     assert reviewmod.exit_code(r, "error") == 0

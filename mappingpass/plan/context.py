@@ -736,8 +736,10 @@ class Context:
             cands = [c for c in cands if 0 < c.rank <= len(self.providers)]
         listed = tuple(f"{c.expr} ({c.evidence})" for c in cands)
         weak = [c for c in cands if c.weak]
-        if origin.kind == "parameter":
-            cands = [c for c in cands if not c.weak]
+        # an inode beside a page parameter is weak evidence, and none at all beside
+        # a page from where the plan cannot follow (f2fs's dn.node_page is the node
+        # inode's page, not the inode in scope: the boot's context check caught it)
+        cands = [c for c in cands if not c.weak]
         if cands:
             best = [c for c in cands if c.rank == cands[0].rank]
             if len(best) == 1:
@@ -767,6 +769,9 @@ class Context:
             why = (f"; not taken from {', '.join(c.expr for c in weak)}: an inode or file beside a page "
                    "parameter is no evidence that the page is its") if weak else ""
             return Decision("pass-down", param=origin.param, evidence=origin.evidence + why, path=origin.path)
+        if weak:
+            return Decision("needs-human", evidence=f"{origin.evidence}; only an inode or file in scope, which "
+                            "says nothing of a page from where the plan cannot follow", candidates=listed)
         return Decision("needs-human", evidence=f"{origin.evidence}; no provider in scope", candidates=())
 
     def derived_from_page(self, fid: str, page: int, cand: Candidate, depth: int = 0) -> str:

@@ -7,7 +7,9 @@ FUNC+off/size" the first time each inlined copy runs (scripts/boot/
 context-check.sed). This joins those lines with the plan: per directory, the
 functions holding a read rewritten to page_mapping_wp()/folio_mapping_wp()
 (the calls the recorder sees), those built into this kernel (System.map) and
-those the workload ran; then the functions built but never reached, so a
+those the workload ran, and the same for the reads themselves (an inlined
+copy is one rewritten read: the distinct addresses in a function that ran,
+at most its reads); then the functions built but never reached, so a
 workload can be aimed at them.
 
     coverage.py --plan plan.json --log serial.log.txt --system-map System.map
@@ -26,7 +28,7 @@ import re
 import sys
 from collections import defaultdict
 
-COVER = re.compile(r"kboot-cover: ([A-Za-z_][\w.]*)\+0x")
+COVER = re.compile(r"kboot-cover: ([A-Za-z_][\w.]*)\+(0x[0-9a-f]+)")
 HELPERS = ("page_mapping_wp(", "folio_mapping_wp(")
 
 
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.plan) as fh:
             rewrites = json.load(fh)["rewrites"]
         with open(args.log, errors="replace") as fh:
-            ran = {m.group(1).split(".")[0] for m in COVER.finditer(fh.read())}
+            # each inlined copy of the helper (one per rewritten read) prints its own address once
+            copies = {(m.group(1).split(".")[0], m.group(2)) for m in COVER.finditer(fh.read())}
+        ran = {name for name, _ in copies}
         with open(args.system_map) as fh:
             built = {parts[2].split(".")[0] for line in fh if len(parts := line.split()) == 3
                      and parts[1] in "tT"}
@@ -54,24 +58,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coverage: {exc}", file=sys.stderr)
         return 2
     functions: dict[str, set[str]] = defaultdict(set)  # area -> function names
+    reads: dict[str, int] = defaultdict(int)  # function name -> its rewritten reads
     for w in rewrites:
         if w["to"].lstrip("!").startswith(HELPERS) and w["function"]:
-            functions[area(w["file"])].add(w["function"].split("::")[-1])
-    totals = [0, 0, 0]
+            name = w["function"].split("::")[-1]
+            functions[area(w["file"])].add(name)
+            reads[name] += 1
+    copies_of: dict[str, int] = defaultdict(int)
+    for name, _ in copies:
+        copies_of[name] += 1
+    totals = [0] * 6
     not_reached: list[str] = []
-    print("coverage   functions with a read rewritten to page_mapping_wp()/folio_mapping_wp(): "
-          "ran / built into this kernel (in System.map, or ran inlined) / in the plan")
+    print("coverage   rewritten to page_mapping_wp()/folio_mapping_wp(): functions, then reads (each "
+          "inlined copy of the helper that ran), ran / built into this kernel (in System.map, or ran "
+          "inlined) / in the plan")
     for where in sorted(functions):
         names = functions[where]
         here_ran = names & ran
         here_built = {n for n in names if n in built} | here_ran
-        totals = [totals[0] + len(here_ran), totals[1] + len(here_built), totals[2] + len(names)]
+        row = [len(here_ran), len(here_built), len(names),
+               sum(min(copies_of[n], reads[n]) for n in here_ran), sum(reads[n] for n in here_built),
+               sum(reads[n] for n in names)]
+        totals = [a + b for a, b in zip(totals, row, strict=True)]
         if here_built:
-            print(f"  {where:<14} {len(here_ran):>3} / {len(here_built):>3} / {len(names):>3}")
+            print(f"  {where:<14} {row[0]:>3} / {row[1]:>3} / {row[2]:>3}   "
+                  f"reads {row[3]:>3} / {row[4]:>3} / {row[5]:>3}")
         not_reached += [f"{where}:{n}" for n in sorted(here_built - here_ran)]
-    print(f"  {'total':<14} {totals[0]:>3} / {totals[1]:>3} / {totals[2]:>3}"
-          f"  ({len(functions) - sum(1 for w in functions if not ({n for n in functions[w] if n in built}))}"
-          f" of {len(functions)} directories built)")
+    built_dirs = len(functions) - sum(1 for w in functions if not ({n for n in functions[w] if n in built}))
+    print(f"  {'total':<14} {totals[0]:>3} / {totals[1]:>3} / {totals[2]:>3}   reads {totals[3]:>3} / "
+          f"{totals[4]:>3} / {totals[5]:>3}  ({built_dirs} of {len(functions)} directories built)")
     if not_reached:
         shown = ", ".join(not_reached[:40])
         print(f"  built, never reached: {shown}{', ...' if len(not_reached) > 40 else ''}")
