@@ -15,6 +15,11 @@ filesystem, file, line and function of every mutant.
 
     mutants.py --plan plan.json --diff series.diff --log serial-patched.log.txt \\
         --out mutants.diff > mutants.txt
+    mutants.py --caught mutants.txt --log serial-patched.log.txt   # after booting mutants.diff
+
+--caught says which mutants the boot of mutants.diff caught: a WARNING (the
+context check's) or an oops whose RIP is in the mutated function; exit 1 if
+any was not.
 """
 
 from __future__ import annotations
@@ -73,11 +78,38 @@ def added_lines(diff: list[str]) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
+def caught(mutants: str, log: str) -> int:
+    """Each mutant (a line of mutants.txt) caught by the boot whose log is given."""
+    with open(mutants) as fh:
+        planted = [line.split() for line in fh if line.strip()]
+    with open(log, errors="replace") as fh:
+        text = fh.read()
+    missed = 0
+    for fs, where, name, *_ in planted:
+        name = name.rstrip(":")
+        # (gcc's clones keep the name: ext2_commit_chunk.constprop.0)
+        hit = re.search(rf"^(WARNING: .* at \S+ |RIP: \S+:){re.escape(name)}(\.\w+)*\+0x", text, re.M)
+        missed += hit is None
+        print(f"{'caught' if hit else 'MISSED'}  {fs:<12} {name} ({where})")
+    print(f"caught {len(planted) - missed} of {len(planted)}")
+    return 1 if missed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for name in ("--plan", "--diff", "--log", "--out"):
-        ap.add_argument(name, required=True)
+    ap.add_argument("--caught", metavar="MUTANTS", help="say which mutants of MUTANTS the boot in --log caught")
+    for name in ("--plan", "--diff", "--out"):
+        ap.add_argument(name)
+    ap.add_argument("--log", required=True)
     args = ap.parse_args(argv)
+    if args.caught:
+        try:
+            return caught(args.caught, args.log)
+        except (OSError, ValueError) as exc:
+            print(f"mutants: {exc}", file=sys.stderr)
+            return 2
+    if not (args.plan and args.diff and args.out):
+        ap.error("--plan, --diff and --out are required (or --caught)")
     try:
         with open(args.plan) as fh:
             rewrites = json.load(fh)["rewrites"]
