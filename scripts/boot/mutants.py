@@ -29,7 +29,8 @@ import json
 import re
 import sys
 
-COVER = re.compile(r"kboot-cover: ([A-Za-z_][\w.]*)\+0x")
+from coverage import COVER, area  # (scripts/boot/coverage.py, beside this file)
+
 HELPER = re.compile(r"\b(page_mapping_wp|folio_mapping_wp)\(")
 
 
@@ -126,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         files_of.setdefault((w["function"] or "").split("::")[-1], set()).add(w["file"])
     done: set[str] = set()
     for w in sorted(rewrites, key=lambda w: (w["file"], (w["function"] or "").split("::")[-1], w["line"])):
-        parts = w["file"].split("/")
-        fs = "/".join(parts[:2]) if parts[0] == "fs" and len(parts) > 2 else ""
+        fs = area(w["file"]) if area(w["file"]).startswith("fs/") else ""  # (fs/*.c: generic)
         name = (w["function"] or "").split("::")[-1]
         if not fs or fs in done or name not in ran or len(files_of[name]) > 1 or not HELPER.search(w["to"]):
             continue
